@@ -1,0 +1,22 @@
+"""Make the emitted runtime importable as ``runtime`` for this repository's tests.
+
+The runtime lives in ``templates/project/package/runtime/`` and uses only relative
+imports, so the same files run here as the top-level package ``runtime`` and in every
+emitted project as ``<service>.runtime``.
+"""
+
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "templates" / "project" / "package"))
+
+
+@pytest.fixture
+def rt() -> ModuleType:
+    """The runtime package, as the shared pattern tests expect it."""
+    import runtime
+
+    return runtime

@@ -1,0 +1,141 @@
+"""The resolved blueprint: what the planner reads once the loader has checked a file.
+
+Everything here is explicit: every port knows its schema, every connection its
+effective buffer size and overflow policy, every ingress its timeout and payload cap,
+every schema its full list of fields (inherited ones first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import Problem
+
+ERROR_SCHEMA = "ErrorRecord"
+ERRORS_PORT = "errors"
+
+
+@dataclass(frozen=True)
+class TypeRef:
+    """A field type: a scalar, a list, a dict, or another schema; possibly optional."""
+
+    kind: str  # "scalar" | "list" | "schema"
+    name: (
+        str  # scalar name ("str", "uuid", "dict", ...) or schema name; "list" for lists
+    )
+    item: TypeRef | None = None
+    optional: bool = False
+
+    def schemas(self) -> tuple[str, ...]:
+        """The schema names this type refers to."""
+        if self.kind == "schema":
+            return (self.name,)
+        return self.item.schemas() if self.item is not None else ()
+
+    def __str__(self) -> str:
+        core = f"list[{self.item}]" if self.kind == "list" else self.name
+        return f"{core} | None" if self.optional else core
+
+
+@dataclass(frozen=True)
+class SchemaField:
+    """One field of a resolved schema."""
+
+    name: str
+    type: TypeRef
+    required: bool
+    default: Any
+    description: str | None
+    pii: bool
+    constraints: tuple[tuple[str, Any], ...]  # (name, value) in a fixed order
+    declared_in: str  # the schema that declared it (differs for inherited fields)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A message schema with all of its fields, inherited ones first."""
+
+    name: str
+    description: str | None
+    extends: str | None
+    fields: tuple[SchemaField, ...]
+    own_fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Port:
+    """A component's named input or output and the schema of what crosses it."""
+
+    component: str
+    name: str
+    schema: str
+    direction: str  # "in" | "out"
+
+    @property
+    def ref(self) -> str:
+        """``component.port``, as connections write it."""
+        return f"{self.component}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Component:
+    """A resolved component with its ports and effective settings."""
+
+    name: str
+    kind: str
+    description: str | None
+    inputs: tuple[Port, ...]
+    outputs: tuple[Port, ...]
+    method: str | None = None  # api_endpoint only
+    path: str | None = None  # api_endpoint only
+    timeout_ms: int | None = None  # api_endpoint only
+    max_payload_kb: int | None = None  # api_endpoint only
+    burst_limit: int | None = None  # every component: its checkpoint cadence
+
+    def output(self, name: str) -> Port | None:
+        """The output port called ``name``, if there is one."""
+        return next((port for port in self.outputs if port.name == name), None)
+
+    def input(self, name: str) -> Port | None:
+        """The input port called ``name``, if there is one."""
+        return next((port for port in self.inputs if port.name == name), None)
+
+    @property
+    def data_outputs(self) -> tuple[Port, ...]:
+        """Outputs other than the ``errors`` port."""
+        return tuple(port for port in self.outputs if port.name != ERRORS_PORT)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """An edge from an output port to an input port, with its effective settings."""
+
+    source: Port
+    target: Port
+    buffer_size: int
+    overflow: str
+    feedback: bool
+    description: str | None
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    """A checked, fully resolved blueprint."""
+
+    name: str
+    description: str | None
+    version: str
+    schemas: tuple[Schema, ...]  # in dependency order: a schema after all it refers to
+    components: tuple[Component, ...]  # in blueprint order
+    connections: tuple[Connection, ...]  # in blueprint order
+    pii_fields: tuple[str, ...]  # sorted, lower case
+    warnings: tuple[Problem, ...] = ()
+
+    def component(self, name: str) -> Component:
+        """The component called ``name``."""
+        return next(c for c in self.components if c.name == name)
+
+    def schema(self, name: str) -> Schema:
+        """The schema called ``name``."""
+        return next(s for s in self.schemas if s.name == name)

@@ -1,0 +1,264 @@
+"""The blueprint format as users write it (version 1), as frozen pydantic models.
+
+These models check the shape of a blueprint: keys, types, ranges and names. The rules
+that need the whole graph (ports, connections, schemas that refer to each other) live
+in ``graph.py``; ``resolve.py`` turns a checked blueprint into the fully resolved form
+the planner reads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from . import names
+
+Overflow = Literal["block", "drop_newest", "drop_oldest"]
+Kind = Literal[
+    "source", "api_endpoint", "transformer", "filter", "router", "merger", "sink"
+]
+KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
+
+DEFAULT_PII_FIELDS = (
+    "email", "password", "ssn", "phone", "token", "api_key", "secret", "credit_card",
+)  # fmt: skip
+
+
+def _name(check: Callable[[str], str | None]) -> AfterValidator:
+    def validate(value: str) -> str:
+        problem = check(value)
+        if problem is not None:
+            raise PydanticCustomError("portwright_name", problem)
+        return value
+
+    return AfterValidator(validate)
+
+
+ServiceName = Annotated[str, Field(strict=True), _name(names.service_name_problem)]
+ComponentName = Annotated[str, Field(strict=True), _name(names.component_name_problem)]
+PortName = Annotated[str, Field(strict=True), _name(names.port_name_problem)]
+FieldName = Annotated[str, Field(strict=True), _name(names.field_name_problem)]
+SchemaName = Annotated[str, Field(strict=True), _name(names.schema_name_problem)]
+# A port's schema may also be the built-in ErrorRecord.
+PortSchema = Annotated[
+    str, Field(strict=True, pattern=r"^[A-Z][A-Za-z0-9]*$", max_length=64)
+]
+Text = Annotated[str, Field(strict=True, max_length=10_000)]
+
+BufferSize = Annotated[int, Field(strict=True, gt=0, le=10_000_000)]
+TimeoutMs = Annotated[int, Field(strict=True, gt=0, le=3_600_000)]
+PayloadKb = Annotated[int, Field(strict=True, gt=0, le=1_048_576)]
+BurstLimit = Annotated[int, Field(strict=True, gt=0, le=1_000_000)]
+Number = Annotated[int, Field(strict=True)] | Annotated[float, Field(strict=True)]
+
+ROUTE = re.compile(r"^(POST|PUT|PATCH) (/[A-Za-z0-9._~-]+)+/?$")
+RESERVED_PATHS = frozenset(
+    {"/health", "/ready", "/metrics", "/docs", "/redoc", "/openapi.json"}
+)
+
+
+def _route(value: str) -> str:
+    if not ROUTE.match(value):
+        raise PydanticCustomError(
+            "portwright_route",
+            "route '{route}' is not 'METHOD /path' with METHOD one of POST, PUT, PATCH "
+            "and a path of letters, digits and ._~- (e.g. 'POST /orders')",
+            {"route": value},
+        )
+    if value.split(" ", 1)[1].rstrip("/") in RESERVED_PATHS:
+        raise PydanticCustomError(
+            "portwright_route",
+            "route '{route}' uses a path every service already serves; choose another",
+            {"route": value},
+        )
+    return value
+
+
+Route = Annotated[str, Field(strict=True), AfterValidator(_route)]
+
+
+class Spec(BaseModel):
+    """Base of every blueprint model: unknown keys are errors and values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Defaults(Spec):
+    """Service-wide defaults; components and connections may override them."""
+
+    buffer_size: BufferSize = 1024
+    overflow: Overflow = "block"
+    timeout_ms: TimeoutMs = 2000
+    max_payload_kb: PayloadKb = 64
+    burst_limit: BurstLimit = 256
+    pii_fields: Annotated[
+        tuple[Annotated[str, Field(strict=True, min_length=1, max_length=64)], ...],
+        Field(strict=False),  # YAML gives a list; the model keeps it as a tuple
+    ] = DEFAULT_PII_FIELDS
+
+
+class FieldSpec(Spec):
+    """One field of a schema; a bare string is shorthand for ``{type: ...}``."""
+
+    type: Annotated[str, Field(strict=True, min_length=1, max_length=200)]
+    description: Text | None = None
+    default: Any = None
+    pii: bool = False
+    gt: Number | None = None
+    ge: Number | None = None
+    lt: Number | None = None
+    le: Number | None = None
+    min_length: Annotated[int, Field(strict=True, ge=0)] | None = None
+    max_length: Annotated[int, Field(strict=True, ge=0)] | None = None
+    pattern: Annotated[str, Field(strict=True, max_length=1000)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
+
+    @property
+    def has_default(self) -> bool:
+        """Whether the blueprint gave a default (``default: null`` counts)."""
+        return "default" in self.model_fields_set
+
+
+class SchemaSpec(Spec):
+    """A message schema: its own fields, after those of the schema it extends."""
+
+    description: Text | None = None
+    extends: PortSchema | None = None
+    fields: dict[FieldName, FieldSpec] = Field(default_factory=dict)
+
+
+class ComponentSpec(Spec):
+    """What every component kind may say."""
+
+    description: Text | None = None
+    buffer_size: BufferSize | None = None
+    overflow: Overflow | None = None
+
+
+class _HasInputs(Spec):
+    input: PortSchema | None = None
+    inputs: dict[PortName, PortSchema] | None = None
+
+
+class _HasOutputs(Spec):
+    output: PortSchema | None = None
+    outputs: dict[PortName, PortSchema] | None = None
+
+
+class SourceSpec(ComponentSpec, _HasOutputs):
+    """Produces items from user code (an async generator)."""
+
+    kind: Literal["source"]
+
+
+class ApiEndpointSpec(ComponentSpec, _HasOutputs):
+    """HTTP ingress: validates a JSON body and offers it to its output port."""
+
+    kind: Literal["api_endpoint"]
+    route: Route
+    timeout_ms: TimeoutMs | None = None
+    max_payload_kb: PayloadKb | None = None
+
+
+class TransformerSpec(ComponentSpec, _HasInputs, _HasOutputs):
+    """One input, one output: user code returns the new item or None to drop it."""
+
+    kind: Literal["transformer"]
+
+
+class FilterSpec(ComponentSpec, _HasInputs, _HasOutputs):
+    """One input, one output: user code keeps an item or not."""
+
+    kind: Literal["filter"]
+
+
+class RouterSpec(ComponentSpec, _HasInputs, _HasOutputs):
+    """One input, named outputs: user code names the output port(s) of each item."""
+
+    kind: Literal["router"]
+
+
+class MergerSpec(ComponentSpec, _HasInputs, _HasOutputs):
+    """Named inputs, one output, fair fan-in."""
+
+    kind: Literal["merger"]
+    burst_limit: BurstLimit | None = None
+
+
+class SinkSpec(ComponentSpec, _HasInputs):
+    """Named inputs, drained concurrently by user code."""
+
+    kind: Literal["sink"]
+
+
+AnyComponent = Annotated[
+    SourceSpec
+    | ApiEndpointSpec
+    | TransformerSpec
+    | FilterSpec
+    | RouterSpec
+    | MergerSpec
+    | SinkSpec,
+    Field(discriminator="kind"),
+]
+COMPONENT_MODELS: dict[str, type[Spec]] = {
+    "source": SourceSpec,
+    "api_endpoint": ApiEndpointSpec,
+    "transformer": TransformerSpec,
+    "filter": FilterSpec,
+    "router": RouterSpec,
+    "merger": MergerSpec,
+    "sink": SinkSpec,
+}
+
+ENDPOINT = re.compile(r"^\s*([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\s*$")
+
+
+class ConnectionSpec(Spec):
+    """An edge from an output port to an input port; ``a.out -> b.in`` is shorthand."""
+
+    model_config = ConfigDict(populate_by_name=False)
+
+    from_: Annotated[str, Field(strict=True, max_length=200)] = Field(alias="from")
+    to: Annotated[str, Field(strict=True, max_length=200)]
+    buffer_size: BufferSize | None = None
+    overflow: Overflow | None = None
+    feedback: bool = False
+    description: Text | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = value.split("->")
+            if len(parts) != 2:
+                raise PydanticCustomError(
+                    "portwright_connection",
+                    "connection '{text}' is not 'component.port -> component.port'",
+                    {"text": value},
+                )
+            return {"from": parts[0].strip(), "to": parts[1].strip()}
+        return value
+
+
+class BlueprintSpec(Spec):
+    """A whole blueprint file, format version 1."""
+
+    portwright: Literal[1]
+    name: ServiceName
+    description: Text | None = None
+    version: Annotated[str, Field(strict=True, pattern=r"^[0-9A-Za-z.+!-]{1,40}$")] = (
+        "0.1.0"
+    )
+    defaults: Defaults = Field(default_factory=Defaults)
+    schemas: dict[SchemaName, SchemaSpec] = Field(default_factory=dict)
+    components: dict[ComponentName, AnyComponent]
+    connections: list[ConnectionSpec] = Field(default_factory=list)
