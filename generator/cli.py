@@ -10,7 +10,10 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .errors import BlueprintError, PortwrightError
+from .errors import BlueprintError, GenerationError, PortwrightError
+from .gate import Step, run_gate
+from .generation import generate as generate_project
+from .imports_guard import check_imports
 from .json_schema import blueprint_schema_text
 from .loader import load_blueprint
 
@@ -24,6 +27,7 @@ app = typer.Typer(
 
 EXIT_INVALID = 2
 EXIT_INTERNAL = 1
+EXIT_FAILED = 1  # a check that ran and found problems (gate, import guard)
 
 
 def _version(value: bool) -> None:
@@ -69,6 +73,71 @@ def validate(
 def schema() -> None:
     """Print the JSON Schema of the blueprint format (for editors and CI)."""
     typer.echo(blueprint_schema_text(), nl=False)
+
+
+def _print_step(step: Step) -> None:
+    mark = "ok  " if step.ok else "FAIL"
+    typer.echo(f"  {mark} {step.name:<13} {step.seconds:6.2f} s  {step.summary}")
+    if not step.ok and step.output:
+        for line in step.output.splitlines()[-40:]:
+            typer.echo(f"       {line}")
+
+
+@app.command()
+def generate(
+    blueprint: Annotated[Path, typer.Argument(help="The blueprint file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The project folder.")],
+    force: Annotated[
+        bool,
+        typer.Option(help="Write into a non-empty folder (user-owned files are kept)."),
+    ] = False,
+    gate: Annotated[
+        bool, typer.Option("--gate/--no-gate", help="Run the gate before writing.")
+    ] = True,
+) -> None:
+    """Generate the service project for BLUEPRINT into OUTPUT, gated."""
+    if gate:
+        typer.echo("gate:")
+    done = generate_project(
+        blueprint, output, force=force, gate=gate, on_step=_print_step
+    )
+    typer.echo(f"wrote {done.files} files to {done.dest}")
+    for path in done.kept_user_files:
+        typer.echo(f"  kept your {path}")
+    if done.gate is not None:
+        typer.echo(
+            f"gate passed: {done.gate.tests_run} tests in {done.gate.seconds:.1f} s"
+        )
+    else:
+        typer.echo("gate skipped (--no-gate)")
+
+
+@app.command(name="gate")
+def gate_command(
+    project: Annotated[Path, typer.Argument(help="A generated project folder.")],
+) -> None:
+    """Run ruff, black --check, the import guard and pytest in PROJECT."""
+    if not (project / "pyproject.toml").is_file():
+        raise GenerationError(
+            f"{project} has no pyproject.toml; is it a generated project?"
+        )
+    result = run_gate(project, _print_step)
+    typer.echo(f"gate {'passed' if result.ok else 'FAILED'} in {result.seconds:.1f} s")
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command(name="check-imports")
+def check_imports_command(
+    project: Annotated[Path, typer.Argument(help="A generated project folder.")],
+) -> None:
+    """Check every import of PROJECT; print path:line: message; exit 1 on any."""
+    violations = check_imports(project)
+    for violation in violations:
+        typer.echo(str(violation))
+    if violations:
+        raise typer.Exit(EXIT_FAILED)
+    typer.echo("all imports allowed")
 
 
 def main() -> None:

@@ -1,0 +1,102 @@
+"""The Jinja filters every template may use, registered in one place.
+
+Text from a blueprint reaches emitted files only through these: as a Python literal
+(``pyrepr``), JSON (``tojson``), or text made inert for a docstring, a comment, YAML or
+Markdown. None of them lets the text end its context (a triple quote, a newline in a
+comment, a backtick fence) or carry control characters.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+
+from .names import class_name
+
+
+def pyrepr(value: Any) -> str:
+    """A Python literal for a JSON-like value (str, int, float, bool, None, list, dict)."""
+    if isinstance(value, str):
+        return _string_literal(value)
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        inner = ", ".join(pyrepr(v) for v in value)
+        return f"[{inner}]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{pyrepr(str(k))}: {pyrepr(v)}" for k, v in value.items())
+        return "{" + inner + "}"
+    raise TypeError(f"cannot render {type(value).__name__} as a literal")
+
+
+def _string_literal(value: str) -> str:
+    # repr() escapes what is not printable; we also escape format and bidi controls that
+    # isprintable() lets through in some Python versions, so no literal can reorder code.
+    body = repr(value)
+    return "".join(
+        (
+            f"\\u{ord(ch):04x}"
+            if unicodedata.category(ch) in ("Cf", "Cc", "Zl", "Zp")
+            else ch
+        )
+        for ch in body
+    )
+
+
+def inert(value: Any) -> str:
+    """One line of plain text: no control, format or bidi characters, no newlines."""
+    text = str(value)
+    out = []
+    for ch in text:
+        category = unicodedata.category(ch)
+        if ch in "\n\r\t" or category in ("Zl", "Zp"):
+            out.append(" ")
+        elif category in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return " ".join("".join(out).split())
+
+
+def docstring(value: Any) -> str:
+    """Text safe inside a triple-quoted docstring (no quote run, no escape)."""
+    return inert(value).replace("\\", "\\\\").replace('"', "'")
+
+
+def comment(value: Any) -> str:
+    """Text safe after ``#`` on one line."""
+    return inert(value)
+
+
+def markdown(value: Any) -> str:
+    """Text safe in Markdown prose and tables: no HTML, no code fences, no cell breaks."""
+    text = inert(value)
+    for ch in "\\`*_[]<>|#{}":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def tojson(value: Any) -> str:
+    """Stable JSON (ASCII only, sorted keys)."""
+    return json.dumps(value, ensure_ascii=True, sort_keys=True)
+
+
+def env_name(value: str) -> str:
+    """``order_pipeline`` -> ``ORDER_PIPELINE``."""
+    return value.upper()
+
+
+FILTERS: dict[str, Callable[..., str]] = {
+    "pyrepr": pyrepr,
+    "inert": inert,
+    "docstring": docstring,
+    "comment": comment,
+    "markdown": markdown,
+    "tojson": tojson,
+    "class_name": class_name,
+    "env_name": env_name,
+}

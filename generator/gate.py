@@ -1,0 +1,147 @@
+"""The generation gate: lint, format check, import guard and the emitted tests.
+
+The gate runs in this interpreter: portwright's own install brings every dependency an
+emitted project has, so a fresh machine needs nothing beyond portwright's install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import GenerationError
+from .formatting import ruff_command
+from .imports_guard import check_imports
+
+# What the emitted tests import; all of them come with portwright's own install.
+NEEDED = (
+    "anyio",
+    "fastapi",
+    "uvicorn",
+    "prometheus_client",
+    "pydantic",
+    "httpx",
+    "pytest",
+    "structlog",
+)
+PYTEST_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Step:
+    """One gate step's outcome."""
+
+    name: str
+    ok: bool
+    seconds: float
+    output: str = ""
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Every step, in order; the gate passed when all did."""
+
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every step passed."""
+        return all(step.ok for step in self.steps)
+
+    @property
+    def seconds(self) -> float:
+        """Total time of all steps."""
+        return sum(step.seconds for step in self.steps)
+
+    @property
+    def tests_run(self) -> int:
+        """How many emitted tests passed (from pytest's summary)."""
+        for step in self.steps:
+            match = re.search(r"(\d+) passed", step.summary)
+            if step.name == "pytest" and match:
+                return int(match.group(1))
+        return 0
+
+
+def missing_dependencies() -> list[str]:
+    """Modules the emitted tests need that this interpreter cannot import."""
+    return [name for name in NEEDED if importlib.util.find_spec(name) is None]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # leave no __pycache__ in the emitted tree
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def _run(name: str, command: list[str], project: Path, timeout: float = 300) -> Step:
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(
+            command,
+            cwd=project,
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=timeout,
+            check=False,
+        )
+        output = (done.stdout + done.stderr).strip()
+        ok = done.returncode == 0
+    except subprocess.TimeoutExpired:
+        output, ok = f"timed out after {timeout:.0f} s", False
+    lines = [line for line in output.splitlines() if line.strip()]
+    return Step(
+        name, ok, time.perf_counter() - start, output, lines[-1] if lines else ""
+    )
+
+
+def _guard(project: Path) -> Step:
+    start = time.perf_counter()
+    violations = check_imports(project)
+    output = "\n".join(str(v) for v in violations)
+    summary = f"{len(violations)} violation(s)" if violations else "all imports allowed"
+    return Step(
+        "import guard", not violations, time.perf_counter() - start, output, summary
+    )
+
+
+def run_gate(
+    project: Path, on_step: Callable[[Step], None] | None = None
+) -> GateResult:
+    """Run every step in ``project`` (all run, even after a failure, to report them all)."""
+    missing = missing_dependencies()
+    if missing:
+        raise GenerationError(
+            "the gate runs the emitted tests in this interpreter, which cannot import "
+            f"{', '.join(missing)}; reinstall portwright with its dependencies"
+        )
+    steps: list[Step] = []
+    plan: list[Callable[[], Step]] = [
+        lambda: _run("ruff", ruff_command("check", "--no-cache", "."), project),
+        lambda: _run(
+            "black", [sys.executable, "-m", "black", "--check", "-q", "."], project
+        ),
+        lambda: _guard(project),
+        lambda: _run(
+            "pytest",
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+            project,
+            timeout=PYTEST_TIMEOUT_S,
+        ),
+    ]
+    for make in plan:
+        step = make()
+        steps.append(step)
+        if on_step is not None:
+            on_step(step)
+    return GateResult(tuple(steps))

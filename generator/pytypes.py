@@ -1,0 +1,94 @@
+"""How a blueprint schema becomes Python source: annotations, Field(...) and imports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .blueprint import Schema, SchemaField, TypeRef
+from .filters import pyrepr
+
+_SCALAR_CODE = {
+    "str": "str",
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "datetime": "datetime",
+    "date": "date",
+    "uuid": "UUID",
+    "dict": "dict[str, Any]",
+}
+_SCALAR_IMPORTS = {
+    "datetime": ("datetime", "datetime"),
+    "date": ("datetime", "date"),
+    "uuid": ("uuid", "UUID"),
+    "dict": ("typing", "Any"),
+}
+
+
+def annotation(ref: TypeRef) -> str:
+    """The Python annotation of a field type."""
+    if ref.kind == "list":
+        assert ref.item is not None
+        core = f"list[{annotation(ref.item)}]"
+    elif ref.kind == "schema":
+        core = ref.name
+    else:
+        core = _SCALAR_CODE[ref.name]
+    return f"{core} | None" if ref.optional else core
+
+
+def imports_for(ref: TypeRef) -> set[tuple[str, str]]:
+    """``(module, name)`` pairs an annotation needs."""
+    if ref.kind == "list":
+        assert ref.item is not None
+        return imports_for(ref.item)
+    found = _SCALAR_IMPORTS.get(ref.name) if ref.kind == "scalar" else None
+    return {found} if found else set()
+
+
+@dataclass(frozen=True)
+class FieldCode:
+    """One field line of an emitted model: ``name: annotation = value``."""
+
+    name: str
+    annotation: str
+    value: str | None  # the right-hand side, or None for a bare required field
+
+
+def field_code(field: SchemaField) -> FieldCode:
+    """The source of one field, constraints and description kept."""
+    args: list[str] = []
+    if not field.required:
+        args.append(f"default={pyrepr(field.default)}")
+    args.extend(f"{key}={pyrepr(value)}" for key, value in field.constraints)
+    if field.description:
+        args.append(f"description={pyrepr(field.description)}")
+    if field.pii:
+        args.append('json_schema_extra={"x-pii": True}')
+    value = f"Field({', '.join(args)})" if args else None
+    return FieldCode(field.name, annotation(field.type), value)
+
+
+def schema_imports(schemas: tuple[Schema, ...]) -> list[str]:
+    """The import lines ``schemas.py`` needs, sorted the way ruff's isort sorts them."""
+    needed: dict[str, set[str]] = {}
+    for schema in schemas:
+        for field in schema.fields:
+            if field.declared_in != schema.name:
+                continue
+            for module, name in imports_for(field.type):
+                needed.setdefault(module, set()).add(name)
+    return [
+        f"from {module} import {', '.join(sorted(names))}"
+        for module, names in sorted(needed.items())
+    ]
+
+
+def uses_field(schemas: tuple[Schema, ...]) -> bool:
+    """Whether any own field needs ``Field(...)``."""
+    return any(
+        field_code(f).value is not None
+        for s in schemas
+        for f in s.fields
+        if f.declared_in == s.name
+    )

@@ -1,0 +1,160 @@
+"""Write a rendered project: stage it, record a manifest, and move it into place.
+
+Nothing from a blueprint decides a path on its own: planned paths are built from
+validated identifiers, and every write is checked again here to stay inside the
+target folder and never follow a symlink out of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from . import __version__
+from .errors import GenerationError
+from .planner import MANIFEST, Owner
+
+
+def sha256(data: bytes) -> str:
+    """The hex digest the manifest records."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def safe_relative(path: str) -> PurePosixPath:
+    """``path`` as a relative POSIX path that cannot leave its root."""
+    pure = PurePosixPath(path)
+    if (
+        pure.is_absolute()
+        or not pure.parts
+        or any(part in ("..", ".", "") for part in pure.parts)
+    ):
+        raise GenerationError(f"refusing to write outside the project: {path!r}")
+    return pure
+
+
+def target_of(root: Path, path: str) -> Path:
+    """Where ``path`` lands under ``root``; refuses symlinks on the way."""
+    current = root
+    for part in safe_relative(path).parts:
+        current = current / part
+        if current.is_symlink():
+            raise GenerationError(f"refusing to write through the symlink {current}")
+    return current
+
+
+def write_files(root: Path, files: Mapping[str, str]) -> None:
+    """Write ``files`` (path -> text) under ``root``, LF line endings, UTF-8."""
+    for path, text in sorted(files.items()):
+        target = target_of(root, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(text.encode("utf-8"))
+
+
+def read_tree(root: Path, paths: list[str]) -> dict[str, bytes]:
+    """The bytes of ``paths`` under ``root``."""
+    return {path: target_of(root, path).read_bytes() for path in paths}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What portwright wrote: every path, who owns it, and its content hash."""
+
+    files: Mapping[str, tuple[Owner, str]]  # path -> (owner, sha256)
+    generator_version: str = __version__
+
+    def to_json(self) -> str:
+        """Stable JSON: sorted, no timestamps, so identical inputs give identical bytes."""
+        data: dict[str, Any] = {
+            "portwright": self.generator_version,
+            "files": {
+                path: {"owner": owner, "sha256": digest}
+                for path, (owner, digest) in sorted(self.files.items())
+            },
+        }
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def build(
+        cls, contents: Mapping[str, bytes], owners: Mapping[str, Owner]
+    ) -> Manifest:
+        """The manifest of ``contents``."""
+        return cls(
+            {path: (owners[path], sha256(data)) for path, data in contents.items()}
+        )
+
+    @classmethod
+    def read(cls, project: Path) -> Manifest | None:
+        """The manifest of a generated project, or None if ``project`` has none."""
+        path = project / MANIFEST
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            files = {
+                str(p): (entry["owner"], str(entry["sha256"]))
+                for p, entry in data["files"].items()
+            }
+            return cls(files, str(data.get("portwright", "")))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise GenerationError(f"{path}: the manifest is damaged ({exc})") from None
+
+
+def staging_dir(dest: Path) -> Path:
+    """A fresh folder beside ``dest`` (same filesystem, so the final move is a rename)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.portwright-", dir=dest.parent))
+
+
+def check_destination(dest: Path, force: bool) -> None:
+    """Refuse to write into a folder that holds something portwright did not write."""
+    if dest.is_symlink():
+        raise GenerationError(f"{dest} is a symlink; give the real folder")
+    if not dest.exists():
+        return
+    if not dest.is_dir():
+        raise GenerationError(f"{dest} exists and is not a folder")
+    if not any(dest.iterdir()) or force:
+        return
+    if Manifest.read(dest) is not None:
+        raise GenerationError(
+            f"{dest} holds a project portwright generated; run "
+            f"'portwright regenerate {dest}' to update it (or --force to write over it)"
+        )
+    raise GenerationError(
+        f"{dest} is not empty and portwright did not write it; choose an empty folder "
+        "or pass --force (user-owned files already there are kept)"
+    )
+
+
+def install(staging: Path, dest: Path, manifest: Manifest) -> list[str]:
+    """Move the staged project into ``dest``; returns the user files kept as they were.
+
+    An absent or empty ``dest`` is replaced by one rename. Otherwise (``--force``)
+    generator-owned files are written over and user-owned files are written only where
+    absent: user code is never overwritten.
+    """
+    if not dest.exists() or (dest.is_dir() and not any(dest.iterdir())):
+        if dest.exists():
+            dest.rmdir()
+        os.replace(staging, dest)
+        return []
+    kept = []
+    for path, (owner, _digest) in sorted(manifest.files.items()):
+        target = target_of(dest, path)
+        if owner == "user" and target.exists():
+            kept.append(path)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(target_of(staging, path), target)
+    manifest_target = target_of(dest, MANIFEST)
+    manifest_target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(target_of(staging, MANIFEST), manifest_target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return kept
