@@ -20,3 +20,13 @@ def rt() -> ModuleType:
     import runtime
 
     return runtime
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--update-golden`` rewrites generated_examples/ on purpose, never silently."""
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="refresh generated_examples/ from blueprints/ instead of comparing",
+    )

@@ -30,11 +30,8 @@ def sha256(data: bytes) -> str:
 def safe_relative(path: str) -> PurePosixPath:
     """``path`` as a relative POSIX path that cannot leave its root."""
     pure = PurePosixPath(path)
-    if (
-        pure.is_absolute()
-        or not pure.parts
-        or any(part in ("..", ".", "") for part in pure.parts)
-    ):
+    # judged on the raw text: PurePosixPath would quietly normalise 'a//b' and './a'
+    if pure.is_absolute() or any(part in ("..", ".", "") for part in path.split("/")):
         raise GenerationError(f"refusing to write outside the project: {path!r}")
     return pure
 
