@@ -12,7 +12,7 @@ HOSTILE = (
     "\u202eevil\u2066 bidi \u200b zero width \ufeff bom",
     "<script>alert(1)</script> | table | ```fence``` [link](javascript:x)",
     "\x00 nul \x07 bell \x1b[31m escape",
-    "ｉｍｐｏｒｔ ｏｓ confusables аdmin",
+    "\uff49\uff4d\uff50\uff4f\uff52\uff54 \uff4f\uff53 confusables \u0430dmin",
     "x" * 5000,
 )
 MARKERS = ("pw_pwned_docstring", "pw_pwned_single", "pw_pwned_shell", "pw_pwned_tick")
