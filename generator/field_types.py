@@ -37,7 +37,7 @@ def _parse(text: str, whole: str, depth: int) -> TypeRef:
         return TypeRef("list", "list", _parse(text[5:-1].strip(), whole, depth + 1))
     if text in SCALARS:
         return TypeRef("scalar", text)
-    if SCHEMA.match(text):
+    if SCHEMA.fullmatch(text):
         return TypeRef("schema", text)
     raise TypeSyntaxError(
         f"unknown type {whole!r}: use one of {', '.join(SCALARS)}, list[T], "

@@ -8,11 +8,15 @@ the resolved ``Blueprint``; every problem found is reported at once, each with i
 from __future__ import annotations
 
 import difflib
+import itertools
+import json
+import math
 import re
 from collections.abc import Iterable
 from typing import Annotated, Any
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import SchemaError
 
 from .blueprint import (
     ERROR_SCHEMA,
@@ -31,6 +35,8 @@ from .model import ENDPOINT, BlueprintSpec, ComponentSpec, ConnectionSpec, Schem
 from .yaml_source import Loc, SourceDoc
 
 CONSTRAINTS = ("gt", "ge", "lt", "le", "min_length", "max_length", "pattern")
+# Defaults are checked the way the emitted models check them: Python's re for patterns.
+_DEFAULT_CHECK = ConfigDict(regex_engine="python-re")
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
@@ -221,12 +227,24 @@ class _Resolver:
                     (*loc, key),
                     f"constraint '{key}' does not apply to type '{ref}' (it takes: {fits})",
                 )
-        lower = [constraints[k] for k in ("gt", "ge") if constraints.get(k) is not None]
-        upper = [constraints[k] for k in ("lt", "le") if constraints.get(k) is not None]
-        if lower and upper and max(lower) > min(upper):
-            self.error(
-                loc, f"no value satisfies both {lower[0]} and {upper[0]} as bounds"
-            )
+        bounds: dict[str, float] = {}
+        for key in ("gt", "ge", "lt", "le"):
+            value = constraints.get(key)
+            if isinstance(value, float) and not math.isfinite(value):
+                self.error((*loc, key), f"{key} must be a finite number, got {value}")
+            elif value is not None:
+                bounds[key] = value
+        for low_key, high_key in itertools.product(("gt", "ge"), ("lt", "le")):
+            low, high = bounds.get(low_key), bounds.get(high_key)
+            if low is None or high is None:
+                continue
+            strict = low_key == "gt" or high_key == "lt"
+            if low > high or (low == high and strict):
+                self.error(
+                    loc,
+                    f"no value satisfies both {low_key} {low} and {high_key} {high}",
+                )
+                break
         low, high = constraints.get("min_length"), constraints.get("max_length")
         if low is not None and high is not None and low > high:
             self.error(
@@ -259,19 +277,34 @@ class _Resolver:
             )
             return
         try:
-            adapter: TypeAdapter[Any] = TypeAdapter(
-                Annotated[python_type(ref), Field(**constraints)]
+            # The emitted model holds the default as a Python literal, so it must be
+            # of the field's type already (no coercion): checked strictly, as JSON.
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            self.error(
+                (*loc, "default"),
+                f"default {value!r} is not a plain value (a string, a finite number, "
+                "true/false, null, a list or a mapping)",
             )
-            adapter.validate_python(value)
+            return
+        allowed = allowed_constraints(ref)
+        usable = {
+            key: bound for key, bound in constraints.items() if key in allowed
+        }  # the others are reported by check_constraints
+        try:
+            adapter: TypeAdapter[Any] = TypeAdapter(
+                Annotated[python_type(ref), Field(**usable)],
+                config=_DEFAULT_CHECK,
+            )
+        except SchemaError:  # an invalid pattern, reported by check_constraints
+            return
+        try:
+            adapter.validate_json(text, strict=True)
         except ValidationError as exc:
             reason = exc.errors()[0]["msg"]
             self.error(
                 (*loc, "default"), f"default {value!r} is not a valid '{ref}': {reason}"
             )
-        except (
-            Exception
-        ):  # a constraint the type cannot take is reported by check_constraints
-            return
 
     # -- components ------------------------------------------------------------------
 
@@ -396,7 +429,8 @@ class _Resolver:
         ):
             self.error(
                 ("components", name),
-                f"a {kind} has exactly one output besides 'errors' ('output: Schema')",
+                f"{'an' if kind == 'api_endpoint' else 'a'} {kind} has exactly one output "
+                "besides 'errors' ('output: Schema')",
             )
         if kind == "api_endpoint" and any(p.name == ERRORS_PORT for p in outputs):
             self.error(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .model import BlueprintSpec
+from .model import ROUTE, BlueprintSpec
 from .names import FIELD, SCHEMA, SNAKE
 
 SCHEMA_ID = "https://portwright.dev/schema/blueprint-v1.json"
@@ -40,6 +40,9 @@ def blueprint_schema() -> dict[str, Any]:
             {"$ref": "#/$defs/ConnectionSpec"},
         ]
     }
+    # Names and routes are checked by validators the generated schema cannot see.
+    props["name"]["pattern"] = SNAKE.pattern
+    defs["ApiEndpointSpec"]["properties"]["route"]["pattern"] = ROUTE.pattern
     props["schemas"]["propertyNames"] = {"pattern": SCHEMA.pattern}
     props["components"]["propertyNames"] = {"pattern": SNAKE.pattern}
     for name in ("inputs", "outputs"):

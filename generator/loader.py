@@ -48,7 +48,7 @@ def load_document(doc: SourceDoc) -> Blueprint:
 
 def _problems(doc: SourceDoc, exc: ValidationError) -> list[Problem]:
     errors = [
-        (_strip_tags(doc.data, tuple(e["loc"])), e)
+        (_kind_loc(doc, _strip_tags(doc.data, tuple(e["loc"])), e), e)
         for e in exc.errors(include_url=False)
     ]
     problems = {
@@ -62,6 +62,13 @@ def _problems(doc: SourceDoc, exc: ValidationError) -> list[Problem]:
             if any(p.message.endswith(hint) for p in siblings):
                 del problems[loc]
     return list(problems.values())
+
+
+def _kind_loc(doc: SourceDoc, loc: Loc, error: ErrorDetails) -> Loc:
+    """An unknown kind is reported on the ``kind`` line, not the component's."""
+    if error["type"] == "union_tag_invalid" and (*loc, "kind") in doc.lines:
+        return (*loc, "kind")
+    return loc
 
 
 def _strip_tags(data: Any, loc: Loc) -> Loc:
@@ -78,6 +85,8 @@ def _strip_tags(data: Any, loc: Loc) -> Loc:
             node = node[part]
         elif len(out) == 2 and out[0] == "components" and part in KINDS:
             continue  # the discriminator's tag
+        elif out and out[-1] in _BOUND_KEYS.values() and part in ("int", "float"):
+            continue  # the tags of the int | float union a bound takes
         elif (
             len(out) >= 4
             and out[0] == "schemas"
@@ -117,6 +126,8 @@ def _keys(model: type[BaseModel]) -> list[str]:
 
 
 def _where(loc: Loc) -> str:
+    if len(loc) >= 4 and loc[0] == "schemas" and loc[2] == "fields":
+        return f" in field {f'{loc[1]}.{loc[3]}'!r}"
     if len(loc) >= 2 and loc[0] == "components":
         return f" in component {loc[1]!r}"
     if len(loc) >= 2 and loc[0] == "schemas":
@@ -137,8 +148,12 @@ def _message(doc: SourceDoc, loc: Loc, error: ErrorDetails) -> str:
     if kind == "missing":
         return f"missing required key {str(loc[-1])!r}{_where(loc[:-1])}"
     if kind == "union_tag_invalid":
-        tag = str(ctx.get("tag", value))
-        return f"unknown kind {tag!r}{did_you_mean(tag, KINDS)}; kinds are: {', '.join(KINDS)}"
+        raw = value.get("kind") if isinstance(value, dict) else None
+        if not isinstance(raw, str):
+            return (
+                f"expected a kind name, got {_show(raw)}; kinds are: {', '.join(KINDS)}"
+            )
+        return f"unknown kind {raw!r}{did_you_mean(raw, KINDS)}; kinds are: {', '.join(KINDS)}"
     if kind == "union_tag_not_found":
         return (
             f"missing required key 'kind'{_where(loc)}; kinds are: {', '.join(KINDS)}"

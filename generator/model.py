@@ -12,7 +12,14 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from . import names
@@ -62,18 +69,18 @@ RESERVED_PATHS = frozenset(
 
 
 def _route(value: str) -> str:
-    if not ROUTE.match(value):
+    if not ROUTE.fullmatch(value):
         raise PydanticCustomError(
             "portwright_route",
-            "route '{route}' is not 'METHOD /path' with METHOD one of POST, PUT, PATCH "
+            "route {route} is not 'METHOD /path' with METHOD one of POST, PUT, PATCH "
             "and a path of letters, digits and ._~- (e.g. 'POST /orders')",
-            {"route": value},
+            {"route": repr(value)},
         )
     if value.split(" ", 1)[1].rstrip("/") in RESERVED_PATHS:
         raise PydanticCustomError(
             "portwright_route",
-            "route '{route}' uses a path every service already serves; choose another",
-            {"route": value},
+            "route {route} uses a path every service already serves; choose another",
+            {"route": repr(value)},
         )
     return value
 
@@ -242,17 +249,27 @@ class ConnectionSpec(Spec):
             if len(parts) != 2:
                 raise PydanticCustomError(
                     "portwright_connection",
-                    "connection '{text}' is not 'component.port -> component.port'",
-                    {"text": value},
+                    "connection {text} is not 'component.port -> component.port'",
+                    {"text": repr(value)},
                 )
             return {"from": parts[0].strip(), "to": parts[1].strip()}
         return value
 
 
+def _exact_int(value: Any) -> Any:
+    # Literal[1] matches by equality, so YAML's 'true' and '1.0' would pass as version 1.
+    if type(value) is not int:
+        raise PydanticCustomError("literal_error", "format version must be 1")
+    return value
+
+
+FormatVersion = Annotated[Literal[1], BeforeValidator(_exact_int)]
+
+
 class BlueprintSpec(Spec):
     """A whole blueprint file, format version 1."""
 
-    portwright: Literal[1]
+    portwright: FormatVersion
     name: ServiceName
     description: Text | None = None
     version: Annotated[str, Field(strict=True, pattern=r"^[0-9A-Za-z.+!-]{1,40}$")] = (

@@ -40,7 +40,7 @@ RESERVED_SCHEMAS = frozenset(
 
 
 def _common(value: str, pattern: re.Pattern[str], what: str, shape: str) -> str | None:
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):  # not match: "$" also matches before a final "\n"
         return f"{what} {value!r} is not a valid name: use {shape}"
     if len(value) > MAX_NAME:
         return f"{what} {value!r} is longer than {MAX_NAME} characters"
@@ -71,7 +71,7 @@ def port_name_problem(value: str) -> str | None:
     Ports appear in emitted code only as string literals, so keywords are fine here:
     ``in`` is the very name the ``input:`` shorthand gives.
     """
-    if not SNAKE.match(value):
+    if not SNAKE.fullmatch(value):
         return f"port name {value!r} is not a valid name: use snake_case (^[a-z_][a-z0-9_]*$)"
     if len(value) > MAX_NAME:
         return f"port name {value!r} is longer than {MAX_NAME} characters"

@@ -23,7 +23,10 @@ MAX_DEPTH = 64
 Loc = tuple[str | int, ...]
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_SCALARS = yaml.constructor.SafeConstructor()
+# Plain data only: a tag such as !!python/object on a mapping is refused, not ignored.
+_COLLECTION_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "set", "omap", "pairs")
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ def format_loc(loc: Loc) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not part.isprintable() or any(char.isspace() for char in part):
+            out += f"[{part!r}]"  # a key with a newline must not break the line
         else:
             out += f".{part}" if out else str(part)
     return out
@@ -110,8 +115,8 @@ def parse_source(raw: bytes, name: str) -> SourceDoc:
     if size > MAX_EXPANDED_NODES:
         raise fail(
             1,
-            f"file expands to {size} YAML nodes (anchors and aliases); "
-            f"a blueprint may have at most {MAX_EXPANDED_NODES}",
+            f"file expands to more than {MAX_EXPANDED_NODES} YAML nodes through "
+            "anchors and aliases, the most a blueprint may have",
         )
     builder = _Builder(name)
     data = builder.build(root, (), 0)
@@ -152,12 +157,20 @@ class _Builder:
         self.name = name
         self.lines: dict[Loc, int] = {(): 1}
         self.problems: list[Problem] = []
+        # One constructor per file: a constructor keeps every node it has built, so a
+        # shared one would hold every file's nodes for the life of the process.
+        self.scalars = yaml.constructor.SafeConstructor()
 
     def build(self, node: yaml.Node, loc: Loc, depth: int) -> Any:
         if depth > MAX_DEPTH:
             line = node.start_mark.line + 1
             self.problems.append(
                 Problem(self.name, line, format_loc(loc), "nested too deeply")
+            )
+            return None
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _COLLECTION_TAGS:
+            self._invalid(
+                node, loc, f"could not determine a constructor for the tag {node.tag!r}"
             )
             return None
         if isinstance(node, yaml.MappingNode):
@@ -168,29 +181,43 @@ class _Builder:
                 self.lines.setdefault((*loc, index), item.start_mark.line + 1)
                 out.append(self.build(item, (*loc, index), depth + 1))
             return out
-        return self._scalar(node)
+        return self._scalar(node, loc)
+
+    def _invalid(self, node: yaml.Node, loc: Loc, reason: str) -> None:
+        line = node.start_mark.line + 1
+        self.problems.append(
+            Problem(self.name, line, format_loc(loc), f"invalid YAML: {reason}")
+        )
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc, depth: int) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
+        merges: list[yaml.Node] = []
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
             if key_node.tag == "tag:yaml.org,2002:merge":
-                merged = self.build(value_node, loc, depth + 1)
-                sources = merged if isinstance(merged, list) else [merged]
-                for source in sources:
-                    if isinstance(source, dict):
-                        for k, v in source.items():
-                            out.setdefault(k, v)
+                merges.append(value_node)
                 continue
-            key = (
-                self._scalar(key_node)
-                if isinstance(key_node, yaml.ScalarNode)
-                else None
-            )
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problems.append(
+                    Problem(
+                        self.name,
+                        line,
+                        format_loc(loc),
+                        "a key must be a plain string, not a list or a mapping",
+                    )
+                )
+                continue
+            reported = len(self.problems)
+            key = self._scalar(key_node, loc)
+            if len(self.problems) > reported:
+                continue
             if not isinstance(key, str):
                 self.problems.append(
                     Problem(
-                        self.name, line, format_loc(loc), f"key {key!r} is not a string"
+                        self.name,
+                        line,
+                        format_loc(loc),
+                        f"key {key!r} is not a string (quote it if you meant a name)",
                     )
                 )
                 continue
@@ -201,17 +228,35 @@ class _Builder:
                         self.name,
                         line,
                         format_loc((*loc, key)),
-                        f"duplicate key '{key}' (first defined on line {first})",
+                        f"duplicate key {key!r} (first defined on line {first})",
                     )
                 )
                 continue
-            self.lines[(*loc, key)] = line
+            self.lines.setdefault((*loc, key), line)
             out[key] = self.build(value_node, (*loc, key), depth + 1)
+        # '<<' merges last: the mapping's own keys win wherever the '<<' stands, and
+        # (with setdefault above) keep their own lines.
+        for value_node in merges:
+            merged = self.build(value_node, loc, depth + 1)
+            for source in merged if isinstance(merged, list) else [merged]:
+                if isinstance(source, dict):
+                    for k, v in source.items():
+                        out.setdefault(k, v)
         return out
 
-    @staticmethod
-    def _scalar(node: yaml.Node) -> Any:
+    def _scalar(self, node: yaml.Node, loc: Loc) -> Any:
         # Timestamps stay strings: a blueprint's dates are data for pydantic, not for YAML.
         if node.tag == "tag:yaml.org,2002:timestamp":
             return str(node.value)
-        return _SCALARS.construct_object(node)
+        try:
+            return self.scalars.construct_object(node)
+        except yaml.constructor.ConstructorError as exc:  # an unknown tag: !foo x
+            reason = exc.problem or f"cannot read {node.value!r}"
+        except (
+            ValueError,
+            TypeError,
+            LookupError,
+        ):  # a tag the text does not fit: !!int x
+            reason = f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}"
+        self._invalid(node, loc, reason)
+        return None
