@@ -1,0 +1,151 @@
+"""The FastAPI app of a service, and the process entry point that serves it.
+
+``create_app`` adds one route per ``ApiEndpoint``, plus ``GET /health`` (alive),
+``GET /ready`` (every component running, no buffer saturated) and ``GET /metrics``
+(Prometheus text). Its lifespan runs the service: started with the app, stopped
+and drained when the app shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
+from starlette.responses import JSONResponse, Response
+
+from .logs import configure_logging
+from .service import Service
+
+__all__ = ["create_app", "serve"]
+
+
+class Accepted(BaseModel):
+    """The answer to an accepted message."""
+
+    id: str
+
+
+class Problem(BaseModel):
+    """The answer to a refused message."""
+
+    detail: str
+
+
+class Invalid(BaseModel):
+    """The answer to a body that does not match the schema: one entry per error."""
+
+    detail: list[dict[str, Any]]
+
+
+def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
+    """The app serving ``service``'s ingress routes, health, readiness and metrics."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with service.running():
+            yield
+
+    app = FastAPI(title=service.name, version=version, lifespan=lifespan)
+    app.state.service = service
+    for endpoint in service.endpoints:
+        app.add_api_route(
+            endpoint.route,
+            endpoint.handle,
+            methods=[endpoint.method],
+            name=endpoint.name,
+            summary=f"Send a message to {endpoint.name}",
+            status_code=202,
+            response_model=Accepted,
+            responses={
+                413: {"model": Problem, "description": "Body too large"},
+                422: {"model": Invalid, "description": "Body does not match"},
+                503: {"model": Problem, "description": "Full or stopping; retry"},
+            },
+            openapi_extra=endpoint.openapi_extra(),
+        )
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "alive"}
+
+    @app.get("/ready", tags=["operations"])
+    async def ready() -> JSONResponse:
+        """Every component is running and no buffer is saturated (else 503)."""
+        reasons = service.readiness()
+        if reasons:
+            return JSONResponse(
+                {"status": "not ready", "reasons": reasons}, status_code=503
+            )
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics() -> Response:
+        """Every metric in the Prometheus text format."""
+        # async, so the scrape reads the counters on the loop that updates them
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        # The lean ingress routes take no pydantic body parameter, so FastAPI does
+        # not know their schemas: register them as components.
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, routes=app.routes
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for endpoint in service.endpoints:
+                components.update(endpoint.schema_components())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def serve(app: FastAPI, *, host: str | None = None, port: int | None = None) -> None:
+    """Serve ``app`` with uvicorn until SIGTERM/SIGINT, then drain and exit.
+
+    On the signal the service stops at once (ingress answers 503, sources stop)
+    while uvicorn finishes open requests; the app's shutdown then waits for the
+    drain (at most ``drain_timeout_s``).
+    """
+    service: Service = app.state.service
+    settings = service.settings
+    configure_logging(service.name, settings.log_level, service.masker)
+    config = uvicorn.Config(
+        app,
+        host=host or settings.host,
+        port=settings.port if port is None else port,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+    )
+    _DrainingServer(config, service).run()
+
+
+class _DrainingServer(uvicorn.Server):
+    """A uvicorn server that tells the service to stop as soon as a signal comes."""
+
+    def __init__(self, config: uvicorn.Config, service: Service) -> None:
+        super().__init__(config)
+        self._service = service
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: Any = None) -> None:
+        """Remember the loop, so that the signal handler can reach the service."""
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Stop the service (on its loop), then let uvicorn shut down."""
+        if self._loop is not None and sig in (signal.SIGINT, signal.SIGTERM):
+            self._loop.call_soon_threadsafe(self._service.stop)
+        super().handle_exit(sig, frame)

@@ -1,0 +1,401 @@
+"""The primitives users subclass: Source, Transformer, Filter, Router, Merger, Sink.
+
+User methods may be plain or ``async def``; which one is decided once, when the
+component is built. An exception in user code is counted, logged with personal
+data masked, and sent to the ``errors`` port when one is wired; the loop goes on.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from time import monotonic
+from typing import Any
+
+import anyio
+from anyio.lowlevel import checkpoint
+
+from .component import ERRORS_PORT, Component, MaybeAwaitable, RunContext, State
+from .envelope import Envelope, next_seq
+from .errors import UnknownRouteError, WiringError
+from .ports import InputPort, OutputPort
+
+__all__ = ["Filter", "Merger", "Router", "Sink", "Source", "Transformer"]
+
+_new_envelope = tuple.__new__
+
+_ONE_IN = {"in": Any}
+_ONE_OUT = {"out": Any}
+
+
+class Source(Component, ABC):
+    """Produces messages: implement ``generate()``, an (async) generator of items.
+
+    Yielded items go to the output ``out`` (or the only data output); use
+    ``await self.emit(port, item)`` to send to another output. On shutdown the
+    generator is cancelled and closed. If ``generate()`` raises, the error is
+    reported and ``generate()`` is started again after ``source_restart_s``.
+    """
+
+    kind = "source"
+    default_outputs = _ONE_OUT
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        outputs: Mapping[str, Any] | None = None,
+        burst_limit: int = 256,
+    ) -> None:
+        super().__init__(name, inputs={}, outputs=outputs, burst_limit=burst_limit)
+        data = self.data_outputs
+        self._out: OutputPort | None = data.get("out") or (
+            next(iter(data.values())) if len(data) == 1 else None
+        )
+        self._stop_scope: anyio.CancelScope | None = None
+        self._stop_requested = False
+
+    @abstractmethod
+    def generate(self) -> AsyncIterator[Any] | Iterator[Any]:
+        """Yield the items to send (``async def`` with ``yield``, or a generator)."""
+
+    async def emit(self, port: str, item: Any) -> None:
+        """Send ``item`` on the output ``port``, waiting if its buffer is full."""
+        output = self.outputs.get(port)
+        if output is None:
+            raise WiringError(f"source {self.name!r} has no output port {port!r}")
+        now = monotonic()
+        pending = output.emit((now, Envelope.start(item, now)))
+        if pending is not None:
+            await pending
+
+    def request_stop(self) -> None:
+        """Cancel ``generate()``; what it already sent still flows downstream."""
+        self._stop_requested = True
+        if self._stop_scope is not None:
+            self._stop_scope.cancel()
+
+    async def serve(self, context: RunContext) -> None:
+        """Run ``generate()`` until it ends or the service stops."""
+        restart_after = context.settings.source_restart_s
+        with anyio.CancelScope() as self._stop_scope:
+            while not self._stop_requested:
+                try:
+                    await self._produce()
+                    return
+                except Exception as exc:
+                    await self.fail(self._out or self._first_output(), None, exc)
+                if restart_after <= 0:
+                    self.state = State.FAILED
+                    return
+                self.log.warning("restarting generate() in %.1f s", restart_after)
+                await anyio.sleep(restart_after)
+
+    async def _produce(self) -> None:
+        if self._out is None:
+            raise WiringError(
+                f"source {self.name!r} has several outputs and none named 'out'; "
+                "use `await self.emit(port, item)` inside generate()"
+            )
+        emit = self._out.emit
+        burst_limit = self.burst_limit
+        produced = 0
+        generated = self.generate()
+        items = generated if isinstance(generated, AsyncIterator) else _async(generated)
+        try:
+            async for item in items:
+                now = monotonic()
+                # Envelope.start, inlined: this runs for every message.
+                envelope = _new_envelope(Envelope, (item, next_seq(), now, None, None))
+                pending = emit((now, envelope))
+                if pending is not None:
+                    await pending
+                produced += 1
+                if produced >= burst_limit:
+                    produced = 0
+                    await checkpoint()
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+
+    def _first_output(self) -> OutputPort:
+        return next(iter(self.outputs.values()))
+
+
+class Transformer(Component, ABC):
+    """One input, one output: ``transform(item)`` returns the new item or ``None``.
+
+    ``None`` drops the message (counted as dropped on the input port). The new item
+    travels as a new message: same correlation id, caused by the input message.
+    """
+
+    kind = "transformer"
+    default_inputs = _ONE_IN
+    default_outputs = _ONE_OUT
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        burst_limit: int = 256,
+    ) -> None:
+        super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
+        self._out = _single_output(self)
+        _require_inputs(self, exactly_one=True)
+        self.use(self.transform)
+        self._deliver = self._send_result
+
+    @abstractmethod
+    def transform(self, item: Any) -> MaybeAwaitable[Any]:
+        """Return the item to send on, or ``None`` to drop this one."""
+
+    def _send_result(
+        self, port: InputPort, envelope: Envelope, result: Any, now: float
+    ) -> Awaitable[None] | None:
+        if result is None:
+            port.dropped += 1
+            return None
+        # Envelope.derive, inlined: this runs for every message.
+        correlation = envelope.correlation
+        return self._out.emit(
+            (
+                now,
+                _new_envelope(
+                    Envelope,
+                    (
+                        result,
+                        next_seq(),
+                        now,
+                        envelope if correlation is None else correlation,
+                        envelope,
+                    ),
+                ),
+            )
+        )
+
+
+class Filter(Component, ABC):
+    """One input, one output: ``keep(item)`` says whether the message goes on.
+
+    A kept message is forwarded unchanged (same message id); a rejected one is
+    counted as dropped on the input port.
+    """
+
+    kind = "filter"
+    default_inputs = _ONE_IN
+    default_outputs = _ONE_OUT
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        burst_limit: int = 256,
+    ) -> None:
+        super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
+        self._out = _single_output(self)
+        _require_inputs(self, exactly_one=True)
+        self.use(self.keep)
+        self._deliver = self._forward_kept
+
+    @abstractmethod
+    def keep(self, item: Any) -> MaybeAwaitable[bool]:
+        """Return whether the item goes on."""
+
+    def _forward_kept(
+        self, port: InputPort, envelope: Envelope, result: Any, now: float
+    ) -> Awaitable[None] | None:
+        if result:
+            return self._out.emit((now, envelope))
+        port.dropped += 1
+        return None
+
+
+RouteResult = str | Iterable[str] | None
+
+
+class Router(Component, ABC):
+    """One input, named outputs: ``route(item)`` names the output port(s).
+
+    Return a port name, a list of names (the message goes to each), or ``None``
+    (dropped, counted). A name that is not an output port is an error: counted,
+    logged and reported like an exception; the known names still get the message.
+    """
+
+    kind = "router"
+    default_inputs = _ONE_IN
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        outputs: Mapping[str, Any],
+        inputs: Mapping[str, Any] | None = None,
+        burst_limit: int = 256,
+    ) -> None:
+        super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
+        _require_inputs(self, exactly_one=True)
+        self._routes = self.data_outputs
+        if not self._routes:
+            raise WiringError(f"router {name!r} needs at least one output port")
+        self.use(self.route)
+        self._deliver = self._send_routed
+
+    @abstractmethod
+    def route(self, item: Any) -> MaybeAwaitable[RouteResult]:
+        """Return the output port name(s) for the item, or ``None`` to drop it."""
+
+    def _send_routed(
+        self, port: InputPort, envelope: Envelope, result: Any, now: float
+    ) -> Awaitable[None] | None:
+        if result is None:
+            port.dropped += 1
+            return None
+        entry = (now, envelope)
+        if isinstance(result, str):
+            output = self._routes.get(result)
+            if output is not None:
+                return output.emit(entry)
+            return self.fail(port, envelope, self._unknown([result]))
+        try:
+            names = list(result)
+        except TypeError:
+            return self.fail(
+                port,
+                envelope,
+                TypeError(
+                    f"route() must return a port name, a list of names or None, "
+                    f"not {type(result).__name__}"
+                ),
+            )
+        waiting: list[Awaitable[None]] = []
+        unknown: list[str] = []
+        for name in names:
+            output = self._routes.get(name)
+            if output is None:
+                unknown.append(name)
+                continue
+            pending = output.emit(entry)
+            if pending is not None:
+                waiting.append(pending)
+        if unknown:
+            waiting.append(self.fail(port, envelope, self._unknown(unknown)))
+        return _await_each(waiting) if waiting else None
+
+    def _unknown(self, names: Sequence[object]) -> UnknownRouteError:
+        return UnknownRouteError(
+            f"router {self.name!r} has no output port "
+            + ", ".join(repr(name) for name in names)
+            + f"; its outputs are {', '.join(map(repr, self._routes))}"
+        )
+
+
+class Merger(Component):
+    """Named inputs, one output; no user code. Fair fan-in.
+
+    Every input is drained by its own task, which yields after at most
+    ``burst_limit`` messages, so no input waits behind more than ``burst_limit``
+    messages of another and a slow input is never starved. When the output is
+    full, waiting inputs are served in the order they started waiting.
+    """
+
+    kind = "merger"
+    default_outputs = _ONE_OUT
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        inputs: Mapping[str, Any],
+        outputs: Mapping[str, Any] | None = None,
+        burst_limit: int = 256,
+    ) -> None:
+        super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
+        self._out = _single_output(self)
+        _require_inputs(self, exactly_one=False)
+        self._deliver = self._forward
+
+    def _forward(
+        self, port: InputPort, envelope: Envelope, result: Any, now: float
+    ) -> Awaitable[None] | None:
+        return self._out.emit((now, envelope))
+
+
+class Sink(Component, ABC):
+    """Named inputs, no outputs (except ``errors``): ``consume(item)`` keeps it.
+
+    All inputs are drained concurrently, each by its own task.
+    """
+
+    kind = "sink"
+    default_inputs = _ONE_IN
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        burst_limit: int = 256,
+    ) -> None:
+        super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
+        _require_inputs(self, exactly_one=False)
+        if self.data_outputs:
+            raise WiringError(
+                f"sink {name!r} may only have an {ERRORS_PORT!r} output, "
+                f"not {', '.join(map(repr, self.data_outputs))}"
+            )
+        self.use(self.consume)
+
+    @abstractmethod
+    def consume(self, item: Any) -> MaybeAwaitable[None]:
+        """Do whatever the service does with a finished item."""
+
+
+def _single_output(component: Component) -> OutputPort:
+    data = component.data_outputs
+    if len(data) != 1:
+        raise WiringError(
+            f"{component.kind} {component.name!r} needs exactly one output port "
+            f"besides {ERRORS_PORT!r}, got {sorted(data) or 'none'}"
+        )
+    return next(iter(data.values()))
+
+
+def _require_inputs(component: Component, *, exactly_one: bool) -> None:
+    count = len(component.inputs)
+    if count == 0 or (exactly_one and count != 1):
+        wanted = "exactly one input port" if exactly_one else "at least one input port"
+        raise WiringError(
+            f"{component.kind} {component.name!r} needs {wanted}, "
+            f"got {sorted(component.inputs) or 'none'}"
+        )
+
+
+async def _await_each(awaitables: list[Awaitable[None]]) -> None:
+    for awaitable in awaitables:
+        await awaitable
+
+
+async def _async(items: Iterator[Any]) -> AsyncGenerator[Any, None]:
+    """A plain generator as an async one; closing it closes the generator."""
+    try:
+        for item in items:
+            yield item
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()

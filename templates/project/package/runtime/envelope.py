@@ -1,0 +1,110 @@
+"""The envelope every message travels in, and its UUID v7 message ids.
+
+User code only ever sees ``Envelope.item``. The envelope adds the tracing identity
+(message id, correlation id, causation id). The time a message was enqueued is not
+part of the envelope: streams carry ``(enqueued_at, envelope)`` pairs (an ``Entry``),
+so a component that forwards a message unchanged (filter, router, merger) passes the
+same envelope on and only stamps a new time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import uuid
+from typing import Any, NamedTuple
+
+__all__ = ["Entry", "Envelope", "next_seq", "uuid7"]
+
+# Ids are computed from a per-process random seed plus a process-wide sequence
+# number (RFC 9562 section 6.2, method 2: monotonic random). The seed keeps ids of
+# different processes apart; leaving its top bit clear leaves room to count up for
+# 2**73 messages without wrapping.
+_SEED = int.from_bytes(os.urandom(10), "big") >> 7
+_SEQUENCE = itertools.count()
+#: The next message sequence number (for code that builds envelopes inline).
+next_seq = _SEQUENCE.__next__
+# UUID v7 carries Unix milliseconds. Messages are timed with the monotonic clock, so
+# the wall time is derived from it once; ids then never go backwards with the clock.
+_WALL_OFFSET_MS = time.time() * 1000.0 - time.monotonic() * 1000.0
+_VERSION_7 = 0x7 << 76
+_VARIANT_RFC = 0b10 << 62
+_LOW_62 = (1 << 62) - 1
+_LOW_12 = (1 << 12) - 1
+_new_tuple = tuple.__new__
+
+
+def _uuid7_int(created: float, seq: int) -> int:
+    """The 128-bit UUID v7 for a message created at monotonic time ``created``."""
+    unix_ms = int(created * 1000.0 + _WALL_OFFSET_MS)
+    counter = _SEED + seq
+    return (
+        (unix_ms << 80)
+        | _VERSION_7
+        | (((counter >> 62) & _LOW_12) << 64)
+        | _VARIANT_RFC
+        | (counter & _LOW_62)
+    )
+
+
+def uuid7() -> uuid.UUID:
+    """A new RFC 9562 version 7 UUID (time-ordered within this process)."""
+    return uuid.UUID(int=_uuid7_int(time.monotonic(), next(_SEQUENCE)))
+
+
+class Envelope(NamedTuple):
+    """One message: the user's item plus its tracing identity.
+
+    The ids are computed when first read (``id``, ``correlation_id``,
+    ``causation_id``), because formatting a UUID costs more than moving the message
+    through a stage and most ids are never looked at. They are stable: the same
+    envelope always reports the same ids.
+    """
+
+    item: Any
+    #: process-wide sequence number; with ``created`` it determines the message id
+    seq: int
+    #: monotonic time at which the message was created
+    created: float
+    #: the message that started this conversation, or an external correlation id
+    #: (``None``: this message starts it)
+    correlation: Envelope | str | None
+    #: the message this one was made from (``None`` for a message from outside)
+    parent: Envelope | None
+
+    @classmethod
+    def start(
+        cls, item: Any, created: float, correlation_id: str | None = None
+    ) -> Envelope:
+        """A message entering the service (from a source, HTTP or a test)."""
+        return _new_tuple(cls, (item, next(_SEQUENCE), created, correlation_id, None))
+
+    def derive(self, item: Any, created: float) -> Envelope:
+        """A new message made from this one: same correlation, caused by this one."""
+        correlation = self.correlation if self.correlation is not None else self
+        return _new_tuple(Envelope, (item, next(_SEQUENCE), created, correlation, self))
+
+    @property
+    def id(self) -> str:
+        """This message's UUID v7, as a string."""
+        return str(uuid.UUID(int=_uuid7_int(self.created, self.seq)))
+
+    @property
+    def correlation_id(self) -> str:
+        """The id shared by every message of one conversation."""
+        correlation = self.correlation
+        if correlation is None:
+            return self.id
+        if isinstance(correlation, str):
+            return correlation
+        return correlation.correlation_id
+
+    @property
+    def causation_id(self) -> str | None:
+        """The id of the message this one was made from, if any."""
+        return None if self.parent is None else self.parent.id
+
+
+#: What a stream carries: the monotonic time the message was enqueued, and the message.
+Entry = tuple[float, Envelope]

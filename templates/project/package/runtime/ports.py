@@ -1,0 +1,291 @@
+"""Ports and the bounded connections between them.
+
+Every connection owns one anyio memory object stream, bounded by the connection's
+``buffer_size``, and applies the connection's overflow policy on the sending side:
+
+- ``block``: wait for room; the time spent waiting is added to the output port's
+  ``blocked_seconds``.
+- ``drop_newest``: never wait; a message that does not fit is dropped (counted).
+- ``drop_oldest``: never wait; the oldest message of *this* connection is dropped
+  (counted) to make room.
+
+Fan-out (one output, several connections) hands every connection the same message.
+Fan-in (several connections into one input) gives each connection its own stream,
+drained by its own task in the receiving component, so one lossy connection can never
+drop a message that arrived over a lossless one. When every sender of a stream is
+closed, the receiver's loop ends: that is how a pipeline drains and stops in order.
+
+Sending never awaits while there is room (``send_nowait``); only a full ``block``
+connection falls back to the awaiting ``send``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from time import monotonic
+from typing import Any, Literal, NoReturn, get_args
+
+import anyio
+from anyio import BrokenResourceError, WouldBlock
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .envelope import Entry
+from .errors import WiringError
+from .metrics import AGE_BUCKETS, LATENCY_BUCKETS, Histogram
+
+__all__ = ["Connection", "InputPort", "OutputPort", "Overflow"]
+
+Overflow = Literal["block", "drop_newest", "drop_oldest"]
+OVERFLOW_POLICIES: tuple[str, ...] = get_args(Overflow)
+
+
+class InputPort:
+    """A named input of a component: its schema, connections and metrics.
+
+    ``messages`` received equals ``age.count``; ``dropped`` counts messages user
+    code discarded (transformer ``None``, filter ``False``, router ``None``);
+    ``errors`` counts failures while handling a message from this port.
+    """
+
+    __slots__ = (
+        "age",
+        "component",
+        "connections",
+        "dropped",
+        "errors",
+        "latency",
+        "name",
+        "schema",
+    )
+
+    def __init__(self, component: str, name: str, schema: Any) -> None:
+        self.component = component
+        self.name = name
+        self.schema = schema
+        self.connections: list[Connection] = []
+        self.age = Histogram(AGE_BUCKETS)
+        self.latency = Histogram(LATENCY_BUCKETS)
+        self.dropped = 0
+        self.errors = 0
+
+    @property
+    def address(self) -> str:
+        """``component.port``."""
+        return f"{self.component}.{self.name}"
+
+    def depth(self) -> int:
+        """Messages waiting in this port's buffers (blocked senders not included)."""
+        return sum(connection.depth() for connection in self.connections)
+
+    def utilization(self) -> float:
+        """How full the fullest incoming buffer is, from 0.0 to 1.0."""
+        return max((c.utilization() for c in self.connections), default=0.0)
+
+
+class OutputPort:
+    """A named output of a component; ``emit`` hands a message to every connection.
+
+    ``sent`` counts messages emitted (once per message, whatever the fan-out);
+    ``dropped`` counts copies that an overflow policy dropped, or that had nowhere to
+    go because the port is not connected.
+    """
+
+    __slots__ = (
+        "_send_nowait",
+        "blocked_seconds",
+        "component",
+        "connections",
+        "dropped",
+        "emit",
+        "errors",
+        "name",
+        "schema",
+        "sent",
+    )
+
+    #: ``emit(entry)``: offer ``entry`` to every connection without waiting.
+    #: Returns ``None`` when every connection took the message (or, by policy,
+    #: dropped it), else an awaitable that finishes the delivery; the caller awaits
+    #: it only then, so the common path creates no coroutine.
+    emit: Callable[[Entry], Awaitable[None] | None]
+
+    def __init__(self, component: str, name: str, schema: Any) -> None:
+        self.component = component
+        self.name = name
+        self.schema = schema
+        self.connections: list[Connection] = []
+        self.sent = 0
+        self.dropped = 0
+        self.errors = 0
+        self.blocked_seconds = 0.0
+        self.emit = self._emit_each
+        self._send_nowait: Callable[[Entry], None] = _not_open
+
+    @property
+    def address(self) -> str:
+        """``component.port``."""
+        return f"{self.component}.{self.name}"
+
+    def prepare(self) -> None:
+        """Choose how ``emit`` works for the connections now open.
+
+        A port with one ``block`` connection, the common case, sends straight to
+        its stream: one call less for every message.
+        """
+        connections = self.connections
+        sender = connections[0].sender if len(connections) == 1 else None
+        if sender is not None and connections[0].overflow == "block":
+            self._send_nowait = sender.send_nowait
+            self.emit = self._emit_one
+        else:
+            self.emit = self._emit_each
+
+    def _emit_one(self, entry: Entry) -> Awaitable[None] | None:
+        self.sent += 1
+        try:
+            self._send_nowait(entry)
+        except WouldBlock:
+            return self.connections[0].send(entry)
+        except BrokenResourceError:
+            self.dropped += 1
+        return None
+
+    def _emit_each(self, entry: Entry) -> Awaitable[None] | None:
+        self.sent += 1
+        connections = self.connections
+        for index in range(len(connections)):
+            if not connections[index].offer(entry):
+                return self._emit_waiting(index, entry)
+        if not connections:
+            self.dropped += 1
+        return None
+
+    async def _emit_waiting(self, index: int, entry: Entry) -> None:
+        connections = self.connections
+        await connections[index].send(entry)
+        for connection in connections[index + 1 :]:
+            if not connection.offer(entry):
+                await connection.send(entry)
+
+    def close(self) -> None:
+        """Close every connection's sending side: downstream loops end once drained."""
+        for connection in self.connections:
+            connection.close_sender()
+
+
+class Connection:
+    """One bounded stream from an output port to an input port."""
+
+    def __init__(
+        self,
+        source: OutputPort,
+        target: InputPort,
+        *,
+        buffer_size: int,
+        overflow: Overflow,
+    ) -> None:
+        if buffer_size < 1:
+            raise WiringError(
+                f"connection {source.address} -> {target.address}: buffer_size "
+                f"must be at least 1, got {buffer_size!r}"
+            )
+        if overflow not in OVERFLOW_POLICIES:
+            raise WiringError(
+                f"connection {source.address} -> {target.address}: overflow "
+                f"{overflow!r} is not one of {', '.join(OVERFLOW_POLICIES)}"
+            )
+        self.source = source
+        self.target = target
+        self.buffer_size = buffer_size
+        self.overflow: Overflow = overflow
+        self.sender: MemoryObjectSendStream[Entry] | None = None
+        self.receiver: MemoryObjectReceiveStream[Entry] | None = None
+        #: ``offer(entry) -> bool``: deliver without waiting, per the overflow policy;
+        #: ``False`` only for a full ``block`` connection (then ``await send``).
+        self.offer: Callable[[Entry], bool] = _not_open
+        self._send_nowait: Callable[[Entry], None] = _not_open
+
+    def __repr__(self) -> str:
+        return (
+            f"Connection({self.source.address} -> {self.target.address}, "
+            f"buffer_size={self.buffer_size}, overflow={self.overflow!r})"
+        )
+
+    def open(self) -> None:
+        """Create the stream; called when the service starts."""
+        self.sender, self.receiver = anyio.create_memory_object_stream[Entry](
+            self.buffer_size
+        )
+        self._send_nowait = self.sender.send_nowait
+        self.offer = {
+            "block": self._offer_block,
+            "drop_newest": self._offer_drop_newest,
+            "drop_oldest": self._offer_drop_oldest,
+        }[self.overflow]
+        self.source.prepare()
+
+    async def send(self, entry: Entry) -> None:
+        """Deliver ``entry``, waiting for room; the wait counts as blocked time."""
+        assert self.sender is not None, "connection is not open"
+        started = monotonic()
+        try:
+            await self.sender.send(entry)
+        except BrokenResourceError:
+            self.source.dropped += 1
+        finally:
+            self.source.blocked_seconds += monotonic() - started
+
+    def depth(self) -> int:
+        """Messages in this connection's buffer."""
+        if self.receiver is None:
+            return 0
+        return self.receiver.statistics().current_buffer_used
+
+    def utilization(self) -> float:
+        """``depth / buffer_size``."""
+        return self.depth() / self.buffer_size
+
+    def close_sender(self) -> None:
+        """Close the sending side (idempotent)."""
+        if self.sender is not None:
+            self.sender.close()
+
+    def close(self) -> None:
+        """Close both sides (idempotent); used once the service has stopped."""
+        self.close_sender()
+        if self.receiver is not None:
+            self.receiver.close()
+
+    def _offer_block(self, entry: Entry) -> bool:
+        try:
+            self._send_nowait(entry)
+        except WouldBlock:
+            return False
+        except BrokenResourceError:
+            self.source.dropped += 1
+        return True
+
+    def _offer_drop_newest(self, entry: Entry) -> bool:
+        try:
+            self._send_nowait(entry)
+        except (WouldBlock, BrokenResourceError):
+            self.source.dropped += 1
+        return True
+
+    def _offer_drop_oldest(self, entry: Entry) -> bool:
+        try:
+            self._send_nowait(entry)
+        except WouldBlock:
+            # This connection is the stream's only sender and never waits, so the
+            # head of the buffer is its own oldest message.
+            assert self.receiver is not None
+            self.receiver.receive_nowait()
+            self.source.dropped += 1
+            self._send_nowait(entry)
+        except BrokenResourceError:
+            self.source.dropped += 1
+        return True
+
+
+def _not_open(entry: Entry) -> NoReturn:
+    raise RuntimeError("the connection is not open; is the service running?")

@@ -1,0 +1,391 @@
+"""A service: components, the connections between them, and their lifecycle.
+
+``Service.run()`` sets up every component, starts them together, and returns once
+every component has finished: by itself (finite sources), or after ``stop()``. A
+stop is graceful: ingress answers 503, sources stop, and everything already
+accepted flows through to the sinks; ``drain_timeout_s`` bounds it, and the
+returned ``DrainReport`` (also logged) says what was left.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from time import monotonic
+from typing import Any, TypeVar
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .component import Component, RunContext, State
+from .components import Source
+from .errors import ServiceError, SettingsError, StartupError, WiringError
+from .ingress import ApiEndpoint
+from .logs import MaskedLogger
+from .metrics import ServiceMetrics
+from .pii import Masker
+from .ports import Connection, InputPort, OutputPort, Overflow
+from .settings import ServiceSettings
+from .taps import Inlet, Tap
+
+__all__ = ["DrainReport", "Service", "ServiceState"]
+
+C = TypeVar("C", bound=Component)
+
+
+class ServiceState(StrEnum):
+    """Where a service is in its lifecycle."""
+
+    CREATED = "created"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    """How a service stopped."""
+
+    #: every accepted message reached the end of the pipeline
+    completed: bool
+    #: seconds from the stop request to the end (0.0 if nothing asked it to stop)
+    seconds: float
+    #: input port (``component.port``) -> messages still queued when the drain
+    #: timed out; empty when completed
+    left: dict[str, int] = field(default_factory=dict)
+
+
+class Service:
+    """A named set of components and connections, run as one unit.
+
+    ``pii_fields`` names the fields masked in every log line and error record
+    (matched case-insensitively, at any depth).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        pii_fields: frozenset[str] | set[str] | tuple[str, ...] = frozenset(),
+        settings: ServiceSettings | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings or ServiceSettings()
+        self.masker = Masker(pii_fields)
+        self.components: dict[str, Component] = {}
+        self.connections: list[Connection] = []
+        self.metrics = ServiceMetrics(lambda: self.components.values())
+        self.state = ServiceState.CREATED
+        #: how the last run ended; set when ``run()`` returns
+        self.drain_report: DrainReport | None = None
+        self.log = MaskedLogger(logging.getLogger(name), self.masker, {"service": name})
+        self._context: RunContext | None = None
+        self._stop_requested_at: float | None = None
+        self._left: dict[str, int] | None = None
+
+    def __repr__(self) -> str:
+        return f"Service({self.name!r}, state={self.state.value!r})"
+
+    # -- wiring ---------------------------------------------------------------
+
+    def add(self, component: C) -> C:
+        """Add a component; returns it, for the wiring module to keep."""
+        self._require_state(ServiceState.CREATED, "add components")
+        if component.name in self.components:
+            raise WiringError(
+                f"service {self.name!r} already has a component {component.name!r}"
+            )
+        routes = {(e.method, e.route) for e in self.endpoints}
+        if isinstance(component, ApiEndpoint) and (
+            (component.method, component.route) in routes
+        ):
+            raise WiringError(
+                f"api_endpoint {component.name!r}: {component.method} "
+                f"{component.route} is already served by another endpoint"
+            )
+        component.bind(self.name, self.masker)
+        self.components[component.name] = component
+        return component
+
+    def connect(
+        self,
+        source: str,
+        target: str,
+        *,
+        buffer_size: int = 1024,
+        overflow: Overflow = "block",
+    ) -> Connection:
+        """Connect the output ``"component.port"`` to the input ``"component.port"``.
+
+        ``buffer_size`` bounds the connection's stream (an env override for the
+        target port wins); ``overflow`` says what a full buffer does.
+        """
+        self._require_state(ServiceState.CREATED, "connect ports")
+        output = self._output(source)
+        port = self._input(target)
+        if not _compatible(output.schema, port.schema):
+            raise WiringError(
+                f"connection {source} -> {target}: {_name(output.schema)} is not "
+                f"{_name(port.schema)} (nor a subclass of it)"
+            )
+        size = self.settings.buffer_overrides.get(port.address, buffer_size)
+        connection = Connection(output, port, buffer_size=size, overflow=overflow)
+        output.connections.append(connection)
+        port.connections.append(connection)
+        self.connections.append(connection)
+        return connection
+
+    def inlet(
+        self,
+        target: str,
+        *,
+        buffer_size: int = 1024,
+        overflow: Overflow = "block",
+    ) -> Inlet:
+        """A way to push items into the input ``"component.port"`` (tests, adapters)."""
+        port = self._input(target)
+        inlet = self.add(Inlet(self._free_name("inlet", port), port.schema))
+        self.connect(
+            f"{inlet.name}.out", target, buffer_size=buffer_size, overflow=overflow
+        )
+        return inlet
+
+    def tap(
+        self,
+        source: str,
+        *,
+        buffer_size: int = 1024,
+        overflow: Overflow = "block",
+    ) -> Tap:
+        """A recorder of what the output ``"component.port"`` emits (tests)."""
+        output = self._output(source)
+        tap = self.add(Tap(self._free_name("tap", output), output.schema))
+        self.connect(
+            source, f"{tap.name}.in", buffer_size=buffer_size, overflow=overflow
+        )
+        return tap
+
+    @property
+    def endpoints(self) -> list[ApiEndpoint]:
+        """The HTTP ingress components, in the order they were added."""
+        return [c for c in self.components.values() if isinstance(c, ApiEndpoint)]
+
+    # -- running --------------------------------------------------------------
+
+    async def run(self) -> DrainReport:
+        """Run until every component has finished; raises ``StartupError``."""
+        failure = await self._run()
+        if failure is not None:
+            raise failure
+        assert self.drain_report is not None
+        return self.drain_report
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Service]:
+        """Run in the background for the body; stop and drain on the way out.
+
+        The drain's outcome is in ``self.drain_report`` afterwards.
+        """
+        body_error: Exception | None = None
+        async with anyio.create_task_group() as group:
+            failure = await group.start(self._run)
+            if failure is None:
+                try:
+                    yield self
+                except Exception as exc:
+                    # Re-raised after the drain, unwrapped (not in an ExceptionGroup).
+                    body_error = exc
+                finally:
+                    self.stop()
+        if failure is not None:
+            raise failure
+        if body_error is not None:
+            raise body_error
+
+    def stop(self) -> None:
+        """Ask for a graceful stop; returns at once. Idempotent.
+
+        Call it from the event loop's thread (signal handlers hop there first).
+        """
+        if self._stop_requested_at is not None:
+            return
+        self._stop_requested_at = monotonic()
+        if self.state is ServiceState.RUNNING:
+            self.state = ServiceState.STOPPING
+        if self._context is not None and self._context.go.is_set():
+            self._begin_stop(self._context)
+
+    def readiness(self) -> list[str]:
+        """Why the service is not ready; an empty list means ready."""
+        if self.state is not ServiceState.RUNNING:
+            return [f"service is {self.state.value}"]
+        reasons = [
+            f"component {c.name!r} is {c.state.value}"
+            for c in self.components.values()
+            if not c.is_running
+            and not (isinstance(c, Source) and c.state is State.STOPPED)
+        ]
+        limit = self.settings.ready_max_utilization
+        for port in self._inputs():
+            if port.connections and port.utilization() >= limit:
+                reasons.append(
+                    f"port {port.address} is saturated "
+                    f"({port.utilization():.0%} of its buffer used)"
+                )
+        return reasons
+
+    async def _run(
+        self,
+        *,
+        task_status: TaskStatus[StartupError | None] = anyio.TASK_STATUS_IGNORED,
+    ) -> StartupError | None:
+        self._require_state(ServiceState.CREATED, "run")
+        self._check_overrides()
+        self.state = ServiceState.STARTING
+        context = self._context = RunContext(self.settings)
+        for connection in self.connections:
+            connection.open()
+        failure: StartupError | None = None
+        try:
+            async with anyio.create_task_group() as watchers:
+                async with anyio.create_task_group() as group:
+                    for component in self.components.values():
+                        error = await group.start(component.lifecycle, context)
+                        if error is not None:
+                            failure = StartupError(
+                                f"component {component.name!r} failed in setup(): "
+                                f"{type(error).__name__}: {error}"
+                            )
+                            failure.__cause__ = error
+                            group.cancel_scope.cancel()
+                            break
+                    else:
+                        self.state = ServiceState.RUNNING
+                        context.go.set()
+                        if self._stop_requested_at is not None:
+                            self.state = ServiceState.STOPPING
+                            self._begin_stop(context)
+                        watchers.start_soon(
+                            self._watch_drain, context, group.cancel_scope
+                        )
+                        task_status.started(None)
+                watchers.cancel_scope.cancel()
+        finally:
+            for connection in self.connections:
+                connection.close()
+        if failure is not None:
+            self.state = ServiceState.FAILED
+            self.log.error("%s", failure)
+            task_status.started(failure)
+            return failure
+        self.state = ServiceState.STOPPED
+        self.drain_report = self._report()
+        return None
+
+    def _begin_stop(self, context: RunContext) -> None:
+        self.log.info("stopping: ingress closed, draining what was accepted")
+        for component in self.components.values():
+            component.request_stop()
+        context.stopping.set()
+
+    async def _watch_drain(
+        self, context: RunContext, components: anyio.CancelScope
+    ) -> None:
+        await context.stopping.wait()
+        await anyio.sleep(self.settings.drain_timeout_s)
+        self._left = {
+            port.address: depth for port in self._inputs() if (depth := port.depth())
+        }
+        components.cancel()
+
+    def _report(self) -> DrainReport:
+        started = self._stop_requested_at
+        seconds = 0.0 if started is None else monotonic() - started
+        if self._left is None:
+            self.log.info("stopped; drained in %.3f s", seconds)
+            return DrainReport(completed=True, seconds=seconds)
+        self.log.error(
+            "drain timed out after %.1f s; abandoned %s",
+            seconds,
+            self._left or "messages in flight",
+            extra={"left": self._left},
+        )
+        return DrainReport(completed=False, seconds=seconds, left=self._left)
+
+    # -- helpers --------------------------------------------------------------
+
+    def _require_state(self, state: ServiceState, action: str) -> None:
+        if self.state is not state:
+            raise ServiceError(
+                f"service {self.name!r} is {self.state.value}; cannot {action}"
+            )
+
+    def _output(self, address: str) -> OutputPort:
+        component, port = self._split(address)
+        outputs = self.components[component].outputs
+        if port not in outputs:
+            raise WiringError(
+                f"{address!r}: component {component!r} has no output port {port!r}; "
+                f"its outputs are {sorted(outputs) or 'none'}"
+            )
+        return outputs[port]
+
+    def _input(self, address: str) -> InputPort:
+        component, port = self._split(address)
+        inputs = self.components[component].inputs
+        if port not in inputs:
+            raise WiringError(
+                f"{address!r}: component {component!r} has no input port {port!r}; "
+                f"its inputs are {sorted(inputs) or 'none'}"
+            )
+        return inputs[port]
+
+    def _split(self, address: str) -> tuple[str, str]:
+        component, dot, port = address.partition(".")
+        if not dot or not port:
+            raise WiringError(f"{address!r} is not 'component.port'")
+        if component not in self.components:
+            raise WiringError(
+                f"{address!r}: service {self.name!r} has no component {component!r}"
+            )
+        return component, port
+
+    def _inputs(self) -> Iterator[InputPort]:
+        for component in self.components.values():
+            yield from component.inputs.values()
+
+    def _free_name(self, kind: str, port: InputPort | OutputPort) -> str:
+        base = f"{kind}_{port.component}_{port.name}"
+        name, number = base, 1
+        while name in self.components:
+            number += 1
+            name = f"{base}_{number}"
+        return name
+
+    def _check_overrides(self) -> None:
+        known = {port.address for port in self._inputs()}
+        unknown = sorted(set(self.settings.buffer_overrides) - known)
+        if unknown:
+            raise SettingsError(
+                f"buffer override for {', '.join(unknown)}: no such input port in "
+                f"service {self.name!r}"
+            )
+
+
+def _compatible(produced: Any, accepted: Any) -> bool:
+    if produced is Any or accepted in (Any, object) or produced is accepted:
+        return True
+    return (
+        isinstance(produced, type)
+        and isinstance(accepted, type)
+        and issubclass(produced, accepted)
+    )
+
+
+def _name(schema: Any) -> str:
+    return getattr(schema, "__name__", repr(schema))
