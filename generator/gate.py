@@ -134,7 +134,7 @@ def run_gate(
         lambda: _guard(project),
         lambda: _run(
             "pytest",
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
             project,
             timeout=PYTEST_TIMEOUT_S,
         ),

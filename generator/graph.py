@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import re
+import warnings
 from collections.abc import Iterable
 from typing import Annotated, Any
 
@@ -254,7 +255,9 @@ class _Resolver:
         pattern = constraints.get("pattern")
         if pattern is not None:
             try:
-                re.compile(pattern)
+                with warnings.catch_warnings():  # "possible set difference" and such
+                    warnings.simplefilter("ignore")
+                    re.compile(pattern)
             except re.error as exc:
                 self.error(
                     (*loc, "pattern"),
@@ -292,10 +295,12 @@ class _Resolver:
             key: bound for key, bound in constraints.items() if key in allowed
         }  # the others are reported by check_constraints
         try:
-            adapter: TypeAdapter[Any] = TypeAdapter(
-                Annotated[python_type(ref), Field(**usable)],
-                config=_DEFAULT_CHECK,
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                adapter: TypeAdapter[Any] = TypeAdapter(
+                    Annotated[python_type(ref), Field(**usable)],
+                    config=_DEFAULT_CHECK,
+                )
         except SchemaError:  # an invalid pattern, reported by check_constraints
             return
         try:

@@ -34,7 +34,8 @@ def load_blueprint(path: Path, display: str | None = None) -> Blueprint:
 
 def load_text(text: str, name: str = "<blueprint>") -> Blueprint:
     """Load a blueprint from a string (tests, and tools that hold the text already)."""
-    return load_document(parse_source(text.encode("utf-8"), name))
+    # surrogatepass: a lone surrogate becomes bytes that parse_source reports as not UTF-8
+    return load_document(parse_source(text.encode("utf-8", "surrogatepass"), name))
 
 
 def load_document(doc: SourceDoc) -> Blueprint:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from . import __version__
 from .blueprint import ERRORS_PORT, Blueprint, Component, Port
 from .examples import example_item
+from .filters import pyrepr
 from .names import class_name
 from .pytypes import field_code, schema_imports, uses_field
 from .schema_cases import schema_cases
@@ -34,6 +35,7 @@ EMITTED_DEPENDENCIES = (
     "fastapi>=0.111,<1",
     "prometheus-client>=0.20,<1",
     "pydantic>=2.7,<3",
+    "starlette>=0.37,<2",
     "structlog>=24.1",
     "uvicorn>=0.30,<1",
 )
@@ -143,10 +145,30 @@ def project_context(blueprint: Blueprint) -> dict[str, Any]:
         "endpoints": endpoints_context(blueprint),
         "entries": entries_context(blueprint),
         "schema_cases": schema_cases(blueprint),
-        "has_error_records": any(
-            p.schema == "ErrorRecord"
-            for c in blueprint.components
-            for p in (*c.inputs, *c.outputs)
+        **imports_context(blueprint),
+    }
+
+
+def imports_context(blueprint: Blueprint) -> dict[str, Any]:
+    """Which schemas and helpers the wiring and the base classes import."""
+    logic = [c for c in blueprint.components if c.kind in LOGIC_KINDS]
+    other = [c for c in blueprint.components if c.kind not in LOGIC_KINDS]
+
+    def schemas_of(components: list[Component]) -> list[str]:
+        return sorted({p.schema for c in components for p in (*c.inputs, *c.outputs)})
+
+    return {
+        "bases_schemas": schemas_of(logic),
+        "wiring_schemas": schemas_of(other),
+        "runtime_kinds_logic": sorted({BASE_CLASSES[c.kind] for c in logic}),
+        "runtime_kinds_wiring": sorted({BASE_CLASSES[c.kind] for c in other}),
+        "has_router": any(c.kind == "router" for c in logic),
+        "has_source": any(c.kind == "source" for c in logic),
+        "error_record_transform": any(
+            c.kind == "transformer"
+            and c.data_outputs[0].schema == "ErrorRecord"
+            and c.inputs[0].schema != "ErrorRecord"
+            for c in logic
         ),
     }
 
@@ -171,6 +193,11 @@ def _ports(ports: tuple[Port, ...]) -> list[dict[str, str]]:
     return [{"name": p.name, "schema": p.schema} for p in ports]
 
 
+def _ports_code(ports: tuple[Port, ...]) -> str:
+    """``{"in": Order}``: the port mapping a runtime component takes, as code."""
+    return "{" + ", ".join(f"{pyrepr(p.name)}: {p.schema}" for p in ports) + "}"
+
+
 def component_context(blueprint: Blueprint, component: Component) -> dict[str, Any]:
     """One component: its ports, settings and the defaults its user file starts with."""
     data_out = component.data_outputs
@@ -181,6 +208,8 @@ def component_context(blueprint: Blueprint, component: Component) -> dict[str, A
         "runtime_class": BASE_CLASSES[component.kind],
         "description": component.description,
         "user_owned": component.kind in LOGIC_KINDS,
+        "inputs_code": _ports_code(component.inputs),
+        "outputs_code": _ports_code(component.outputs),
         "inputs": _ports(component.inputs),
         "outputs": _ports(component.outputs),
         "data_outputs": [p.name for p in data_out],
@@ -207,7 +236,13 @@ def carried_fields(blueprint: Blueprint, component: Component) -> dict[str, Any]
     )
     target_name = component.data_outputs[0].schema
     if target_name == "ErrorRecord":
-        return {"identity": False, "carried": [], "filled": {}, "error_record": True}
+        identity = component.inputs[0].schema == "ErrorRecord"
+        return {
+            "identity": identity,
+            "carried": [],
+            "filled": {},
+            "error_record": not identity,
+        }
     target = blueprint.schema(target_name)
     source_types = {f.name: str(f.type) for f in source.fields} if source else {}
     carried = [f.name for f in target.fields if source_types.get(f.name) == str(f.type)]

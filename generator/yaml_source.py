@@ -102,8 +102,14 @@ def parse_source(raw: bytes, name: str) -> SourceDoc:
         line = mark.line + 1 if mark is not None else 1
         reason = exc.problem or exc.context or "invalid YAML"
         raise fail(line, f"invalid YAML: {reason}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        raise fail(
+            text[: exc.position].count("\n") + 1,
+            f"invalid YAML: character U+{exc.character:04X} is not allowed: {exc.reason}",
+        ) from None
     except yaml.YAMLError as exc:
-        raise fail(1, f"invalid YAML: {exc}") from None
+        reason = str(exc).splitlines()[0] if str(exc) else "cannot read the file"
+        raise fail(1, f"invalid YAML: {reason}") from None
     if not nodes or nodes[0] is None:
         raise fail(1, "file is empty; a blueprint starts with 'portwright: 1'")
     if len(nodes) > 1:

@@ -1,0 +1,182 @@
+"""``portwright generate`` end to end: real projects, their real gate, as a user runs it."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from generator import render
+from generator.errors import GenerationError
+from generator.generation import GateFailed, generate
+from generator.imports_guard import check_imports
+from generator.writer import Manifest
+from tests.hostile import HOSTILE, MARKER_DIR, MARKERS
+from tests.treediff import tree
+
+ROOT = Path(__file__).parent.parent
+EXAMPLES = sorted((ROOT / "blueprints").glob("*.yaml"))
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "generator", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("blueprint", EXAMPLES, ids=[b.stem for b in EXAMPLES])
+def test_each_example_generates_and_passes_its_gate(
+    blueprint: Path, tmp_path: Path
+) -> None:
+    dest = tmp_path / "out"
+    done = run_cli("generate", str(blueprint), "-o", str(dest))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for step in ("ruff", "black", "import guard", "pytest"):
+        assert f"ok   {step}" in done.stdout
+    assert "gate passed:" in done.stdout
+    package = dest / blueprint.stem
+    for name in ("schemas.py", "wiring.py", "app.py", "__main__.py", "settings.py"):
+        assert (package / name).is_file(), name
+    manifest = Manifest.read(dest)
+    assert manifest is not None
+    assert set(manifest.files) == set(tree(dest)) - {".portwright/manifest.json"}
+    owners = {path: owner for path, (owner, _) in manifest.files.items()}
+    user_files = sorted(p for p, o in owners.items() if o == "user")
+    assert user_files and all(
+        p.startswith(f"{blueprint.stem}/components/") for p in user_files
+    )
+    for path, owner in owners.items():
+        if owner == "generator" and path.endswith(".py"):
+            assert "portwright owns this file" in (dest / path).read_text(), path
+    # nothing but the tree itself: no caches left behind by the gate
+    assert not list(dest.rglob("__pycache__"))
+    assert not list(tmp_path.glob(".out.portwright-*")), "staging folder left behind"
+
+
+def test_emitted_tests_hold_the_required_cases(tmp_path: Path) -> None:
+    generate(EXAMPLES[0], tmp_path / "p", gate=False)
+    names = (tmp_path / "p" / "tests" / "test_patterns.py").read_text()
+    for case in (
+        "test_transformer_drop",
+        "test_ingress_timeout_503",
+        "test_message_age",
+        "test_sink_concurrent_draining",
+        "test_merger_fairness",
+    ):
+        assert f"def {case}(" in names
+
+
+def test_a_non_empty_folder_is_refused_and_left_alone(tmp_path: Path) -> None:
+    dest = tmp_path / "mine"
+    dest.mkdir()
+    (dest / "notes.md").write_text("my notes")
+    done = run_cli("generate", str(EXAMPLES[0]), "-o", str(dest), "--no-gate")
+    assert done.returncode == 2
+    assert "portwright did not write it" in done.stderr
+    assert [p.name for p in dest.iterdir()] == ["notes.md"]
+
+
+def test_generating_twice_points_to_regenerate_and_force_keeps_user_code(
+    tmp_path: Path,
+) -> None:
+    dest = tmp_path / "p"
+    generate(EXAMPLES[0], dest, gate=False)
+    user_file = next((dest / EXAMPLES[0].stem / "components").glob("[!_]*.py"))
+    user_file.write_text(user_file.read_text() + "\n# my change\n")
+    with pytest.raises(GenerationError, match="portwright regenerate"):
+        generate(EXAMPLES[0], dest, gate=False)
+    done = generate(EXAMPLES[0], dest, gate=False, force=True)
+    assert user_file.read_text().endswith("# my change\n")
+    assert user_file.relative_to(dest).as_posix() in done.kept_user_files
+
+
+def test_a_failing_gate_leaves_the_folder_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real gate failure: a copy of the templates whose emitted tests include one that fails.
+    templates = tmp_path / "templates"
+    shutil.copytree(render.templates_root(), templates)
+    (templates / "project" / "tests" / "test_broken.py").write_text(
+        "def test_broken() -> None:\n    assert 1 + 1 == 3\n"
+    )
+    monkeypatch.setattr(render, "templates_root", lambda: templates)
+    monkeypatch.setattr("generator.generation.templates_root", lambda: templates)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(GateFailed) as caught:
+        generate(EXAMPLES[0], dest)
+    assert not any(dest.iterdir())
+    failed = tmp_path / "out.portwright-failed"
+    assert str(failed) in str(caught.value)
+    assert (failed / "tests" / "test_broken.py").is_file()
+    assert [s.name for s in caught.value.result.steps if not s.ok] == ["pytest"]
+
+
+def hostile_blueprint() -> str:
+    def q(text: str) -> str:  # a YAML double-quoted scalar for any text
+        out = text.replace("\\", "\\\\").replace('"', '\\"')
+        out = "".join(
+            (
+                ch
+                if ch.isprintable()
+                else f"\\u{ord(ch):04x}" if ord(ch) > 0xFF else f"\\x{ord(ch):02x}"
+            )
+            for ch in out
+        )
+        return f'"{out}"'
+
+    texts = list(HOSTILE)
+    lines = [
+        "portwright: 1",
+        "name: hostile_svc",
+        f"description: {q(texts[0])}",
+        "defaults:",
+        f"  pii_fields: [{', '.join(q(t[:60]) for t in texts[1:4])}]",
+        "schemas:",
+        "  Msg:",
+        f"    description: {q(texts[1])}",
+        "    fields:",
+    ]
+    for index, text in enumerate(texts):
+        lines.append(
+            f"      f{index}: {{type: str, default: {q(text)}, description: {q(text)}}}"
+        )
+    lines += [
+        '      quoted: {type: str, pattern: "^[\\"\'\\\\\\\\a-z]*$", default: "a\'b"}',
+        "components:",
+        "  api:",
+        "    kind: api_endpoint",
+        "    route: POST /in",
+        "    output: Msg",
+        f"    description: {q(texts[2])}",
+        "  keep:",
+        "    kind: sink",
+        "    input: Msg",
+        f"    description: {q(texts[3])}",
+        "connections:",
+        f"  - {{from: api.out, to: keep.in, description: {q(texts[4])}}}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_hostile_text_generates_a_project_that_passes_its_gate_and_runs_none_of_it(
+    tmp_path: Path,
+) -> None:
+    for marker in MARKERS:
+        Path(MARKER_DIR, marker).unlink(missing_ok=True)
+    blueprint = tmp_path / "hostile.yaml"
+    blueprint.write_text(hostile_blueprint(), encoding="utf-8")
+    dest = tmp_path / "out"
+    done = run_cli("generate", str(blueprint), "-o", str(dest))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert check_imports(dest) == []
+    for marker in MARKERS:
+        assert not Path(MARKER_DIR, marker).exists(), f"a payload ran: {marker}"
+    schemas = (dest / "hostile_svc" / "schemas.py").read_text()
+    compile(schemas, "schemas.py", "exec")
+    assert "import os" not in schemas.split('"""')[-1].split("class Msg")[0]
