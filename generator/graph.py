@@ -306,7 +306,10 @@ class _Resolver:
         try:
             adapter.validate_json(text, strict=True)
         except ValidationError as exc:
-            reason = exc.errors()[0]["msg"]
+            error = exc.errors()[0]
+            reason = error["msg"]
+            if error["type"] == "string_pattern_mismatch":  # quote it: one line
+                reason = f"String should match pattern {usable['pattern']!r}"
             self.error(
                 (*loc, "default"), f"default {value!r} is not a valid '{ref}': {reason}"
             )
