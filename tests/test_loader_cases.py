@@ -239,6 +239,13 @@ CASES: list[tuple[str, dict[int, str], list[str]]] = [
             "10: schemas.Order.fields.amount.descripton: unknown key 'descripton' in field 'Order.amount' (did you mean 'description'?)"
         ],
     ),
+    (
+        "default against a pattern with a newline stays on one line",
+        {10: '      amount: {type: str, pattern: "^a\\nb$", default: ab}'},
+        [
+            "10: schemas.Order.fields.amount.default: default 'ab' is not a valid 'str': String should match pattern '^a\\nb$'"
+        ],
+    ),
     # -- components and ports --------------------------------------------------------
     (
         "component name shadows a builtin",
