@@ -28,6 +28,7 @@ _RECORD_ATTRIBUTES = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__
 ) | {"message", "asctime", "masker", "taskName"}
 _NO_MASKING = Masker()
+_TRACEBACKS = logging.Formatter()
 
 
 class MaskedLogger(logging.LoggerAdapter[logging.Logger]):
@@ -35,6 +36,9 @@ class MaskedLogger(logging.LoggerAdapter[logging.Logger]):
 
     Use it like a stdlib logger. Structured fields go in ``extra``:
     ``self.log.info("scored order", extra={"order": order, "risk": risk})``.
+    The message, the extra fields and the exception text are masked before the
+    record exists, so every handler (JSON, pytest's, a third party's) sees them
+    masked.
     """
 
     def __init__(
@@ -54,17 +58,46 @@ class MaskedLogger(logging.LoggerAdapter[logging.Logger]):
         kwargs["extra"] = {**(self.extra or {}), **extra, "masker": self.masker}
         return msg, kwargs
 
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        """Format the message now, mask it, then log it without arguments."""
+    def log(
+        self,
+        level: int,
+        msg: object,
+        *args: object,
+        exc_info: Any = None,
+        stack_info: bool = False,
+        stacklevel: int = 1,
+        extra: Mapping[str, object] | None = None,
+        **kwargs: object,
+    ) -> None:
+        """Mask the formatted message, the extra fields and the exception; log."""
         if not self.isEnabledFor(level):
             return
         try:
             text = str(msg) % args if args else str(msg)
         except (TypeError, ValueError):
             text = f"{msg} {args!r}"
-        masked, options = self.process(self.masker.mask_text(text), kwargs)
-        options["stacklevel"] = options.get("stacklevel", 1) + 1
-        self.logger.log(level, masked, **options)
+        _, options = self.process(None, {"extra": extra})
+        logger = self.logger
+        # +1: skip this method, so the record names the caller's file and line.
+        filename, line, function, stack = logger.findCaller(stack_info, stacklevel + 1)
+        record = logger.makeRecord(
+            logger.name,
+            level,
+            filename,
+            line,
+            self.masker.mask_text(text),
+            (),
+            _exc_info(exc_info),
+            function,
+            options["extra"],
+            stack,
+        )
+        if record.exc_info:
+            # Formatters reuse exc_text when it is set: make it the masked one.
+            record.exc_text = self.masker.mask_text(
+                _TRACEBACKS.formatException(record.exc_info)
+            )
+        logger.handle(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -90,8 +123,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _RECORD_ATTRIBUTES and key not in line:
                 line[key] = masker.mask(value)
-        if record.exc_info:
-            line["error"] = masker.mask_text(self.formatException(record.exc_info))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = masker.mask_text(self.formatException(record.exc_info))
+        if record.exc_text:
+            line["error"] = masker.mask_text(record.exc_text)
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
@@ -112,3 +147,12 @@ def configure_logging(
     logger.setLevel(level.upper())
     logger.propagate = False
     return handler
+
+
+def _exc_info(value: Any) -> Any:
+    """``exc_info`` as logging's own ``Logger._log`` normalises it."""
+    if isinstance(value, BaseException):
+        return (type(value), value, value.__traceback__)
+    if value and not isinstance(value, tuple):
+        return sys.exc_info()
+    return value or None

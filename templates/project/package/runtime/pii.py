@@ -71,7 +71,11 @@ class Masker:
         masked = self.mask(item)
         if isinstance(masked, dict):
             return masked
-        return {"value": masked if _is_json_scalar(masked) else repr(masked)}
+        if isinstance(masked, str):
+            return {"value": self.mask_text(masked)}
+        if _is_json_scalar(masked):
+            return {"value": masked}
+        return {"value": self.mask_text(repr(masked))}
 
     def _replace(self, match: re.Match[str]) -> str:
         value = match["value"]

@@ -1,0 +1,1 @@
+"""Tests of the service runtime (templates/project/package/runtime)."""

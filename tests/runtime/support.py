@@ -1,0 +1,55 @@
+"""Small components and helpers the runtime tests share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import runtime
+
+
+class Recorder(runtime.Sink):
+    """Keeps every item it consumes, in order."""
+
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.items: list[Any] = []
+
+    def consume(self, item: Any) -> None:
+        self.items.append(item)
+
+
+class Gate(runtime.Sink):
+    """Holds its first item until ``release`` is set; then keeps everything."""
+
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.items: list[Any] = []
+
+    async def setup(self) -> None:
+        self.holding = anyio.Event()
+        self.release = anyio.Event()
+
+    async def consume(self, item: Any) -> None:
+        if not self.holding.is_set():
+            self.holding.set()
+            await self.release.wait()
+        self.items.append(item)
+
+
+class Numbers(runtime.Source):
+    """Yields 0..count-1."""
+
+    def __init__(self, name: str, count: int, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.count = count
+
+    async def generate(self) -> Any:
+        for number in range(self.count):
+            yield number
+
+
+async def wait(event: anyio.Event, seconds: float = 5.0) -> None:
+    """Wait for ``event``, failing the test instead of hanging."""
+    with anyio.fail_after(seconds):
+        await event.wait()

@@ -1,0 +1,74 @@
+"""Message ids (UUID v7), correlation and causation across hops."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+import runtime
+
+pytestmark = pytest.mark.anyio
+
+
+def test_uuid7_has_the_version_the_variant_and_the_time() -> None:
+    before = int(time.time() * 1000)
+    ids = [runtime.uuid7() for _ in range(1000)]
+    after = int(time.time() * 1000)
+
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert all(before - 5 <= i.int >> 80 <= after + 5 for i in ids)
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_an_envelope_keeps_its_ids_and_passes_on_the_correlation() -> None:
+    root = runtime.Envelope.start("order", time.monotonic())
+    child = root.derive("scored", time.monotonic())
+    grandchild = child.derive("stored", time.monotonic())
+
+    assert root.id == root.id  # stable, though computed on demand
+    assert uuid.UUID(root.id).version == 7
+    assert len({root.id, child.id, grandchild.id}) == 3
+    assert (
+        root.correlation_id
+        == child.correlation_id
+        == grandchild.correlation_id
+        == root.id
+    )
+    assert (root.causation_id, child.causation_id, grandchild.causation_id) == (
+        None,
+        root.id,
+        child.id,
+    )
+    external = runtime.Envelope.start("order", time.monotonic(), "req-1")
+    assert external.derive("x", time.monotonic()).correlation_id == "req-1"
+
+
+async def test_tracing_survives_every_hop() -> None:
+    class Score(runtime.Transformer):
+        def transform(self, item: int) -> int:
+            return item * 10
+
+    class Everywhere(runtime.Router):
+        def route(self, item: int) -> list[str]:
+            return ["a", "b"]
+
+    service = runtime.Service("trace")
+    service.add(Score("score"))
+    service.add(Everywhere("split", outputs={"a": Any, "b": Any}))
+    service.add(runtime.Merger("merge", inputs={"a": Any, "b": Any}))
+    service.connect("score.out", "split.in")
+    service.connect("split.a", "merge.a")
+    service.connect("split.b", "merge.b")
+    inlet = service.inlet("score.in")
+    tap = service.tap("merge.out")
+    async with service.running():
+        sent = await inlet.send(4, correlation_id="checkout-1")
+
+    first, second = tap.envelopes
+    assert first.item == second.item == 40
+    # the router and merger forward the transformer's message unchanged
+    assert first.id == second.id
+    assert first.causation_id == sent.id
+    assert first.correlation_id == "checkout-1"

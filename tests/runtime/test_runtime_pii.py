@@ -1,0 +1,172 @@
+"""Personal data is masked at any depth, in text, in log lines and error records."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import runtime
+from pydantic import BaseModel
+
+pytestmark = pytest.mark.anyio
+
+MASKER = runtime.Masker({"email", "SSN", "customer_email"})
+
+
+class Contact(BaseModel):
+    email: str
+    name: str
+
+
+class Customer(BaseModel):
+    contacts: list[Contact]
+    ssn: str
+
+
+@dataclass
+class Card:
+    ssn: str
+    holder: str
+
+
+def test_values_are_masked_at_any_depth() -> None:
+    value = {
+        "Email": "top@example.com",
+        "orders": [{"customer_email": "c@example.com", "total": 3}],
+        "customer": Customer(
+            contacts=[Contact(email="m@example.com", name="M")], ssn="1"
+        ),
+        "cards": (Card(ssn="2", holder="H"),),
+        "nested": {"deeper": [{"EMAIL": "d@example.com"}]},
+    }
+
+    assert MASKER.mask(value) == {
+        "Email": "***",
+        "orders": [{"customer_email": "***", "total": 3}],
+        "customer": {"contacts": [{"email": "***", "name": "M"}], "ssn": "***"},
+        "cards": [{"ssn": "***", "holder": "H"}],
+        "nested": {"deeper": [{"EMAIL": "***"}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("email=a@b.c next", "email=*** next"),
+        ('{"email": "a@b.c", "x": 1}', '{"email": "***", "x": 1}'),
+        ("{'Email': 'a@b.c'}", "{'Email': '***'}"),
+        (
+            "Customer(customer_email='a@b.c', ssn=123)",
+            "Customer(customer_email='***', ssn=***)",
+        ),
+        ("ssn: 123-45, email: a@b.c", "ssn: ***, email: ***"),
+        ("?email=a%40b.c&page=2", "?email=***&page=2"),
+        ('email="with \\" quote" rest', 'email="***" rest'),
+        ("emailer=kept user_email=kept", "emailer=kept user_email=kept"),
+    ],
+)
+def test_key_value_pairs_in_text_are_masked(text: str, masked: str) -> None:
+    assert MASKER.mask_text(text) == masked
+
+
+def test_nothing_is_masked_without_fields() -> None:
+    assert runtime.Masker().mask_text("email=a@b.c") == "email=a@b.c"
+    assert runtime.Masker().mask({"email": "a@b.c"}) == {"email": "a@b.c"}
+
+
+def test_a_scalar_item_becomes_a_masked_dict() -> None:
+    assert MASKER.as_dict(Contact(email="x@y.z", name="N")) == {
+        "email": "***",
+        "name": "N",
+    }
+    assert MASKER.as_dict(5) == {"value": 5}
+    assert MASKER.as_dict("ssn=123") == {"value": "ssn=***"}
+
+
+def json_line(record: logging.LogRecord) -> dict[str, Any]:
+    line: dict[str, Any] = json.loads(runtime.JsonFormatter(MASKER).format(record))
+    return line
+
+
+async def test_every_log_line_is_masked_including_exceptions(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Failing(runtime.Sink):
+        def consume(self, item: Customer) -> None:
+            self.log.info("got %s", item, extra={"customer": item})
+            raise ValueError(f"rejected {item!r}")
+
+    service = runtime.Service("pii", pii_fields={"email", "ssn"})
+    service.add(Failing("failing", inputs={"in": Customer}))
+    inlet = service.inlet("failing.in")
+    customer = Customer(
+        contacts=[Contact(email="m@example.com", name="M")], ssn="ssn-secret-7"
+    )
+    with caplog.at_level(logging.INFO, logger="pii"):
+        async with service.running():
+            await inlet.send(customer, correlation_id="corr-1")
+
+    lines = [json_line(r) for r in caplog.records if r.name == "pii.failing"]
+    assert [line["level"] for line in lines] == ["info", "error"]
+    text = json.dumps(lines)
+    assert "m@example.com" not in text and "ssn-secret-7" not in text
+    info, error = lines
+    assert info["customer"] == {
+        "contacts": [{"email": "***", "name": "M"}],
+        "ssn": "***",
+    }
+    assert (info["service"], info["component"]) == ("pii", "failing")
+    assert error["port"] == "in"
+    assert error["correlation_id"] == "corr-1"
+    assert error["message_id"]
+    assert "ValueError: rejected" in error["error"]  # the traceback, masked
+    # every handler sees masked records, not only the JSON formatter
+    assert "m@example.com" not in caplog.text and "ssn-secret-7" not in caplog.text
+    info_record = next(r for r in caplog.records if r.name == "pii.failing")
+    assert info_record.filename == "test_runtime_pii.py"  # the caller's line
+
+
+def test_the_formatter_masks_records_from_plain_loggers() -> None:
+    record = logging.LogRecord(
+        "other", logging.WARNING, "f.py", 1, "ssn=%s", ("1",), None
+    )
+    record.payload = {"email": "x@y.z"}
+
+    line = json_line(record)
+
+    assert line["message"] == "ssn=***"
+    assert line["payload"] == {"email": "***"}
+
+
+async def test_an_error_record_is_masked_before_it_is_cut_short() -> None:
+    class Verbose(runtime.Transformer):
+        def transform(self, item: str) -> str:
+            raise RuntimeError("x" * 1990 + " email=secret-address@example.com")
+
+    service = runtime.Service("pii", pii_fields={"email"})
+    service.add(Verbose("verbose", outputs={"out": str, "errors": runtime.ErrorRecord}))
+    inlet = service.inlet("verbose.in")
+    errors = service.tap("verbose.errors")
+    async with service.running():
+        await inlet.send("item")
+
+    (record,) = errors.items
+    assert "secret" not in record.message
+    assert record.message.endswith("email=***")
+
+
+def test_configure_logging_writes_json_lines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    handler = runtime.configure_logging("configured", "DEBUG", MASKER)
+    try:
+        logging.getLogger("configured.part").debug("email=%s", "a@b.c")
+    finally:
+        logging.getLogger("configured").removeHandler(handler)
+
+    line = json.loads(capsys.readouterr().err)
+    assert line["message"] == "email=***"
+    assert line["logger"] == "configured.part"
