@@ -294,12 +294,12 @@ class _Resolver:
         usable = {
             key: bound for key, bound in constraints.items() if key in allowed
         }  # the others are reported by check_constraints
+        annotation: Any = Annotated[python_type(ref), Field(**usable)]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 adapter: TypeAdapter[Any] = TypeAdapter(
-                    Annotated[python_type(ref), Field(**usable)],
-                    config=_DEFAULT_CHECK,
+                    annotation, config=_DEFAULT_CHECK
                 )
         except SchemaError:  # an invalid pattern, reported by check_constraints
             return
