@@ -92,6 +92,7 @@ class Component:
     timeout_ms: int | None = None  # api_endpoint only
     max_payload_kb: int | None = None  # api_endpoint only
     burst_limit: int | None = None  # every component: its checkpoint cadence
+    renamed_from: str | None = None  # its name before a rename, for regenerate
 
     def output(self, name: str) -> Port | None:
         """The output port called ``name``, if there is one."""
@@ -131,6 +132,7 @@ class Blueprint:
     connections: tuple[Connection, ...]  # in blueprint order
     pii_fields: tuple[str, ...]  # sorted, lower case
     warnings: tuple[Problem, ...] = ()
+    forbidden_imports: tuple[str, ...] = ()  # beyond the default list
 
     def component(self, name: str) -> Component:
         """The component called ``name``."""

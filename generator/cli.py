@@ -10,12 +10,15 @@ from typing import Annotated
 import typer
 
 from . import __version__
+from .drift import check_project
 from .errors import BlueprintError, GenerationError, PortwrightError
 from .gate import Step, run_gate
 from .generation import generate as generate_project
 from .imports_guard import check_imports
 from .json_schema import blueprint_schema_text
 from .loader import load_blueprint
+from .regeneration import regenerate as regenerate_project
+from .update import MEANING
 
 app = typer.Typer(
     name="portwright",
@@ -110,6 +113,69 @@ def generate(
         )
     else:
         typer.echo("gate skipped (--no-gate)")
+
+
+@app.command()
+def regenerate(
+    project: Annotated[Path, typer.Argument(help="A generated project folder.")],
+    blueprint: Annotated[
+        Path | None,
+        typer.Option(
+            help="A new blueprint (default: PROJECT/.portwright/blueprint.yaml)."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would happen; write nothing.")
+    ] = False,
+    gate: Annotated[
+        bool, typer.Option("--gate/--no-gate", help="Run the gate before writing.")
+    ] = True,
+) -> None:
+    """Bring PROJECT up to date with its blueprint; your code is merged, never lost."""
+    done = regenerate_project(
+        project, blueprint, dry_run=dry_run, gate=gate, on_step=_print_step
+    )
+    if done.recovered:
+        typer.echo("completed a regeneration that had been interrupted")
+    for action in done.plan.actions:
+        if action.action != "unchanged":
+            source = f" (from {action.source})" if action.source else ""
+            typer.echo(
+                f"  {action.action:<9} {action.path}{source}: {MEANING[action.action]}"
+            )
+    changed = len(done.plan.changes)
+    if dry_run:
+        typer.echo(f"dry run: {changed} file(s) would change; nothing written")
+    elif not done.written:
+        typer.echo("up to date: nothing changed")
+    else:
+        typer.echo(
+            f"updated {changed} file(s); the previous versions are in {project}/.portwright/backup/"
+        )
+    if done.plan.conflicts:
+        typer.echo(
+            "conflicts (resolve the <<<<<<< markers, then run 'portwright gate'):",
+            err=True,
+        )
+        for path in done.plan.conflicts:
+            typer.echo(f"  {path}", err=True)
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def check(
+    project: Annotated[Path, typer.Argument(help="A generated project folder.")],
+    diff: Annotated[bool, typer.Option("--diff", help="Show what differs.")] = False,
+) -> None:
+    """Exit 1 when PROJECT is not what its recorded blueprint generates (CI drift check)."""
+    drifts = check_project(project)
+    for drift in drifts:
+        typer.echo(str(drift))
+        if diff and drift.diff:
+            typer.echo(drift.diff.rstrip("\n"))
+    if drifts:
+        raise typer.Exit(EXIT_FAILED)
+    typer.echo(f"{project}: up to date with its blueprint")
 
 
 @app.command(name="gate")

@@ -34,6 +34,7 @@ class Built:
     plan: Plan
     staging: Path
     manifest: Manifest
+    contents: dict[str, bytes]  # every planned file as written (manifest not included)
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,10 @@ def build(blueprint: Blueprint, blueprint_text: str, staging: Path) -> Built:
     write_files(staging, texts)
     format_tree(staging)
     contents = read_tree(staging, sorted(texts))
-    manifest = Manifest.build(contents, {f.path: f.owner for f in the_plan.files})
+    owners = {f.path: f.owner for f in the_plan.files}
+    manifest = Manifest.build(contents, owners, blueprint_text)
     write_files(staging, {MANIFEST: manifest.to_json()})
-    return Built(blueprint, the_plan, staging, manifest)
+    return Built(blueprint, the_plan, staging, manifest, contents)
 
 
 def generate(

@@ -85,6 +85,7 @@ class _Resolver:
             connections=connections,
             pii_fields=tuple(sorted(pii)),
             warnings=tuple(sorted(self.warnings)),
+            forbidden_imports=tuple(self.spec.forbidden_imports),
         )
 
     # -- schemas ---------------------------------------------------------------------
@@ -348,9 +349,32 @@ class _Resolver:
                 inputs=inputs,
                 outputs=outputs,
                 burst_limit=burst,
+                renamed_from=spec.renamed_from,
                 **extra,
             )
+        self.check_renames()
         return out
+
+    def check_renames(self) -> None:
+        """A former name must be free and claimed by one component only."""
+        claimed: dict[str, str] = {}
+        for name, spec in self.spec.components.items():
+            old = spec.renamed_from
+            if old is None:
+                continue
+            loc: Loc = ("components", name, "renamed_from")
+            if old == name:
+                self.error(loc, f"component {name!r} cannot be renamed from itself")
+            elif old in self.spec.components:
+                self.error(
+                    loc,
+                    f"{old!r} is still a component; a renamed component's old name must be gone",
+                )
+            elif old in claimed:
+                self.error(
+                    loc, f"{old!r} is already claimed by component {claimed[old]!r}"
+                )
+            claimed.setdefault(old, name)
 
     def port_loc(
         self, component: str, spec: ComponentSpec, direction: str, port: str

@@ -148,6 +148,8 @@ class ComponentSpec(Spec):
     description: Text | None = None
     buffer_size: BufferSize | None = None
     overflow: Overflow | None = None
+    #: the component's former name: regenerate moves its user file to the new name
+    renamed_from: ComponentName | None = None
 
 
 class _HasInputs(Spec):
@@ -279,3 +281,13 @@ class BlueprintSpec(Spec):
     schemas: dict[SchemaName, SchemaSpec] = Field(default_factory=dict)
     components: dict[ComponentName, AnyComponent]
     connections: list[ConnectionSpec] = Field(default_factory=list)
+    #: modules the emitted code may not import (added to the default 'observability')
+    forbidden_imports: list[
+        Annotated[
+            str,
+            Field(
+                strict=True,
+                pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+            ),
+        ]
+    ] = Field(default_factory=list)

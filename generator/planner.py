@@ -135,7 +135,9 @@ def project_context(blueprint: Blueprint) -> dict[str, Any]:
         "generator_version": __version__,
         "dependencies": list(EMITTED_DEPENDENCIES),
         "test_dependencies": list(EMITTED_TEST_DEPENDENCIES),
-        "forbidden_imports": list(DEFAULT_FORBIDDEN_IMPORTS),
+        "forbidden_imports": sorted(
+            set(DEFAULT_FORBIDDEN_IMPORTS) | set(blueprint.forbidden_imports)
+        ),
         "pii_fields": list(blueprint.pii_fields),
         "schemas": schemas_context(blueprint),
         "schema_imports": schema_imports(blueprint.schemas),

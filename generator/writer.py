@@ -65,11 +65,20 @@ class Manifest:
 
     files: Mapping[str, tuple[Owner, str]]  # path -> (owner, sha256)
     generator_version: str = __version__
+    #: the blueprint text the files were generated from: the base of the next merge,
+    #: kept here so that editing .portwright/blueprint.yaml in place loses nothing
+    blueprint: str = ""
+
+    @property
+    def owners(self) -> dict[str, Owner]:
+        """Who owns each path."""
+        return {path: owner for path, (owner, _digest) in self.files.items()}
 
     def to_json(self) -> str:
         """Stable JSON: sorted, no timestamps, so identical inputs give identical bytes."""
         data: dict[str, Any] = {
             "portwright": self.generator_version,
+            "blueprint": self.blueprint,
             "files": {
                 path: {"owner": owner, "sha256": digest}
                 for path, (owner, digest) in sorted(self.files.items())
@@ -79,12 +88,14 @@ class Manifest:
 
     @classmethod
     def build(
-        cls, contents: Mapping[str, bytes], owners: Mapping[str, Owner]
+        cls,
+        contents: Mapping[str, bytes],
+        owners: Mapping[str, Owner],
+        blueprint: str = "",
     ) -> Manifest:
-        """The manifest of ``contents``."""
-        return cls(
-            {path: (owners[path], sha256(data)) for path, data in contents.items()}
-        )
+        """The manifest of ``contents``, generated from ``blueprint``."""
+        files = {path: (owners[path], sha256(data)) for path, data in contents.items()}
+        return cls(files, __version__, blueprint)
 
     @classmethod
     def read(cls, project: Path) -> Manifest | None:
@@ -98,7 +109,9 @@ class Manifest:
                 str(p): (entry["owner"], str(entry["sha256"]))
                 for p, entry in data["files"].items()
             }
-            return cls(files, str(data.get("portwright", "")))
+            return cls(
+                files, str(data.get("portwright", "")), str(data.get("blueprint", ""))
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise GenerationError(f"{path}: the manifest is damaged ({exc})") from None
 
