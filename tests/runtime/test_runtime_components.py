@@ -162,6 +162,22 @@ async def test_an_exception_becomes_an_error_record_and_the_loop_goes_on() -> No
     assert service.metrics.snapshot()["fragile"]["in"]["errors"] == 1
 
 
+async def test_an_item_that_is_an_odd_dict_still_makes_an_error_record() -> None:
+    class Picky(runtime.Transformer):
+        def transform(self, item: dict[int, str]) -> None:
+            raise KeyError(item[1])
+
+    service = runtime.Service("components")
+    service.add(Picky("picky", outputs={"out": Any, "errors": runtime.ErrorRecord}))
+    inlet = service.inlet("picky.in")
+    errors = service.tap("picky.errors")
+    async with service.running():
+        await inlet.send({1: "one"})
+        await inlet.send({1: "two"})
+
+    assert [record.item for record in errors.items] == [{"1": "one"}, {"1": "two"}]
+
+
 async def test_without_an_errors_port_a_failure_is_counted_and_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

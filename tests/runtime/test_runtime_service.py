@@ -237,3 +237,6 @@ async def test_a_buffer_override_for_an_unknown_port_stops_the_start() -> None:
 
     with pytest.raises(runtime.SettingsError, match=r"sink\.typo"):
         await service.run()
+    with pytest.raises(runtime.SettingsError, match=r"sink\.typo"):  # not grouped
+        async with service.running():
+            pass  # pragma: no cover - never entered

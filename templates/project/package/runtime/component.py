@@ -355,7 +355,7 @@ def _describe(exc: Exception) -> str:
 
 def _masked_item(masker: Masker, item: Any) -> dict[str, Any]:
     try:
-        return masker.as_dict(item)
+        return {str(key): value for key, value in masker.as_dict(item).items()}
     except Exception:
         # An item that cannot even be dumped still deserves a (masked) trace.
         return {"repr": masker.mask_text(repr(item))[:MAX_ERROR_MESSAGE]}

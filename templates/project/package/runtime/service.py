@@ -179,6 +179,7 @@ class Service:
 
     async def run(self) -> DrainReport:
         """Run until every component has finished; raises ``StartupError``."""
+        self._check_startable()
         failure = await self._run()
         if failure is not None:
             raise failure
@@ -191,6 +192,7 @@ class Service:
 
         The drain's outcome is in ``self.drain_report`` afterwards.
         """
+        self._check_startable()
         body_error: Exception | None = None
         async with anyio.create_task_group() as group:
             failure = await group.start(self._run)
@@ -244,8 +246,6 @@ class Service:
         *,
         task_status: TaskStatus[StartupError | None] = anyio.TASK_STATUS_IGNORED,
     ) -> StartupError | None:
-        self._require_state(ServiceState.CREATED, "run")
-        self._check_overrides()
         self.state = ServiceState.STARTING
         context = self._context = RunContext(self.settings)
         for connection in self.connections:
@@ -367,7 +367,8 @@ class Service:
             name = f"{base}_{number}"
         return name
 
-    def _check_overrides(self) -> None:
+    def _check_startable(self) -> None:
+        self._require_state(ServiceState.CREATED, "run")
         known = {port.address for port in self._inputs()}
         unknown = sorted(set(self.settings.buffer_overrides) - known)
         if unknown:
