@@ -45,6 +45,11 @@ def blueprint_schema() -> dict[str, Any]:
     defs["ApiEndpointSpec"]["properties"]["route"]["pattern"] = ROUTE.pattern
     props["schemas"]["propertyNames"] = {"pattern": SCHEMA.pattern}
     props["components"]["propertyNames"] = {"pattern": SNAKE.pattern}
+    for definition in defs.values():
+        renamed_from = definition.get("properties", {}).get("renamed_from")
+        for option in renamed_from.get("anyOf", []) if renamed_from else []:
+            if option.get("type") == "string":
+                option["pattern"] = SNAKE.pattern
     for name in ("inputs", "outputs"):
         for definition in defs.values():
             port_map = definition.get("properties", {}).get(name)
