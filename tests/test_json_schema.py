@@ -35,6 +35,7 @@ SHAPE_ERRORS = [
     "feedback_string",
     "missing_kind",
     "missing_required",
+    "renamed_from_shape",
     "sink_outputs",
     "unknown_keys",
     "unknown_kind",
