@@ -128,9 +128,7 @@ def run_gate(
     steps: list[Step] = []
     plan: list[Callable[[], Step]] = [
         lambda: _run("ruff", ruff_command("check", "--no-cache", "."), project),
-        lambda: _run(
-            "black", [sys.executable, "-m", "black", "--check", "."], project
-        ),
+        lambda: _run("black", [sys.executable, "-m", "black", "--check", "."], project),
         lambda: _guard(project),
         lambda: _run(
             "pytest",
