@@ -285,10 +285,15 @@ async def test_cleanup_runs_when_the_service_is_cancelled() -> None:
     service = runtime.Service("components")
     service.add(Tracked("sink", log))
     service.inlet("sink.in")  # keeps the service running until stopped
+    inlet = service.inlet("sink.in", buffer_size=4)
     with anyio.move_on_after(0.05):
-        await service.run()
+        async with service.running():
+            inlet.send_nowait("taken")
+            await anyio.sleep_forever()
 
     assert log == ["setup sink", "cleanup sink"]
+    assert service.state is runtime.ServiceState.STOPPED
+    assert service.drain_report is not None and not service.drain_report.completed
 
 
 async def test_a_failing_cleanup_does_not_stop_the_other_cleanups(
@@ -393,6 +398,31 @@ async def test_a_source_can_emit_to_another_output() -> None:
     assert (even.items, odd.items) == ([0, 2], [1, 3])
 
 
+async def test_a_source_without_a_default_output_only_emits() -> None:
+    class Deal(runtime.Source):
+        async def generate(self) -> Any:
+            for number in range(4):
+                await self.emit("left" if number % 2 else "right", number)
+            if False:  # pragma: no cover - makes this an async generator
+                yield
+
+    class Yields(Deal):
+        async def generate(self) -> Any:
+            yield 1
+
+    settings = runtime.ServiceSettings(source_restart_s=0)
+    service = runtime.Service("components", settings=settings)
+    service.add(Deal("deal", outputs={"left": int, "right": int}))
+    service.add(Yields("yields", outputs={"left": int, "right": int}))
+    left, right = service.tap("deal.left"), service.tap("deal.right")
+    await service.run()
+
+    assert (left.items, right.items) == ([1, 3], [0, 2])
+    assert service.metrics.snapshot()["deal"]["left"]["errors"] == 0
+    # yielding with no default output is an error of the source, not a crash
+    assert service.metrics.snapshot()["yields"]["left"]["errors"] == 1
+
+
 async def test_components_log_through_a_bound_logger(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -422,6 +452,7 @@ async def test_components_log_through_a_bound_logger(
         (lambda: BySize("r", outputs={}), "at least one output port"),
         (lambda: Triple("t", outputs={"out": Any, "errors": str}), "ErrorRecord"),
         (lambda: Triple("t", burst_limit=0), "burst_limit must be at least 1"),
+        (lambda: Numbers("n", 1, outputs={}), "at least one output port"),
     ],
 )
 def test_components_refuse_impossible_ports(make: Any, message: str) -> None:

@@ -24,7 +24,7 @@ import anyio
 from anyio.lowlevel import checkpoint
 
 from .component import ERRORS_PORT, Component, MaybeAwaitable, RunContext, State
-from .envelope import Envelope, next_seq
+from .envelope import Entry, Envelope, next_seq
 from .errors import UnknownRouteError, WiringError
 from .ports import InputPort, OutputPort
 
@@ -57,9 +57,12 @@ class Source(Component, ABC):
     ) -> None:
         super().__init__(name, inputs={}, outputs=outputs, burst_limit=burst_limit)
         data = self.data_outputs
+        if not data:
+            raise WiringError(f"source {name!r} needs at least one output port")
         self._out: OutputPort | None = data.get("out") or (
             next(iter(data.values())) if len(data) == 1 else None
         )
+        self._emitted = 0
         self._stop_scope: anyio.CancelScope | None = None
         self._stop_requested = False
 
@@ -76,6 +79,10 @@ class Source(Component, ABC):
         pending = output.emit((now, Envelope.start(item, now)))
         if pending is not None:
             await pending
+        self._emitted += 1
+        if self._emitted >= self.burst_limit:
+            self._emitted = 0
+            await checkpoint()
 
     def request_stop(self) -> None:
         """Cancel ``generate()``; what it already sent still flows downstream."""
@@ -100,12 +107,7 @@ class Source(Component, ABC):
                 await anyio.sleep(restart_after)
 
     async def _produce(self) -> None:
-        if self._out is None:
-            raise WiringError(
-                f"source {self.name!r} has several outputs and none named 'out'; "
-                "use `await self.emit(port, item)` inside generate()"
-            )
-        emit = self._out.emit
+        emit = self._out.emit if self._out is not None else self._no_default_output
         burst_limit = self.burst_limit
         produced = 0
         generated = self.generate()
@@ -129,7 +131,13 @@ class Source(Component, ABC):
                     await aclose()
 
     def _first_output(self) -> OutputPort:
-        return next(iter(self.outputs.values()))
+        return next(iter(self.data_outputs.values()))
+
+    def _no_default_output(self, entry: Entry) -> None:
+        raise WiringError(
+            f"source {self.name!r} has several outputs and none named 'out', so "
+            "generate() cannot yield; use `await self.emit(port, item)` instead"
+        )
 
 
 class Transformer(Component, ABC):

@@ -246,6 +246,7 @@ class Service:
         *,
         task_status: TaskStatus[StartupError | None] = anyio.TASK_STATUS_IGNORED,
     ) -> StartupError | None:
+        """Run; report (and return) a ``StartupError`` instead of raising it."""
         self.state = ServiceState.STARTING
         context = self._context = RunContext(self.settings)
         for connection in self.connections:
@@ -275,17 +276,23 @@ class Service:
                         )
                         task_status.started(None)
                 watchers.cancel_scope.cancel()
+        except anyio.get_cancelled_exc_class():
+            # Cancelled from outside: whatever is still queued is abandoned.
+            if self._left is None:
+                self._left = self._queued()
+            raise
         finally:
             for connection in self.connections:
                 connection.close()
-        if failure is not None:
-            self.state = ServiceState.FAILED
-            self.log.error("%s", failure)
-            task_status.started(failure)
-            return failure
-        self.state = ServiceState.STOPPED
-        self.drain_report = self._report()
-        return None
+            if failure is None:
+                self.state = ServiceState.STOPPED
+                self.drain_report = self._report()
+        if failure is None:
+            return None
+        self.state = ServiceState.FAILED
+        self.log.error("%s", failure)
+        task_status.started(failure)
+        return failure
 
     def _begin_stop(self, context: RunContext) -> None:
         self.log.info("stopping: ingress closed, draining what was accepted")
@@ -298,10 +305,11 @@ class Service:
     ) -> None:
         await context.stopping.wait()
         await anyio.sleep(self.settings.drain_timeout_s)
-        self._left = {
-            port.address: depth for port in self._inputs() if (depth := port.depth())
-        }
+        self._left = self._queued()
         components.cancel()
+
+    def _queued(self) -> dict[str, int]:
+        return {port.address: n for port in self._inputs() if (n := port.depth())}
 
     def _report(self) -> DrainReport:
         started = self._stop_requested_at
