@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -27,17 +27,17 @@ class ServiceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: how long a graceful stop may take before what is left is abandoned
-    drain_timeout_s: float = Field(30.0, gt=0)
+    drain_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     #: how long one component's ``cleanup()`` may take
-    cleanup_timeout_s: float = Field(10.0, gt=0)
+    cleanup_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     #: ``/ready`` answers 503 while any input port's fullest buffer is this full
-    ready_max_utilization: float = Field(1.0, gt=0, le=1)
+    ready_max_utilization: Annotated[float, Field(gt=0, le=1)] = 1.0
     #: a source whose ``generate()`` raised is restarted after this many seconds
     #: (0: it stays stopped)
-    source_restart_s: float = Field(1.0, ge=0)
+    source_restart_s: Annotated[float, Field(ge=0)] = 1.0
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
     #: buffer size per input port (``"component.port"``), replacing the wiring's
     buffer_overrides: dict[str, int] = Field(default_factory=dict)
 
