@@ -48,6 +48,12 @@ def _uuid7_int(created: float, seq: int) -> int:
     )
 
 
+def _format_uuid(value: int) -> str:
+    """``str(uuid.UUID(int=value))``, without building the UUID object."""
+    digits = f"{value:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
 def uuid7() -> uuid.UUID:
     """A new RFC 9562 version 7 UUID (time-ordered within this process)."""
     return uuid.UUID(int=_uuid7_int(time.monotonic(), next(_SEQUENCE)))
@@ -88,7 +94,7 @@ class Envelope(NamedTuple):
     @property
     def id(self) -> str:
         """This message's UUID v7, as a string."""
-        return str(uuid.UUID(int=_uuid7_int(self.created, self.seq)))
+        return _format_uuid(_uuid7_int(self.created, self.seq))
 
     @property
     def correlation_id(self) -> str:

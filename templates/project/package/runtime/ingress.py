@@ -134,6 +134,7 @@ class ApiEndpoint(Component):
             correlation = None
         now = monotonic()
         envelope = Envelope.start(item, now, correlation)
+        message_id = envelope.id
         pending = self._out.emit((now, envelope))
         if pending is not None:
             with anyio.move_on_after(self.timeout_s) as waited:
@@ -145,10 +146,10 @@ class ApiEndpoint(Component):
                     f"{self.timeout_s * 1000:g} ms"
                 )
         return Response(
-            content=f'{{"id":"{envelope.id}"}}',
+            content=f'{{"id":"{message_id}"}}',
             status_code=202,
             media_type="application/json",
-            headers={"x-correlation-id": envelope.correlation_id},
+            headers={"x-correlation-id": correlation or message_id},
         )
 
     def openapi_extra(self) -> dict[str, Any]:
