@@ -153,11 +153,12 @@ async def test_a_chunked_body_under_the_cap_is_accepted() -> None:
     assert tap.items == [Order(**ORDER)]
 
 
-async def test_a_malformed_content_length_answers_400() -> None:
+@pytest.mark.parametrize("length", [b"lots", "\u00b2".encode("latin-1"), b"-1"])
+async def test_a_malformed_content_length_answers_400(length: bytes) -> None:
     service, _ = build()
     async with service.running(), client_for(service) as client:
         response = await client.post(
-            "/orders", content=b"{}", headers={"content-length": "lots"}
+            "/orders", content=b"{}", headers={"content-length": length}
         )
 
     assert response.status_code == 400

@@ -113,7 +113,7 @@ class ApiEndpoint(Component):
         limit = self.max_payload_bytes
         declared = request.headers.get("content-length")
         if declared is not None:
-            if not declared.isdigit():
+            if not (declared.isascii() and declared.isdigit()):
                 return _error(400, "Content-Length is not a number")
             if int(declared) > limit:
                 return self._too_large()
