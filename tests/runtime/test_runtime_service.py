@@ -239,3 +239,87 @@ async def test_a_buffer_override_for_an_unknown_port_stops_the_start() -> None:
     with pytest.raises(runtime.SettingsError, match=r"sink\.typo"):  # not grouped
         async with service.running():
             pass  # pragma: no cover - never entered
+
+
+def test_every_tunable_has_a_per_item_variable() -> None:
+    settings = runtime.ServiceSettings.from_env(
+        "svc",
+        {
+            "SVC_OVERFLOW__SINK__IN": "drop_newest",
+            "SVC_TIMEOUT_MS__ORDERS": "250",
+            "SVC_MAX_PAYLOAD_KB__ORDERS": "2",
+            "SVC_BURST_LIMIT__SINK": "7",
+        },
+    )
+    assert settings.overflow_overrides == {"sink.in": "drop_newest"}
+    assert settings.timeout_overrides == {"orders": 250}
+    assert settings.payload_overrides == {"orders": 2}
+    assert settings.burst_overrides == {"sink": 7}
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"SVC_OVERFLOW__SINK__IN": "drop_some"},
+            "SVC_OVERFLOW__SINK__IN has value 'drop_some'",
+        ),
+        ({"SVC_TIMEOUT_MS__ORDERS": "0"}, "SVC_TIMEOUT_MS__ORDERS has value '0'"),
+        (
+            {"SVC_BURST_LIMIT__SINK__IN": "3"},
+            "should be named SVC_BURST_LIMIT__<COMPONENT>",
+        ),
+        ({"SVC_BUFFER__SINK": "3"}, "should be named SVC_BUFFER__<COMPONENT>__<PORT>"),
+    ],
+)
+def test_a_bad_per_item_variable_is_named(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(runtime.SettingsError, match=message):
+        runtime.ServiceSettings.from_env("svc", environ)
+
+
+async def test_per_item_overrides_reach_the_components() -> None:
+    settings = runtime.ServiceSettings.from_env(
+        "svc",
+        {
+            "SVC_OVERFLOW__SINK__IN": "drop_oldest",
+            "SVC_TIMEOUT_MS__ORDERS": "1500",
+            "SVC_MAX_PAYLOAD_KB__ORDERS": "2",
+            "SVC_BURST_LIMIT__SINK": "7",
+        },
+    )
+    service = runtime.Service("svc", settings=settings)
+    endpoint = service.add(
+        runtime.ApiEndpoint("orders", route="/orders", schema=Order, timeout_ms=100)
+    )
+    sink = service.add(Recorder("sink"))
+    connection = service.connect("orders.out", "sink.in", overflow="block")
+
+    assert connection.overflow == "drop_oldest"
+    assert (endpoint.timeout_s, endpoint.retry_after) == (1.5, "2")
+    assert endpoint.max_payload_bytes == 2048
+    assert sink.burst_limit == 7
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"timeout_overrides": {"nope": 5}},
+            "timeout override for nope: no such api_endpoint",
+        ),
+        (
+            {"burst_overrides": {"ghost": 5}},
+            "burst limit override for ghost: no such component",
+        ),
+        ({"overflow_overrides": {"sink.x": "block"}}, r"overflow override for sink\.x"),
+    ],
+)
+async def test_an_override_for_something_unknown_stops_the_start(
+    overrides: dict[str, Any], message: str
+) -> None:
+    service = runtime.Service("svc", settings=runtime.ServiceSettings(**overrides))
+    service.add(Recorder("sink"))
+    with pytest.raises(runtime.SettingsError, match=message):
+        await service.run()

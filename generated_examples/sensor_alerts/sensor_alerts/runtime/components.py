@@ -77,10 +77,7 @@ class Source(Component, ABC):
         output = self.outputs.get(port)
         if output is None:
             raise WiringError(f"source {self.name!r} has no output port {port!r}")
-        now = monotonic()
-        pending = output.emit((now, Envelope.start(item, now)))
-        if pending is not None:
-            await pending
+        await output.send(item)
         self._emitted += 1
         if self._emitted >= self.burst_limit:
             self._emitted = 0

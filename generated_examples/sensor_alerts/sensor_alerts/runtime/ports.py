@@ -31,7 +31,7 @@ import anyio
 from anyio import BrokenResourceError, WouldBlock
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .envelope import Entry
+from .envelope import Entry, Envelope
 from .errors import WiringError
 from .metrics import AGE_BUCKETS, LATENCY_BUCKETS, Histogram
 
@@ -161,6 +161,15 @@ class OutputPort:
         if not connections:
             self.dropped += 1
         return None
+
+    async def send(self, item: Any, correlation_id: str | None = None) -> Envelope:
+        """Send ``item`` as a new message, waiting for room if needed; its envelope."""
+        now = monotonic()
+        envelope = Envelope.start(item, now, correlation_id)
+        pending = self.emit((now, envelope))
+        if pending is not None:
+            await pending
+        return envelope
 
     async def _emit_waiting(self, index: int, entry: Entry) -> None:
         connections = self.connections

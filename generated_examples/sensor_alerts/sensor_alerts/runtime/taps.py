@@ -40,12 +40,7 @@ class Inlet(Component):
 
     async def send(self, item: Any, *, correlation_id: str | None = None) -> Envelope:
         """Send ``item``, waiting for room if the connection blocks; its envelope."""
-        now = monotonic()
-        envelope = Envelope.start(item, now, correlation_id)
-        pending = self._out.emit((now, envelope))
-        if pending is not None:
-            await pending
-        return envelope
+        return await self._out.send(item, correlation_id)
 
     def send_nowait(self, item: Any, *, correlation_id: str | None = None) -> Envelope:
         """Send ``item`` now; raises ``anyio.WouldBlock`` (nothing sent) when full."""

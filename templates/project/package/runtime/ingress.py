@@ -75,14 +75,25 @@ class ApiEndpoint(Component):
         self.route = route
         self.method = method
         self.schema = schema
-        self.timeout_s = timeout_ms / 1000
-        self.max_payload_bytes = int(max_payload_kb * 1024)
-        self.retry_after = str(max(1, math.ceil(self.timeout_s)))
+        self.timeout_s = 0.0
+        self.max_payload_bytes = 0
+        self.retry_after = "1"
+        self.configure(timeout_ms=timeout_ms, max_payload_kb=max_payload_kb)
         self._out = self.outputs["out"]
         self._validate_json = TypeAdapter(schema).validate_json
         self._accepting = False
         self._in_flight = 0
         self._idle: anyio.Event | None = None
+
+    def configure(
+        self, *, timeout_ms: float | None = None, max_payload_kb: float | None = None
+    ) -> None:
+        """Change the wait before 503 and the body cap (None keeps the current one)."""
+        if timeout_ms is not None:
+            self.timeout_s = timeout_ms / 1000
+            self.retry_after = str(max(1, math.ceil(self.timeout_s)))
+        if max_payload_kb is not None:
+            self.max_payload_bytes = int(max_payload_kb * 1024)
 
     async def serve(self, context: RunContext) -> None:
         """Accept requests until the service stops, then let in-flight ones finish."""

@@ -109,6 +109,15 @@ class Service:
                 f"{component.route} is already served by another endpoint"
             )
         component.bind(self.name, self.masker)
+        settings = self.settings
+        burst = settings.burst_overrides.get(component.name)
+        if burst is not None:
+            component.burst_limit = burst
+        if isinstance(component, ApiEndpoint):
+            component.configure(
+                timeout_ms=settings.timeout_overrides.get(component.name),
+                max_payload_kb=settings.payload_overrides.get(component.name),
+            )
         self.components[component.name] = component
         return component
 
@@ -134,6 +143,7 @@ class Service:
                 f"{_name(port.schema)} (nor a subclass of it)"
             )
         size = self.settings.buffer_overrides.get(port.address, buffer_size)
+        overflow = self.settings.overflow_overrides.get(port.address, overflow)
         connection = Connection(output, port, buffer_size=size, overflow=overflow)
         output.connections.append(connection)
         port.connections.append(connection)
@@ -377,13 +387,28 @@ class Service:
 
     def _check_startable(self) -> None:
         self._require_state(ServiceState.CREATED, "run")
-        known = {port.address for port in self._inputs()}
-        unknown = sorted(set(self.settings.buffer_overrides) - known)
-        if unknown:
-            raise SettingsError(
-                f"buffer override for {', '.join(unknown)}: no such input port in "
-                f"service {self.name!r}"
-            )
+        settings = self.settings
+        ports = {port.address for port in self._inputs()}
+        endpoints = {endpoint.name for endpoint in self.endpoints}
+        expected = (
+            ("buffer", settings.buffer_overrides, ports, "input port"),
+            ("overflow", settings.overflow_overrides, ports, "input port"),
+            ("timeout", settings.timeout_overrides, endpoints, "api_endpoint"),
+            ("payload", settings.payload_overrides, endpoints, "api_endpoint"),
+            (
+                "burst limit",
+                settings.burst_overrides,
+                set(self.components),
+                "component",
+            ),
+        )
+        for what, overrides, known, kind in expected:
+            unknown = sorted(set(overrides) - known)
+            if unknown:
+                raise SettingsError(
+                    f"{what} override for {', '.join(unknown)}: no such {kind} in "
+                    f"service {self.name!r}"
+                )
 
 
 def _compatible(produced: Any, accepted: Any) -> bool:

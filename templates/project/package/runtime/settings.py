@@ -2,8 +2,15 @@
 
 Every field of ``ServiceSettings`` has a variable: for the service ``order_pipeline``,
 ``ORDER_PIPELINE_DRAIN_TIMEOUT_S=10`` sets ``drain_timeout_s``. Buffer sizes can be
-overridden per input port: ``ORDER_PIPELINE_BUFFER__LEDGER__ACCEPTED=128`` sets the
-buffer of every connection into ``ledger.accepted``.
+overridden per item:
+
+- ``ORDER_PIPELINE_BUFFER__LEDGER__ACCEPTED=128``: the buffer of every connection into
+  the input port ``ledger.accepted``; ``..._OVERFLOW__LEDGER__ACCEPTED=drop_newest`` its
+  overflow policy;
+- ``ORDER_PIPELINE_TIMEOUT_MS__ORDERS_API=250`` and ``..._MAX_PAYLOAD_KB__ORDERS_API=32``:
+  an endpoint's wait before 503 and its body cap;
+- ``ORDER_PIPELINE_BURST_LIMIT__SCORE=64``: how many messages a component handles
+  before it yields to the others.
 """
 
 from __future__ import annotations
@@ -18,7 +25,14 @@ from .errors import SettingsError
 
 __all__ = ["ServiceSettings"]
 
-_BUFFER = "BUFFER__"
+#: per-item variables: prefix -> (settings field, how many names the key holds)
+_PER_ITEM: dict[str, tuple[str, int]] = {
+    "BUFFER__": ("buffer_overrides", 2),
+    "OVERFLOW__": ("overflow_overrides", 2),
+    "TIMEOUT_MS__": ("timeout_overrides", 1),
+    "MAX_PAYLOAD_KB__": ("payload_overrides", 1),
+    "BURST_LIMIT__": ("burst_overrides", 1),
+}
 
 
 class ServiceSettings(BaseModel):
@@ -39,7 +53,25 @@ class ServiceSettings(BaseModel):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     #: buffer size per input port (``"component.port"``), replacing the wiring's
-    buffer_overrides: dict[str, int] = Field(default_factory=dict)
+    buffer_overrides: dict[str, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=dict
+    )
+    #: overflow policy per input port (``"component.port"``), replacing the wiring's
+    overflow_overrides: dict[str, Literal["block", "drop_newest", "drop_oldest"]] = (
+        Field(default_factory=dict)
+    )
+    #: ingress wait before 503, in ms, per api_endpoint
+    timeout_overrides: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict
+    )
+    #: ingress body cap, in KiB, per api_endpoint
+    payload_overrides: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict
+    )
+    #: messages handled before yielding to other tasks, per component
+    burst_overrides: dict[str, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=dict
+    )
 
     @classmethod
     def from_env(
@@ -49,41 +81,49 @@ class ServiceSettings(BaseModel):
         environ = os.environ if environ is None else environ
         prefix = f"{service.upper()}_"
         values: dict[str, Any] = dict(defaults)
-        overrides: dict[str, str] = {}
+        per_item: dict[str, dict[str, str]] = {}
         for key, value in environ.items():
             if not key.startswith(prefix):
                 continue
             name = key[len(prefix) :]
-            if name.startswith(_BUFFER):
-                component, _, port = name[len(_BUFFER) :].partition("__")
-                overrides[f"{component.lower()}.{port.lower()}"] = value
-            elif (
-                name.lower() in cls.model_fields and name.lower() != "buffer_overrides"
-            ):
+            item = next((p for p in _PER_ITEM if name.startswith(p)), None)
+            if item is not None:
+                field, parts = _PER_ITEM[item]
+                names = name[len(item) :].lower().split("__")
+                if len(names) != parts or not all(names):
+                    shape = "__".join(["<COMPONENT>", "<PORT>"][:parts])
+                    raise SettingsError(f"{key} should be named {prefix}{item}{shape}")
+                per_item.setdefault(field, {})[".".join(names)] = value
+            elif name.lower() in _env_fields(cls):
                 values[name.lower()] = value.upper() if name == "LOG_LEVEL" else value
             else:
                 raise SettingsError(
                     f"{key} is not a setting of {service!r}; known: "
                     + ", ".join(prefix + f.upper() for f in _env_fields(cls))
-                    + f", {prefix}{_BUFFER}<COMPONENT>__<PORT>"
+                    + ", "
+                    + ", ".join(
+                        prefix + item + "__".join(["<COMPONENT>", "<PORT>"][:parts])
+                        for item, (_, parts) in _PER_ITEM.items()
+                    )
                 )
-        if overrides:
-            values["buffer_overrides"] = overrides
+        values.update(per_item)
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
             error = exc.errors(include_url=False)[0]
-            field = str(error["loc"][0]).upper()
-            if field == "BUFFER_OVERRIDES":
-                variable = f"{prefix}{_BUFFER}" + "__".join(
-                    str(part).upper().replace(".", "__") for part in error["loc"][1:2]
+            field = str(error["loc"][0])
+            item = next((p for p, (f, _) in _PER_ITEM.items() if f == field), None)
+            if item is not None:
+                variable = f"{prefix}{item}" + str(error["loc"][1]).upper().replace(
+                    ".", "__"
                 )
             else:
-                variable = prefix + field
+                variable = prefix + field.upper()
             raise SettingsError(
                 f"{variable} has value {error['input']!r}. {error['msg']}."
             ) from None
 
 
 def _env_fields(cls: type[ServiceSettings]) -> list[str]:
-    return [name for name in cls.model_fields if name != "buffer_overrides"]
+    per_item = {field for field, _ in _PER_ITEM.values()}
+    return [name for name in cls.model_fields if name not in per_item]
