@@ -1,0 +1,1 @@
+"""portwright's benchmarks (issue #8): ``python -m bench [--quick]``; see run.py."""

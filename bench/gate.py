@@ -1,0 +1,137 @@
+"""The gate on each example blueprint: every step's time, against pytest's own start-up.
+
+Each round generates the example afresh (``gate=False``) into a new folder and runs
+``generator.gate.run_gate`` on it, as ``portwright generate`` does on its staging
+folder: a new path, and an empty black cache (``BLACK_CACHE_DIR``), so black checks
+every file as it does on a first generation. The baseline, in the same rounds, is
+``python -m pytest`` on a folder holding one trivial test: what any pytest run costs
+before the first emitted test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from generator.gate import run_gate
+from generator.generation import generate
+
+from .table import REPO, Goal, Row, median
+
+SECTION = "2 gate"
+STEPS = ("ruff", "black", "import guard", "pytest")
+Log = Callable[[str], None]
+
+
+def examples(*, quick: bool = False) -> list[Path]:
+    """Every example blueprint (``blueprints/*.yaml``); quick: order_pipeline only."""
+    found = sorted((REPO / "blueprints").glob("*.yaml"))
+    return [b for b in found if b.stem == "order_pipeline"] if quick else found
+
+
+def run(work: Path, *, quick: bool, log: Log) -> list[Row]:
+    """The gate rows of every example."""
+    rounds = 1 if quick else 5
+    bare = _bare_pytest_project(work / "bare")
+    chosen = examples(quick=quick)
+    steps: dict[str, dict[str, list[float]]] = {
+        b.stem: {s: [] for s in (*STEPS, "total")} for b in chosen
+    }
+    tests: dict[str, int] = {}
+    startup: list[float] = []
+    count = 0
+    for r in range(rounds):
+        startup.append(_pytest_startup(bare))
+        for blueprint in chosen:
+            count += 1
+            project = work / f"{blueprint.stem}-{count}"
+            generate(blueprint, project, gate=False)
+            saved = os.environ.get("BLACK_CACHE_DIR")
+            os.environ["BLACK_CACHE_DIR"] = str(work / f"black-cache-{count}")
+            try:
+                result = run_gate(project)
+            finally:
+                if saved is None:
+                    del os.environ["BLACK_CACHE_DIR"]
+                else:
+                    os.environ["BLACK_CACHE_DIR"] = saved
+            if not result.ok:
+                failed = [s.name for s in result.steps if not s.ok]
+                raise RuntimeError(f"{blueprint.stem}: the gate failed: {failed}")
+            for step in result.steps:
+                steps[blueprint.stem][step.name].append(step.seconds)
+            steps[blueprint.stem]["total"].append(result.seconds)
+            tests[blueprint.stem] = result.tests_run
+            shutil.rmtree(project)
+        log(f"gate: round {r + 1}/{rounds} done")
+    return _rows(steps, tests, median(startup))
+
+
+def _rows(
+    steps: dict[str, dict[str, list[float]]], tests: dict[str, int], startup: float
+) -> list[Row]:
+    rows: list[Row] = []
+    label = "pytest start-up, one trivial test"
+    for example, times in steps.items():
+        m = {name: median(values) for name, values in times.items()}
+        rows.append(
+            Row(
+                SECTION,
+                f"{example}: whole gate",
+                m["total"],
+                "s",
+                startup,
+                label,
+                (
+                    Goal("<", 5.0, on="value", text="< 5 s")
+                    if example == "order_pipeline"
+                    else None
+                ),
+            )
+        )
+        for name in STEPS:
+            figure = f"{example}: {name}"
+            if name == "pytest":
+                figure += f" ({tests[example]} tests)"
+            rows.append(Row(SECTION, figure, m[name], "s", startup, label))
+        rows.append(
+            Row(
+                SECTION,
+                f"{example}: lint + guard (ruff, black, import guard)",
+                m["ruff"] + m["black"] + m["import guard"],
+                "s",
+                m["pytest"],
+                "the emitted test run",
+                Goal("<", 1.0, text="ratio < 1"),
+            )
+        )
+    return rows
+
+
+def _bare_pytest_project(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "test_nothing.py").write_text(
+        "def test_nothing() -> None:\n    assert True\n", encoding="utf-8"
+    )
+    return folder
+
+
+def _pytest_startup(folder: Path) -> float:
+    """One ``python -m pytest`` run, as the gate starts it (same flags, same env)."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PYTHONPATH", None)
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    return time.perf_counter() - started

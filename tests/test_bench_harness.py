@@ -1,0 +1,92 @@
+"""The benchmark harness runs and prints its whole table (quick mode).
+
+No timing is asserted: only that every section produced its rows, that every
+measured figure is a positive number, and that the printed table has its columns.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.synthetic import blueprint_text, make
+from bench.table import COLUMNS
+
+REPO = Path(__file__).resolve().parents[1]
+SECTIONS = (
+    "1 generation",
+    "2 gate",
+    "3 pipeline",
+    "4 http ingress",
+    "5 redis transport",
+)
+
+
+@pytest.mark.parametrize("components", [1, 2, 7, 8, 9, 10, 50, 200])
+def test_synthetic_blueprints_are_valid_and_have_n_components(
+    tmp_path: Path, components: int
+) -> None:
+    path, blueprint = make(components, tmp_path)
+    assert len(blueprint.components) == components
+    assert path.read_text(encoding="utf-8") == blueprint_text(components)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("copier") is None and not os.environ.get("CI"),
+    reason="the bench extra is not installed: pip install -e '.[bench]'",
+)
+def test_quick_run_prints_every_section_with_positive_figures(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {**os.environ}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    header = next(
+        line for line in done.stdout.splitlines() if line.startswith("figure")
+    )
+    assert header.split() == ["figure", "value", "baseline", "ratio", "goal", "met?"]
+
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert tuple(report["columns"]) == COLUMNS
+    assert {"date", "nproc", "cpu", "memory", "python"} <= set(report["machine"])
+    rows = report["rows"]
+    assert {row["section"] for row in rows} == set(SECTIONS)
+    for row in rows:
+        assert row["figure"], row
+        if row["section"] == "5 redis transport":
+            assert row["value"] is None
+            assert "not measured" in row["note"]
+            continue
+        assert isinstance(row["value"], float | int) and row["value"] > 0, row
+        if row["baseline"] is not None:
+            assert row["baseline"] > 0, row
+            assert row["ratio"] > 0, row
+        if row["goal"] is not None:
+            assert row["met"] in (True, False), row
+    figures = {row["figure"] for row in rows}
+    for expected in (
+        "N=10: time per file",
+        "N=200: wall time",
+        "order_pipeline: whole gate",
+        "order_pipeline: lint + guard",
+        "runtime, every metric on, vs the limit",
+        "runtime overhead per hop",
+        "RSS after",
+        "emitted api_endpoint: requests/s vs bare Starlette",
+        "emitted api_endpoint: p99 latency vs idiomatic FastAPI",
+    ):
+        assert any(f.startswith(expected) for f in figures), expected
