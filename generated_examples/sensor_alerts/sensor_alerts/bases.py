@@ -27,7 +27,8 @@ class PollerBase(Source):
 
     async def generate(self) -> AsyncIterator[Reading]:
         """Yield the items this source produces; by default it produces none."""
-        for item in ():
+        items: list[Reading] = []
+        for item in items:
             yield item
 
 

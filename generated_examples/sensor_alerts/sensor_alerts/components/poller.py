@@ -17,5 +17,6 @@ class Poller(PollerBase):
 
     async def generate(self) -> AsyncIterator[Reading]:
         """Yield the items to send; ``await self.emit(port, item)`` picks another output."""
-        for item in ():
+        items: list[Reading] = []
+        for item in items:
             yield item
