@@ -113,6 +113,10 @@ def generate(
         )
     else:
         typer.echo("gate skipped (--no-gate)")
+    package = done.package
+    typer.echo(
+        f"start it: cd {done.dest} && python -m {package} --host 127.0.0.1 --port 8000"
+    )
 
 
 @app.command()

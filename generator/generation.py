@@ -42,6 +42,7 @@ class Generated:
     """What ``generate`` did."""
 
     dest: Path
+    package: str
     files: int
     kept_user_files: tuple[str, ...]
     gate: GateResult | None
@@ -100,6 +101,7 @@ def generate(
     kept = install(staging, dest, built.manifest)
     return Generated(
         dest,
+        blueprint.name,
         len(built.manifest.files) + 1,
         tuple(kept),
         result,
