@@ -79,6 +79,15 @@ class Port:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """At most ``requests`` per ``per_seconds``, counted per client or per API key."""
+
+    requests: int
+    per_seconds: int
+    key: str  # "client" | "api_key"
+
+
+@dataclass(frozen=True)
 class Component:
     """A resolved component with its ports and effective settings."""
 
@@ -91,6 +100,8 @@ class Component:
     path: str | None = None  # api_endpoint only
     timeout_ms: int | None = None  # api_endpoint only
     max_payload_kb: int | None = None  # api_endpoint only
+    auth: str | None = None  # api_endpoint only: None, "api_key" or "basic"
+    rate_limit: RateLimit | None = None  # api_endpoint only
     burst_limit: int | None = None  # every component: its checkpoint cadence
     renamed_from: str | None = None  # its name before a rename, for regenerate
 
@@ -133,6 +144,7 @@ class Blueprint:
     pii_fields: tuple[str, ...]  # sorted, lower case
     warnings: tuple[Problem, ...] = ()
     forbidden_imports: tuple[str, ...] = ()  # beyond the default list
+    trusted_proxies: tuple[str, ...] = ()  # normalised CIDRs, blueprint order
 
     def component(self, name: str) -> Component:
         """The component called ``name``."""

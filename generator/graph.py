@@ -26,13 +26,21 @@ from .blueprint import (
     Component,
     Connection,
     Port,
+    RateLimit,
     Schema,
     SchemaField,
     TypeRef,
 )
 from .errors import BlueprintError, Problem
 from .field_types import TypeSyntaxError, allowed_constraints, parse_type
-from .model import ENDPOINT, BlueprintSpec, ComponentSpec, ConnectionSpec, SchemaSpec
+from .model import (
+    ENDPOINT,
+    BlueprintSpec,
+    ComponentSpec,
+    ConnectionSpec,
+    RateLimitSpec,
+    SchemaSpec,
+)
 from .yaml_source import Loc, SourceDoc
 
 CONSTRAINTS = ("gt", "ge", "lt", "le", "min_length", "max_length", "pattern")
@@ -86,6 +94,7 @@ class _Resolver:
             pii_fields=tuple(sorted(pii)),
             warnings=tuple(sorted(self.warnings)),
             forbidden_imports=tuple(self.spec.forbidden_imports),
+            trusted_proxies=tuple(dict.fromkeys(self.spec.defaults.trusted_proxies)),
         )
 
     # -- schemas ---------------------------------------------------------------------
@@ -340,6 +349,8 @@ class _Resolver:
                     "path": path,
                     "timeout_ms": spec.timeout_ms or defaults.timeout_ms,
                     "max_payload_kb": spec.max_payload_kb or defaults.max_payload_kb,
+                    "auth": spec.auth,
+                    "rate_limit": self.rate_limit(name, spec.auth, spec.rate_limit),
                 }
             burst = getattr(spec, "burst_limit", None) or defaults.burst_limit
             out[name] = Component(
@@ -354,6 +365,21 @@ class _Resolver:
             )
         self.check_renames()
         return out
+
+    def rate_limit(
+        self, name: str, auth: str | None, spec: RateLimitSpec | None
+    ) -> RateLimit | None:
+        """The endpoint's limit; counting per API key needs API keys to count."""
+        if spec is None:
+            return None
+        if spec.key == "api_key" and auth != "api_key":
+            self.error(
+                ("components", name, "rate_limit", "key"),
+                f"rate_limit key 'api_key' counts per API key, but component {name!r} "
+                f"{'has no auth' if auth is None else f'uses auth {auth!r}'}; add "
+                "'auth: api_key' or use key 'client'",
+            )
+        return RateLimit(spec.requests, spec.per_seconds, spec.key)
 
     def check_renames(self) -> None:
         """A former name must be free and claimed by one component only."""

@@ -22,6 +22,7 @@ from .model import (
     ConnectionSpec,
     Defaults,
     FieldSpec,
+    RateLimitSpec,
     SchemaSpec,
 )
 from .yaml_source import Loc, SourceDoc, parse_source, read_source
@@ -113,6 +114,8 @@ def _model_at(data: Any, loc: Loc) -> type[BaseModel] | None:
         return FieldSpec
     if len(loc) == 2 and loc[0] == "connections":
         return ConnectionSpec
+    if len(loc) == 3 and loc[0] == "components" and loc[2] == "rate_limit":
+        return RateLimitSpec
     if len(loc) == 2 and loc[0] == "components":
         component = (
             data.get("components", {}).get(loc[1]) if isinstance(data, dict) else None

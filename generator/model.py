@@ -8,6 +8,7 @@ the planner reads.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -87,6 +88,33 @@ def _route(value: str) -> str:
 
 Route = Annotated[str, Field(strict=True), AfterValidator(_route)]
 
+Auth = Literal["api_key", "basic"]
+RateLimitKey = Literal["client", "api_key"]
+
+
+def _network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        host_bits = "has host bits set" in str(exc)
+        fix = (
+            f"; write {str(ipaddress.ip_network(value, strict=False))!r}"
+            if host_bits
+            else " (e.g. '10.0.0.0/8', '192.0.2.7' or '2001:db8::/32')"
+        )
+        raise PydanticCustomError(
+            "portwright_network",
+            "{value} is not an IP network{fix}",
+            {"value": repr(value), "fix": fix},
+        ) from None
+
+
+#: A trusted proxy: an IPv4 or IPv6 network in CIDR notation (a bare address is a /32
+#: or /128), normalised (``10.0.0.0/8``).
+Network = Annotated[
+    str, Field(strict=True, min_length=1, max_length=64), AfterValidator(_network)
+]
+
 
 class Spec(BaseModel):
     """Base of every blueprint model: unknown keys are errors and values are frozen."""
@@ -106,6 +134,10 @@ class Defaults(Spec):
         tuple[Annotated[str, Field(strict=True, min_length=1, max_length=64)], ...],
         Field(strict=False),  # YAML gives a list; the model keeps it as a tuple
     ] = DEFAULT_PII_FIELDS
+    #: proxies whose X-Forwarded-For is believed; nobody else's is
+    trusted_proxies: Annotated[
+        tuple[Network, ...], Field(strict=False, max_length=1000)
+    ] = ()
 
 
 class FieldSpec(Spec):
@@ -168,6 +200,14 @@ class SourceSpec(ComponentSpec, _HasOutputs):
     kind: Literal["source"]
 
 
+class RateLimitSpec(Spec):
+    """At most ``requests`` per ``per_seconds`` from one client (or one API key)."""
+
+    requests: Annotated[int, Field(strict=True, gt=0, le=10_000_000)]
+    per_seconds: Annotated[int, Field(strict=True, gt=0, le=86_400)]
+    key: RateLimitKey = "client"
+
+
 class ApiEndpointSpec(ComponentSpec, _HasOutputs):
     """HTTP ingress: validates a JSON body and offers it to its output port."""
 
@@ -175,6 +215,9 @@ class ApiEndpointSpec(ComponentSpec, _HasOutputs):
     route: Route
     timeout_ms: TimeoutMs | None = None
     max_payload_kb: PayloadKb | None = None
+    #: who may send: anyone (absent), holders of an API key, or users with a password
+    auth: Auth | None = None
+    rate_limit: RateLimitSpec | None = None
 
 
 class TransformerSpec(ComponentSpec, _HasInputs, _HasOutputs):

@@ -334,6 +334,71 @@ CASES: list[tuple[str, dict[int, str], list[str]]] = [
             "21: connections[0].to: unknown component 'stor' (did you mean 'store'?)",
         ],
     ),
+    # -- endpoint security (issue #7) -----------------------------------------------
+    (
+        "auth misspelt",
+        {15: "    output: Order\n    auth: apikey"},
+        [
+            "16: components.api.auth: 'apikey' is not one of: api_key, basic (did you mean 'api_key'?)"
+        ],
+    ),
+    (
+        "auth on a sink",
+        {18: "    input: Order\n    auth: api_key"},
+        ["19: components.store.auth: unknown key 'auth' in component 'store'"],
+    ),
+    (
+        "rate limit key misspelt",
+        {15: "    output: Order\n    rate_limit: {requests: 5, per_second: 1}"},
+        [
+            "16: components.api.rate_limit.per_second: unknown key 'per_second' in component 'api' (did you mean 'per_seconds'?)"
+        ],
+    ),
+    (
+        "rate limit of zero requests",
+        {15: "    output: Order\n    rate_limit: {requests: 0, per_seconds: 1}"},
+        ["16: components.api.rate_limit.requests: must be > 0, got 0"],
+    ),
+    (
+        "rate limit window as text",
+        {15: "    output: Order\n    rate_limit: {requests: 5, per_seconds: '60'}"},
+        ["16: components.api.rate_limit.per_seconds: expected an integer, got '60'"],
+    ),
+    (
+        "rate limit per API key without API keys",
+        {
+            15: "    output: Order\n    rate_limit: {requests: 5, per_seconds: 1, key: api_key}"
+        },
+        [
+            "16: components.api.rate_limit.key: rate_limit key 'api_key' counts per API key, but component 'api' has no auth; add 'auth: api_key' or use key 'client'"
+        ],
+    ),
+    (
+        "rate limit per user",
+        {
+            15: "    output: Order\n    rate_limit: {requests: 5, per_seconds: 1, key: user}"
+        },
+        ["16: components.api.rate_limit.key: 'user' is not one of: client, api_key"],
+    ),
+    (
+        "trusted proxy with host bits",
+        {5: "  trusted_proxies: [10.0.0.1/8]"},
+        [
+            "5: defaults.trusted_proxies[0]: '10.0.0.1/8' is not an IP network; write '10.0.0.0/8'"
+        ],
+    ),
+    (
+        "trusted proxy that is a name",
+        {5: "  trusted_proxies: [proxy.internal]"},
+        [
+            "5: defaults.trusted_proxies[0]: 'proxy.internal' is not an IP network (e.g. '10.0.0.0/8', '192.0.2.7' or '2001:db8::/32')"
+        ],
+    ),
+    (
+        "trusted proxies as one string",
+        {5: "  trusted_proxies: 10.0.0.0/8"},
+        ["5: defaults.trusted_proxies: expected a list, got '10.0.0.0/8'"],
+    ),
     (
         "connection buffer zero",
         {20: "  - {from: api.out, to: store.in, buffer_size: 0}"},
@@ -356,6 +421,25 @@ CASES: list[tuple[str, dict[int, str], list[str]]] = [
 )
 def test_change_reports_exactly(changes: dict[int, str], expected: list[str]) -> None:
     assert _problems(_with(changes)) == expected
+
+
+def test_endpoint_security_resolves() -> None:
+    text = _with(
+        {
+            5: "  trusted_proxies: [10.0.0.0/8, '2001:db8::1', 10.0.0.0/8]",
+            15: "    output: Order\n    auth: api_key\n"
+            "    rate_limit: {requests: 5, per_seconds: 60, key: api_key}",
+        }
+    )
+    blueprint = load_text(text, NAME)
+
+    api = blueprint.component("api")
+    assert api.auth == "api_key"
+    assert api.rate_limit is not None
+    assert (api.rate_limit.requests, api.rate_limit.per_seconds) == (5, 60)
+    assert api.rate_limit.key == "api_key"
+    assert blueprint.trusted_proxies == ("10.0.0.0/8", "2001:db8::1/128")
+    assert load_text(BASE, NAME).component("api").rate_limit is None
 
 
 def test_unknown_top_level_key_without_a_close_match_has_no_hint() -> None:
