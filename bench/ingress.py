@@ -17,6 +17,7 @@ servers (the order flips each round); the figures are medians.
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
 import re
@@ -76,39 +77,17 @@ Log = Callable[[str], None]
 
 def run(work: Path, *, quick: bool, log: Log) -> list[Row]:
     """The requests-per-second and latency rows."""
+    project = prepare(work)
     wrk = shutil.which("wrk")
     use_wrk = wrk is not None and not quick
     rounds, seconds = (1, 1.0) if quick else (5, 5.0)
-    project = work / PACKAGE
-    blueprint = work / f"{PACKAGE}.yaml"
-    blueprint.write_text(BLUEPRINT, encoding="utf-8")
-    generate(blueprint, project, gate=False)
-    body = work / "body.json"
-    body.write_bytes(BODY)
-    script = work / "post.lua"
-    script.write_text(_wrk_script(), encoding="utf-8")
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in SERVERS}
-    with _Servers(project, work) as servers:
-        for name in SERVERS:  # warm-up: imports, first requests, JIT-free caches
-            _load(wrk if use_wrk else None, servers.port[name], body, script, 1.0)
-        for r in range(rounds):
-            order = list(SERVERS) if r % 2 == 0 else list(reversed(SERVERS))
-            for name in order:
-                results[name].append(
-                    _load(
-                        wrk if use_wrk else None,
-                        servers.port[name],
-                        body,
-                        script,
-                        seconds,
-                    )
-                )
-            log(f"http: round {r + 1}/{rounds} done")
+    commands = {name: server_command(name, project) for name in SERVERS}
+    results = measure(commands, work, wrk if use_wrk else None, rounds, seconds, log)
     tool = (
         f"wrk -t1 -c{CONNECTIONS}, {seconds:g} s x {rounds}"
         if use_wrk
         else f"bench/load.py -c{CONNECTIONS}, {seconds:g} s x {rounds}"
-    )
+    ) + f"; uvicorn {uvicorn_stack()}"
     rows = []
     if wrk is None and not quick:
         rows.append(
@@ -123,6 +102,56 @@ def run(work: Path, *, quick: bool, log: Log) -> list[Row]:
             )
         )
     return rows + _rows(results, tool)
+
+
+def uvicorn_stack() -> str:
+    """What uvicorn's ``auto`` settings pick here: its HTTP parser and event loop."""
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{http}+{loop}"
+
+
+def prepare(work: Path) -> Path:
+    """Generate the one-endpoint service into ``work``; its project folder."""
+    project = work / PACKAGE
+    blueprint = work / f"{PACKAGE}.yaml"
+    blueprint.write_text(BLUEPRINT, encoding="utf-8")
+    generate(blueprint, project, gate=False)
+    (work / "body.json").write_bytes(BODY)
+    (work / "post.lua").write_text(_wrk_script(), encoding="utf-8")
+    return project
+
+
+def server_command(name: str, project: Path) -> tuple[list[str], Path]:
+    """How to start server ``name`` (emitted, fastapi, starlette): command, cwd."""
+    if name == "emitted":
+        return [sys.executable, "-m", PACKAGE, "--host", "127.0.0.1"], project
+    command = [sys.executable, "-m", "bench.servers", name, "--project", str(project)]
+    return [*command, "--package", PACKAGE], REPO
+
+
+def measure(
+    commands: dict[str, tuple[list[str], Path]],
+    work: Path,
+    wrk: str | None,
+    rounds: int,
+    seconds: float,
+    log: Log,
+) -> dict[str, list[dict[str, float]]]:
+    """Start every server, warm each up, then load them in alternating rounds."""
+    body, script = work / "body.json", work / "post.lua"
+    names = list(commands)
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    with _Servers(commands, work) as servers:
+        for name in names:  # warm-up: imports, first requests
+            _load(wrk, servers.port[name], body, script, 1.0)
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else reversed(names):
+                results[name].append(
+                    _load(wrk, servers.port[name], body, script, seconds)
+                )
+            log(f"http: round {r + 1}/{rounds} done")
+    return results
 
 
 def _rows(results: dict[str, list[dict[str, float]]], tool: str) -> list[Row]:
@@ -287,10 +316,13 @@ def _free_port() -> int:
 
 
 class _Servers:
-    """The three servers, each in its own process; stopped (SIGTERM) on exit."""
+    """Servers, each in its own process on a free port; stopped (SIGTERM) on exit.
 
-    def __init__(self, project: Path, work: Path) -> None:
-        self.project = project
+    Each command gets ``--port P`` appended.
+    """
+
+    def __init__(self, commands: dict[str, tuple[list[str], Path]], work: Path) -> None:
+        self.commands = commands
         self.work = work
         self.port: dict[str, int] = {}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -298,9 +330,9 @@ class _Servers:
 
     def __enter__(self) -> _Servers:
         try:
-            for name in SERVERS:
+            for name in self.commands:
                 self._start(name)
-            for name in SERVERS:
+            for name in self.commands:
                 self._wait_ready(name)
         except BaseException:
             self.__exit__()
@@ -311,19 +343,16 @@ class _Servers:
         port = _free_port()
         env = {**os.environ, f"{PACKAGE.upper()}_LOG_LEVEL": "WARNING"}
         env.pop("PYTHONPATH", None)
-        if name == "emitted":
-            command = [sys.executable, "-m", PACKAGE, "--host", "127.0.0.1"]
-            command += ["--port", str(port)]
-            cwd = self.project
-        else:
-            command = [sys.executable, "-m", "bench.servers", name, "--port", str(port)]
-            command += ["--project", str(self.project), "--package", PACKAGE]
-            cwd = REPO
+        command, cwd = self.commands[name]
         log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 (closed in __exit__)
         self.logs[name] = log
         self.port[name] = port
         self.processes[name] = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
+            [*command, "--port", str(port)],
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def _wait_ready(self, name: str, timeout: float = 60.0) -> None:
