@@ -30,6 +30,8 @@ NEEDED = (
     "httpx",
     "pytest",
     "structlog",
+    "limits",
+    "bcrypt",
 )
 PYTEST_TIMEOUT_S = 600
 

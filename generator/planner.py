@@ -32,7 +32,9 @@ LOGIC_KINDS = ("source", "transformer", "filter", "router", "sink")
 # so that the gate can run an emitted project's tests in portwright's interpreter.
 EMITTED_DEPENDENCIES = (
     "anyio>=4.4,<5",
+    "bcrypt>=4.1,<6",
     "fastapi>=0.111,<1",
+    "limits>=4.2,<6",
     "prometheus-client>=0.20,<1",
     "pydantic>=2.7,<3",
     "starlette>=0.37,<2",

@@ -133,7 +133,11 @@ async def test_a_chunked_body_is_cut_off_at_the_cap_with_413() -> None:
         response = await client.post("/orders", content=body())
 
     assert response.status_code == 413
-    assert response.json() == {"detail": "body exceeds 4 KiB"}
+    assert response.json() == {
+        "error": "payload_too_large",
+        "detail": "body exceeds 4 KiB",
+        "correlation_id": response.headers["x-correlation-id"],
+    }
     assert pulled <= 6  # stopped reading at the cap, not after 1000 KiB
     assert tap.items == []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,3 +171,53 @@ def test_configure_logging_writes_json_lines(
     line = json.loads(capsys.readouterr().err)
     assert line["message"] == "email=***"
     assert line["logger"] == "configured.part"
+
+
+def test_lines_from_any_logger_are_masked_at_any_depth_and_in_text() -> None:
+    # uvicorn's access line carries the query string; a library logs a nested
+    # payload and an exception whose message holds personal data
+    access = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "h11_impl.py",
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("10.0.0.1:5000", "POST", "/orders?email=a@b.c&page=2", "1.1", 202),
+        None,
+    )
+    try:
+        raise ValueError("refused {'ssn': '123-45-6789'} for email=e@f.g")
+    except ValueError:
+        failure = logging.LogRecord(
+            "lib", logging.ERROR, "lib.py", 1, "failed", (), sys.exc_info()
+        )
+    failure.payload = {
+        "rows": [{"Email": "c@d.e", "note": "contact: ssn=987"}],
+        "customer": Customer(contacts=[Contact(email="m@n.o", name="M")], ssn="5"),
+    }
+
+    lines = [json_line(access), json_line(failure)]
+
+    text = json.dumps(lines)
+    for secret in ("a@b.c", "123-45-6789", "e@f.g", "c@d.e", "987", "m@n.o"):
+        assert secret not in text, secret
+    assert (
+        lines[0]["message"]
+        == '10.0.0.1:5000 - "POST /orders?email=***&page=2 HTTP/1.1" 202'
+    )
+    assert lines[1]["payload"]["rows"] == [{"Email": "***", "note": "contact: ssn=***"}]
+    assert "ValueError: refused {'ssn': '***'} for email=***" in lines[1]["error"]
+    assert (lines[1]["level"], lines[1]["logger"]) == ("error", "lib")
+
+
+def test_serve_sends_uvicorn_lines_through_the_same_formatter() -> None:
+    handler = runtime.configure_logging("svc", "INFO", MASKER, also=("uvicorn",))
+    try:
+        for name in ("svc", "uvicorn"):
+            logger = logging.getLogger(name)
+            assert handler in logger.handlers and not logger.propagate
+        assert isinstance(handler.formatter, runtime.JsonFormatter)
+    finally:
+        for name in ("svc", "uvicorn"):
+            logging.getLogger(name).removeHandler(handler)
+            logging.getLogger(name).propagate = True

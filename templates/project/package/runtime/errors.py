@@ -1,17 +1,31 @@
-"""The runtime's errors, and the record a failed message becomes."""
+"""The runtime's errors, and the record a failed message becomes.
+
+``ServiceError`` is the root of every error the runtime raises on purpose. Its
+``RequestError`` branch is what an HTTP request is refused with: each class carries
+its status and error code, and the app answers every one of them, and every other
+failure, with the same JSON shape: ``{"error", "detail", "correlation_id"}``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
+    "BadRequest",
     "ErrorRecord",
+    "InvalidBody",
+    "PayloadTooLarge",
+    "RateLimited",
+    "RequestError",
     "ServiceError",
     "SettingsError",
     "StartupError",
+    "Unauthorized",
+    "Unavailable",
     "UnknownRouteError",
     "WiringError",
 ]
@@ -35,6 +49,72 @@ class StartupError(ServiceError):
 
 class UnknownRouteError(ServiceError):
     """A router named an output port it does not have."""
+
+
+class RequestError(ServiceError):
+    """A request the service refuses: answered with ``status`` and the error shape.
+
+    ``detail`` is what the client is told (a sentence, or for ``InvalidBody`` the
+    list of field errors); it never holds what the client sent.
+    """
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+
+    def __init__(
+        self,
+        detail: str | list[dict[str, Any]],
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail if isinstance(detail, str) else self.code)
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
+class BadRequest(RequestError):
+    """The request itself is malformed (a header that cannot be read)."""
+
+
+class Unauthorized(RequestError):
+    """No valid credentials for an endpoint that requires them."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class PayloadTooLarge(RequestError):
+    """The body is over the endpoint's cap."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class InvalidBody(RequestError):
+    """The body is not JSON or does not match the schema; ``detail`` lists why."""
+
+    status = 422
+    code = "invalid_body"
+
+
+class RateLimited(RequestError):
+    """Too many requests from one client (or key); retry after ``retry_after`` s."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, {"retry-after": str(max(1, retry_after))})
+        self.retry_after = max(1, retry_after)
+
+
+class Unavailable(RequestError):
+    """The service cannot take the request now; retry after ``retry_after`` s."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, detail: str, retry_after: int | str = 1) -> None:
+        super().__init__(detail, {"retry-after": str(retry_after)})
 
 
 class ErrorRecord(BaseModel):
