@@ -3,19 +3,29 @@
 """The service runtime: ports, primitives, ingress, metrics, logs and lifecycle.
 
 This package is copied verbatim into every emitted project and imports only the
-standard library, anyio, pydantic, FastAPI/Starlette, uvicorn and prometheus_client.
+standard library, anyio, pydantic, FastAPI/Starlette, uvicorn, prometheus_client,
+structlog (JSON logs), limits (rate limits) and bcrypt (passwords).
 See docs/runtime.md for the API and a complete wiring example.
 """
 
 from .app import create_app, serve
+from .auth import ApiKeyAuth, BasicAuth, Credentials, api_key_digest, user_entry
 from .component import Component, RunContext, State
 from .components import Filter, Merger, Router, Sink, Source, Transformer
+from .context import RequestContext, TrustedProxies, current_request
 from .envelope import Entry, Envelope, uuid7
 from .errors import (
+    BadRequest,
     ErrorRecord,
+    InvalidBody,
+    PayloadTooLarge,
+    RateLimited,
+    RequestError,
     ServiceError,
     SettingsError,
     StartupError,
+    Unauthorized,
+    Unavailable,
     UnknownRouteError,
     WiringError,
 )
@@ -24,6 +34,7 @@ from .logs import JsonFormatter, MaskedLogger, configure_logging
 from .metrics import Histogram, ServiceMetrics
 from .pii import MASK, Masker
 from .ports import Connection, InputPort, OutputPort, Overflow
+from .ratelimit import RateLimit
 from .service import DrainReport, Service, ServiceState
 from .settings import ServiceSettings
 from .taps import Inlet, Tap
@@ -31,8 +42,12 @@ from .taps import Inlet, Tap
 __all__ = [
     "MASK",
     "ApiEndpoint",
+    "ApiKeyAuth",
+    "BadRequest",
+    "BasicAuth",
     "Component",
     "Connection",
+    "Credentials",
     "DrainReport",
     "Entry",
     "Envelope",
@@ -41,12 +56,18 @@ __all__ = [
     "Histogram",
     "Inlet",
     "InputPort",
+    "InvalidBody",
     "JsonFormatter",
     "MaskedLogger",
     "Masker",
     "Merger",
     "OutputPort",
     "Overflow",
+    "PayloadTooLarge",
+    "RateLimit",
+    "RateLimited",
+    "RequestContext",
+    "RequestError",
     "Router",
     "RunContext",
     "Service",
@@ -61,10 +82,16 @@ __all__ = [
     "State",
     "Tap",
     "Transformer",
+    "TrustedProxies",
+    "Unauthorized",
+    "Unavailable",
     "UnknownRouteError",
     "WiringError",
+    "api_key_digest",
     "configure_logging",
     "create_app",
+    "current_request",
     "serve",
+    "user_entry",
     "uuid7",
 ]

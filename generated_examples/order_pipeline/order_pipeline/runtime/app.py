@@ -5,7 +5,9 @@
 ``create_app`` adds one route per ``ApiEndpoint``, plus ``GET /health`` (alive),
 ``GET /ready`` (every component running, no buffer saturated) and ``GET /metrics``
 (Prometheus text). Its lifespan runs the service: started with the app, stopped
-and drained when the app shuts down.
+and drained when the app shuts down. It also gives the endpoints their credentials
+and rate limits (from the settings), sets each request's context (correlation id,
+client address), and answers every error in one JSON shape (``problems.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .auth import Credentials
+from .context import RequestContextMiddleware, TrustedProxies
+from .errors import SettingsError
 from .logs import configure_logging
+from .problems import ErrorHandlers
+from .ratelimit import RateLimit, RateLimitStore
 from .service import Service
 
 __all__ = ["create_app", "serve"]
@@ -38,15 +45,28 @@ class Accepted(BaseModel):
 
 
 class Problem(BaseModel):
-    """The answer to a refused message."""
+    """The answer to a refused request (every error has this shape)."""
 
+    error: str
     detail: str
+    correlation_id: str
 
 
 class Invalid(BaseModel):
     """The answer to a body that does not match the schema: one entry per error."""
 
+    error: str
     detail: list[dict[str, Any]]
+    correlation_id: str
+
+
+#: OpenAPI security schemes, by the names ``ingress.SECURITY`` uses
+SECURITY_SCHEMES = {
+    "apiKeyBearer": {"type": "http", "scheme": "bearer"},
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "basic": {"type": "http", "scheme": "basic"},
+}
+_RETRY = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
 
 
 def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
@@ -59,7 +79,33 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
 
     app = FastAPI(title=service.name, version=version, lifespan=lifespan)
     app.state.service = service
+    handlers = ErrorHandlers(service.log)
+    handlers.install(app)
+    app.add_middleware(
+        RequestContextMiddleware,
+        trusted=TrustedProxies(service.settings.trusted_proxies),
+        on_error=handlers.unhandled,
+    )
+    protect(service)
     for endpoint in service.endpoints:
+        responses: dict[int | str, dict[str, Any]] = {
+            400: {"model": Problem, "description": "Unreadable request headers"},
+            413: {"model": Problem, "description": "Body too large"},
+            422: {"model": Invalid, "description": "Body does not match"},
+            503: {
+                "model": Problem,
+                "description": "Full or stopping; retry",
+                "headers": _RETRY,
+            },
+        }
+        if endpoint.auth is not None:
+            responses[401] = {"model": Problem, "description": "No valid credentials"}
+        if endpoint.rate_limit is not None:
+            responses[429] = {
+                "model": Problem,
+                "description": "Too many requests; retry",
+                "headers": _RETRY,
+            }
         # FastAPI's own request handling (dependency solving, response checks)
         # costs more than the whole ingest, so a plain Starlette route in front
         # serves the requests; the APIRoute behind it, with the same handler,
@@ -80,11 +126,7 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
             summary=f"Send a message to {endpoint.name}",
             status_code=202,
             response_model=Accepted,
-            responses={
-                413: {"model": Problem, "description": "Body too large"},
-                422: {"model": Invalid, "description": "Body does not match"},
-                503: {"model": Problem, "description": "Full or stopping; retry"},
-            },
+            responses=responses,
             openapi_extra=endpoint.openapi_extra(),
         )
 
@@ -116,14 +158,57 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
             schema = get_openapi(
                 title=app.title, version=app.version, routes=app.routes
             )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components = schema.setdefault("components", {})
+            schemas = components.setdefault("schemas", {})
             for endpoint in service.endpoints:
-                components.update(endpoint.schema_components())
+                schemas.update(endpoint.schema_components())
+            if any(endpoint.auth for endpoint in service.endpoints):
+                components["securitySchemes"] = SECURITY_SCHEMES
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def protect(service: Service) -> None:
+    """Give every endpoint its credentials and rate limit, from the settings.
+
+    Files are read and checked now, so a bad one stops the start; an endpoint that
+    requires credentials while none are configured refuses every request (401).
+    """
+    settings = service.settings
+    endpoints = {endpoint.name: endpoint for endpoint in service.endpoints}
+    unknown = sorted(set(settings.rate_limit_overrides) - set(endpoints))
+    if unknown:
+        raise SettingsError(
+            f"{service.name.upper()}_RATE_LIMIT__{unknown[0].upper()}: "
+            f"no api_endpoint {unknown[0]!r} to limit"
+        )
+    credentials = Credentials()
+    if any(endpoint.auth for endpoint in endpoints.values()):
+        credentials = Credentials.load(service.name, settings)
+    store = None
+    if settings.rate_limit_overrides or any(e.rate_limit for e in endpoints.values()):
+        store = RateLimitStore(
+            settings.rate_limit_storage,
+            namespace=service.name,
+            log=service.log,
+            max_clients=settings.rate_limit_max_clients,
+        )
+    for name, endpoint in endpoints.items():
+        override = settings.rate_limit_overrides.get(name)
+        key = endpoint.rate_limit.key if endpoint.rate_limit else "client"
+        limit = RateLimit.parse(override, key) if override else None
+        endpoint.protect(credentials, store, service.name, limit)
+        if (endpoint.auth == "api_key" and not credentials.api_keys) or (
+            endpoint.auth == "basic" and not credentials.users
+        ):
+            service.log.warning(
+                "api_endpoint %s requires credentials but none are configured: "
+                "every request to it is refused",
+                name,
+            )
 
 
 def serve(app: FastAPI, *, host: str | None = None, port: int | None = None) -> None:
@@ -135,12 +220,19 @@ def serve(app: FastAPI, *, host: str | None = None, port: int | None = None) -> 
     """
     service: Service = app.state.service
     settings = service.settings
-    configure_logging(service.name, settings.log_level, service.masker)
+    # uvicorn's own lines (startup, access, errors) become masked JSON lines too.
+    configure_logging(
+        service.name, settings.log_level, service.masker, also=("uvicorn",)
+    )
     config = uvicorn.Config(
         app,
         host=host or settings.host,
         port=settings.port if port is None else port,
         log_level=settings.log_level.lower(),
+        log_config=None,
+        # The client's address is decided by the app's trusted proxies alone:
+        # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1.
+        proxy_headers=False,
         lifespan="on",
     )
     _DrainingServer(config, service).run()

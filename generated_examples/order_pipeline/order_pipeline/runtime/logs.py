@@ -3,9 +3,12 @@
 """Structured logs: JSON lines, with personal data masked in every line.
 
 Components log through a ``MaskedLogger`` (``self.log``), which binds the
-service and component names and masks the message text and every extra field
+service and component names, adds the ids of the request or message being
+handled, and masks the message text, every extra field and the exception text
 before the record exists, so no handler ever sees raw personal data. The
-``JsonFormatter`` also masks exception text, which only exists at format time.
+``JsonFormatter`` (structlog's ``ProcessorFormatter`` with a masking processor and
+its ``JSONRenderer``) masks again whatever any other logger hands it (uvicorn's
+access lines, a library's warnings), nested values and exception text included.
 
 Nothing is configured on import: tests stay quiet (pytest captures records), and
 a running service calls ``configure_logging`` once.
@@ -13,22 +16,26 @@ a running service calls ``configure_logging`` once.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+from structlog.typing import EventDict
+
+from .context import log_context
 from .pii import Masker
 
 __all__ = ["JsonFormatter", "MaskedLogger", "configure_logging"]
 
-#: Fields every line may carry, in this order, before any other extra field.
-_KNOWN_FIELDS = ("service", "component", "port", "message_id", "correlation_id")
-_RECORD_ATTRIBUTES = frozenset(
-    logging.LogRecord("", 0, "", 0, "", None, None).__dict__
-) | {"message", "asctime", "masker", "taskName"}
+#: Fields that are names and ids the runtime made, never personal data.
+_UNMASKED = frozenset(
+    {"time", "level", "logger", "service", "component", "port", "message_id"}
+    | {"correlation_id"}
+)
+_FORMATTER_ATTRIBUTES = ("message", "asctime", "taskName")
 _NO_MASKING = Masker()
 _TRACEBACKS = logging.Formatter()
 
@@ -79,6 +86,9 @@ class MaskedLogger(logging.LoggerAdapter[logging.Logger]):
         except (TypeError, ValueError):
             text = f"{msg} {args!r}"
         _, options = self.process(None, {"extra": extra})
+        for key, value in log_context().items():
+            if options["extra"].get(key) is None:
+                options["extra"][key] = value
         logger = self.logger
         # +1: skip this method, so the record names the caller's file and line.
         filename, line, function, stack = logger.findCaller(stack_info, stacklevel + 1)
@@ -102,52 +112,94 @@ class MaskedLogger(logging.LoggerAdapter[logging.Logger]):
         logger.handle(record)
 
 
-class JsonFormatter(logging.Formatter):
-    """Formats a record as one JSON object per line."""
+class JsonFormatter(structlog.stdlib.ProcessorFormatter):
+    """Formats a record as one JSON object per line, with structlog's processors.
+
+    Every record is handled, whoever logged it (a component, the service, uvicorn,
+    a library): the message, every extra field (at any depth) and the exception
+    text are masked with the record's masker (or this formatter's) before they are
+    rendered; the ids of the request or message being handled are added.
+    """
 
     def __init__(self, masker: Masker | None = None) -> None:
-        super().__init__()
         self.masker = masker or _NO_MASKING
+        super().__init__(
+            foreign_pre_chain=[
+                structlog.stdlib.ExtraAdder(),
+                _record_fields,
+                _context_fields,
+                _error_text,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                self._mask,
+                structlog.processors.JSONRenderer(default=str, ensure_ascii=False),
+            ],
+        )
 
-    def format(self, record: logging.LogRecord) -> str:
-        """The JSON line: time, level, logger, message, known fields, extras, error."""
-        masker: Masker = getattr(record, "masker", self.masker)
-        line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": masker.mask_text(record.getMessage()),
+    def _mask(self, logger: Any, method: str, event: EventDict) -> EventDict:
+        masker: Masker = event.pop("masker", None) or self.masker
+        return {
+            key: value if key in _UNMASKED else masker.mask_deep(value)
+            for key, value in event.items()
         }
-        for key in _KNOWN_FIELDS:
-            value = record.__dict__.get(key)
-            if value is not None:
-                line[key] = value
-        for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRIBUTES and key not in line:
-                line[key] = masker.mask(value)
-        if record.exc_info and not record.exc_text:
-            record.exc_text = masker.mask_text(self.formatException(record.exc_info))
-        if record.exc_text:
-            line["error"] = masker.mask_text(record.exc_text)
-        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def _record_fields(logger: Any, method: str, event: EventDict) -> EventDict:
+    """``time``, ``level``, ``logger`` and ``message``, first and in that order."""
+    record: logging.LogRecord = event["_record"]
+    for attribute in _FORMATTER_ATTRIBUTES:  # left by a formatter that ran before
+        event.pop(attribute, None)
+    return {
+        "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "message": event.pop("event"),
+        **event,
+    }
+
+
+def _context_fields(logger: Any, method: str, event: EventDict) -> EventDict:
+    """The ids of the request or message being handled, where the record has none."""
+    for key, value in log_context().items():
+        if event.get(key) is None:
+            event[key] = value
+    return event
+
+
+def _error_text(logger: Any, method: str, event: EventDict) -> EventDict:
+    """The traceback as ``error`` (``MaskedLogger`` has already masked it)."""
+    record: logging.LogRecord = event["_record"]
+    exc_info = event.pop("exc_info", None)
+    text = record.exc_text or (
+        _TRACEBACKS.formatException(exc_info) if exc_info else ""
+    )
+    if text:
+        event["error"] = text
+    return event
 
 
 def configure_logging(
-    logger_name: str, level: str = "INFO", masker: Masker | None = None
+    logger_name: str,
+    level: str = "INFO",
+    masker: Masker | None = None,
+    also: Iterable[str] = (),
 ) -> logging.Handler:
-    """Send ``logger_name``'s records to stderr as JSON lines at ``level``.
+    """Send ``logger_name``'s records (and ``also``'s) to stderr as JSON lines.
 
-    Idempotent: a second call replaces the handler the first one installed.
+    ``level`` applies to ``logger_name``. Idempotent: a second call replaces the
+    handler the first one installed.
     """
-    logger = logging.getLogger(logger_name)
-    for handler in list(logger.handlers):
-        if isinstance(handler.formatter, JsonFormatter):
-            logger.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(masker))
-    logger.addHandler(handler)
-    logger.setLevel(level.upper())
-    logger.propagate = False
+    for name in (logger_name, *also):
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            if isinstance(old.formatter, JsonFormatter):
+                logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.propagate = False
+    logging.getLogger(logger_name).setLevel(level.upper())
     return handler
 
 

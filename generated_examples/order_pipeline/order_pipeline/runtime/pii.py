@@ -62,6 +62,19 @@ class Masker:
             return [self.mask(item) for item in value]
         return value
 
+    def mask_deep(self, value: Any) -> Any:
+        """``mask(value)``, then ``mask_text`` on every string in the result."""
+        return self._texts(self.mask(value))
+
+    def _texts(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.mask_text(value)
+        if isinstance(value, dict):
+            return {key: self._texts(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._texts(item) for item in value]
+        return value
+
     def mask_text(self, text: str) -> str:
         """``text`` with the values of ``key=value`` / ``"key": "value"`` masked."""
         if self._pattern is None:

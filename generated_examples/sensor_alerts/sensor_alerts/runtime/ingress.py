@@ -7,33 +7,48 @@ times more per request): it reads the raw body with a running size cap, validate
 it with a pydantic ``TypeAdapter``, and hands the message to the output port
 without waiting when there is room. The body schema is still documented in
 OpenAPI through ``openapi_extra`` and the app's component schemas.
+
+An endpoint may require credentials (``auth``) and limit how often one client or
+key may send (``rate_limit``); both are checked before the body is read. Every
+refusal is raised as a ``RequestError``, which the app answers in one JSON shape.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from contextlib import aclosing
 from time import monotonic
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from .auth import ApiKeyAuth, BasicAuth, Credentials
 from .component import Component, RunContext
+from .context import current_request, valid_correlation_id
 from .envelope import Envelope
-from .errors import WiringError
+from .errors import (
+    BadRequest,
+    InvalidBody,
+    PayloadTooLarge,
+    Unavailable,
+    WiringError,
+)
+from .ratelimit import RateLimit, RateLimiter, RateLimitStore, client_key
 
-__all__ = ["ApiEndpoint"]
+__all__ = ["ApiEndpoint", "Auth"]
 
 _REF_TEMPLATE = "#/components/schemas/{model}"
-#: An incoming ``X-Correlation-ID`` is kept only if it looks like an id, so that a
-#: client cannot put arbitrary text into every log line.
-_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _METHODS = frozenset({"POST", "PUT", "PATCH"})
+Auth = Literal["api_key", "basic"]
+#: the OpenAPI security requirement of each kind of ``auth``
+SECURITY: dict[str, list[dict[str, list[str]]]] = {
+    "api_key": [{"apiKeyBearer": []}, {"apiKeyHeader": []}],
+    "basic": [{"basic": []}],
+}
 
 
 class ApiEndpoint(Component):
@@ -57,8 +72,19 @@ class ApiEndpoint(Component):
         method: str = "POST",
         timeout_ms: float = 2000,
         max_payload_kb: float = 64,
+        auth: Auth | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         super().__init__(name, inputs={}, outputs={"out": schema})
+        if auth is not None and auth not in SECURITY:
+            raise WiringError(
+                f"api_endpoint {name!r}: auth {auth!r} is not one of "
+                f"{', '.join(SECURITY)}"
+            )
+        if rate_limit is not None and rate_limit.key == "api_key" and auth != "api_key":
+            raise WiringError(
+                f"api_endpoint {name!r}: a rate limit per API key needs auth 'api_key'"
+            )
         method = method.upper()
         if method not in _METHODS:
             raise WiringError(
@@ -83,6 +109,14 @@ class ApiEndpoint(Component):
         self.configure(timeout_ms=timeout_ms, max_payload_kb=max_payload_kb)
         self._out = self.outputs["out"]
         self._validate_json = TypeAdapter(schema).validate_json
+        self.auth = auth
+        self.rate_limit = rate_limit
+        #: who may send; until ``protect`` gives it credentials, nobody (fail closed)
+        self.authenticator: ApiKeyAuth | BasicAuth | None = self._authenticator(
+            Credentials(), name
+        )
+        #: set by ``protect`` (``create_app`` calls it) when the endpoint is limited
+        self.limiter: RateLimiter | None = None
         self._accepting = False
         self._in_flight = 0
         self._idle: anyio.Event | None = None
@@ -96,6 +130,32 @@ class ApiEndpoint(Component):
             self.retry_after = str(max(1, math.ceil(self.timeout_s)))
         if max_payload_kb is not None:
             self.max_payload_bytes = int(max_payload_kb * 1024)
+
+    def protect(
+        self,
+        credentials: Credentials,
+        store: RateLimitStore | None,
+        realm: str,
+        rate_limit: RateLimit | None = None,
+    ) -> None:
+        """Check requests against ``credentials`` and count them in ``store``.
+
+        ``rate_limit`` replaces the endpoint's own (a settings override).
+        """
+        self.authenticator = self._authenticator(credentials, realm)
+        if rate_limit is not None:
+            self.rate_limit = rate_limit
+        if self.rate_limit is not None and store is not None:
+            self.limiter = store.limiter(self.name, self.rate_limit)
+
+    def _authenticator(
+        self, credentials: Credentials, realm: str
+    ) -> ApiKeyAuth | BasicAuth | None:
+        if self.auth == "api_key":
+            return ApiKeyAuth(credentials.api_keys, realm)
+        if self.auth == "basic":
+            return BasicAuth(credentials.users, realm)
+        return None
 
     async def serve(self, context: RunContext) -> None:
         """Accept requests until the service stops, then let in-flight ones finish."""
@@ -113,7 +173,7 @@ class ApiEndpoint(Component):
     async def handle(self, request: Request) -> Response:
         """The route: size cap, validation, offer to the output, answer."""
         if not self._accepting:
-            return self._unavailable("the service is not accepting messages")
+            raise self._unavailable("the service is not accepting messages")
         self._in_flight += 1
         try:
             return await self._accept(request)
@@ -123,38 +183,44 @@ class ApiEndpoint(Component):
                 self._idle.set()
 
     async def _accept(self, request: Request) -> Response:
+        if self.authenticator is not None or self.limiter is not None:
+            await self._guard(request)
         limit = self.max_payload_bytes
         declared = request.headers.get("content-length")
         if declared is not None:
             if not (declared.isascii() and declared.isdigit()):
-                return _error(400, "Content-Length is not a number")
+                raise BadRequest("Content-Length is not a number")
             if int(declared) > limit:
-                return self._too_large()
+                raise self._too_large()
         chunks = []
         size = 0
         async with aclosing(request.stream()) as stream:
             async for chunk in stream:
                 size += len(chunk)
                 if size > limit:
-                    return self._too_large()
+                    raise self._too_large()
                 chunks.append(chunk)
         try:
             item = self._validate_json(b"".join(chunks))
         except ValidationError as exc:
-            return _invalid(exc)
-        correlation = request.headers.get("x-correlation-id")
-        if correlation is not None and not _CORRELATION_ID.match(correlation):
-            correlation = None
+            raise _invalid(exc) from None
+        context = current_request()
+        if context is None:  # served without the app's middleware
+            correlation = valid_correlation_id(request.headers.get("x-correlation-id"))
+        else:
+            correlation = context.known_correlation_id
         now = monotonic()
         envelope = Envelope.start(item, now, correlation)
         message_id = envelope.id
+        if context is not None and correlation is None:
+            context.adopt(message_id)  # this message starts the conversation
         pending = self._out.emit((now, envelope))
         if pending is not None:
             with anyio.move_on_after(self.timeout_s) as waited:
                 await pending
             if waited.cancelled_caught:
                 self._out.dropped += 1
-                return self._unavailable(
+                raise self._unavailable(
                     f"output {self._out.address} stayed full for "
                     f"{self.timeout_s * 1000:g} ms"
                 )
@@ -165,11 +231,34 @@ class ApiEndpoint(Component):
             headers={"x-correlation-id": correlation or message_id},
         )
 
+    async def _guard(self, request: Request) -> None:
+        """Rate limit and credentials, before anything is read.
+
+        A limit per client is counted first, so that a flood of guesses is refused
+        before it costs a password check; a limit per key needs the key first.
+        """
+        limiter, authenticator = self.limiter, self.authenticator
+        if limiter is not None and limiter.limit.key == "client":
+            context = current_request()
+            if context is not None:
+                address = context.client
+            else:
+                address = request.client.host if request.client else "unknown"
+            await limiter.hit(client_key(address))
+        if authenticator is None:
+            return
+        identity = await authenticator.authenticate(request.headers)
+        if limiter is not None and limiter.limit.key == "api_key":
+            await limiter.hit(identity)
+
     def openapi_extra(self) -> dict[str, Any]:
         """The request body for OpenAPI, referring to ``schema_components()``."""
         schema, _ = self._json_schema()
         body = {"application/json": {"schema": schema}}
-        return {"requestBody": {"required": True, "content": body}}
+        extra: dict[str, Any] = {"requestBody": {"required": True, "content": body}}
+        if self.auth is not None:
+            extra["security"] = SECURITY[self.auth]
+        return extra
 
     def schema_components(self) -> dict[str, Any]:
         """The JSON schemas the request body refers to, for OpenAPI components."""
@@ -184,21 +273,17 @@ class ApiEndpoint(Component):
             return {"$ref": _REF_TEMPLATE.format(model=name)}, components
         return schema, components
 
-    def _too_large(self) -> Response:
-        return _error(413, f"body exceeds {self.max_payload_bytes // 1024} KiB")
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"body exceeds {self.max_payload_bytes // 1024} KiB")
 
-    def _unavailable(self, detail: str) -> Response:
-        return _error(503, detail, headers={"retry-after": self.retry_after})
-
-
-def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    def _unavailable(self, detail: str) -> Unavailable:
+        return Unavailable(detail, self.retry_after)
 
 
-def _invalid(exc: ValidationError) -> Response:
+def _invalid(exc: ValidationError) -> InvalidBody:
     # Like FastAPI's own 422, but never echoing the input (it may hold personal
     # data); ``json()`` makes every error context JSON-safe.
     errors = json.loads(exc.json(include_url=False, include_input=False))
     for error in errors:
         error["loc"] = ["body", *error["loc"]]
-    return JSONResponse({"detail": errors}, status_code=422)
+    return InvalidBody(errors)

@@ -12,16 +12,30 @@ overridden per item:
 - ``ORDER_PIPELINE_TIMEOUT_MS__ORDERS_API=250`` and ``..._MAX_PAYLOAD_KB__ORDERS_API=32``:
   an endpoint's wait before 503 and its body cap;
 - ``ORDER_PIPELINE_BURST_LIMIT__SCORE=64``: how many messages a component handles
-  before it yields to the others.
+  before it yields to the others;
+- ``ORDER_PIPELINE_RATE_LIMIT__ORDERS_API=100/60``: an endpoint's rate limit
+  (requests per seconds), replacing the blueprint's.
+
+Lists (``..._API_KEYS``, ``..._TRUSTED_PROXIES``) are comma-separated. A value that
+may be a secret is never repeated in an error message.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 from .errors import SettingsError
 
@@ -34,7 +48,53 @@ _PER_ITEM: dict[str, tuple[str, int]] = {
     "TIMEOUT_MS__": ("timeout_overrides", 1),
     "MAX_PAYLOAD_KB__": ("payload_overrides", 1),
     "BURST_LIMIT__": ("burst_overrides", 1),
+    "RATE_LIMIT__": ("rate_limit_overrides", 1),
 }
+#: fields whose values are never repeated in an error message
+_SECRET_FIELDS = frozenset({"api_keys", "rate_limit_storage"})
+_DIGEST = re.compile(r"(?:sha256:)?([0-9a-fA-F]{64})")
+
+
+def _comma_separated(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+def _digest(value: str) -> str:
+    match = _DIGEST.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(
+            "an entry is not a SHA-256 digest (64 hex digits); give the digest the "
+            "credentials command prints, never the key itself"
+        )
+    return match.group(1).lower()
+
+
+def _network(value: str) -> str:
+    return str(ipaddress.ip_network(value.strip(), strict=False))
+
+
+def _storage(value: str) -> str:
+    if value != "memory" and not value.startswith(("redis://", "rediss://")):
+        raise ValueError("must be 'memory' or a redis:// or rediss:// URL")
+    return value
+
+
+def _rate(value: str) -> str:
+    if not re.fullmatch(r"[1-9][0-9]{0,9}/[1-9][0-9]{0,5}", value.strip()):
+        raise ValueError("must be '<requests>/<seconds>', e.g. '100/60'")
+    return value.strip()
+
+
+Digests = Annotated[
+    tuple[Annotated[str, AfterValidator(_digest)], ...],
+    BeforeValidator(_comma_separated),
+]
+Networks = Annotated[
+    tuple[Annotated[str, AfterValidator(_network)], ...],
+    BeforeValidator(_comma_separated),
+]
 
 
 class ServiceSettings(BaseModel):
@@ -72,6 +132,24 @@ class ServiceSettings(BaseModel):
     )
     #: messages handled before yielding to other tasks, per component
     burst_overrides: dict[str, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=dict
+    )
+    #: SHA-256 digests (hex) of the API keys ``auth: api_key`` endpoints accept
+    api_keys: Digests = ()
+    #: a file of more digests, one a line (``#`` starts a comment)
+    api_keys_file: str | None = None
+    #: a file of ``name:<bcrypt hash>`` lines, the users of ``auth: basic`` endpoints
+    basic_users_file: str | None = None
+    #: networks (CIDR) whose ``X-Forwarded-For`` is believed; nobody else's is
+    trusted_proxies: Networks = ()
+    #: where rate-limit counters live: ``memory`` (this process) or a Redis URL
+    #: (``redis://host:6379/0``, ``rediss://...``), shared by every replica
+    rate_limit_storage: Annotated[str, AfterValidator(_storage)] = "memory"
+    #: in memory, the clients counted per endpoint; the least recently seen one is
+    #: forgotten beyond this, so memory stays bounded whatever the traffic
+    rate_limit_max_clients: Annotated[int, Field(gt=0, le=10_000_000)] = 10_000
+    #: rate limit per api_endpoint, ``<requests>/<seconds>``, replacing the wiring's
+    rate_limit_overrides: dict[str, Annotated[str, AfterValidator(_rate)]] = Field(
         default_factory=dict
     )
 
@@ -121,6 +199,9 @@ class ServiceSettings(BaseModel):
                 )
             else:
                 variable = prefix + field.upper()
+            if field in _SECRET_FIELDS:
+                reason = str(error["msg"]).removeprefix("Value error, ")
+                raise SettingsError(f"{variable}: {reason}.") from None
             raise SettingsError(
                 f"{variable} has value {error['input']!r}. {error['msg']}."
             ) from None
