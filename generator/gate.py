@@ -32,6 +32,8 @@ NEEDED = (
     "structlog",
     "limits",
     "bcrypt",
+    "redis",
+    "orjson",
 )
 PYTEST_TIMEOUT_S = 600
 
