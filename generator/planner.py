@@ -143,6 +143,9 @@ def project_context(blueprint: Blueprint) -> dict[str, Any]:
             set(DEFAULT_FORBIDDEN_IMPORTS) | set(blueprint.forbidden_imports)
         ),
         "pii_fields": list(blueprint.pii_fields),
+        "trusted_proxies": list(blueprint.trusted_proxies),
+        "uses_rate_limit": any(c.rate_limit for c in blueprint.components),
+        "uses_auth": sorted({c.auth for c in blueprint.components if c.auth}),
         "schemas": schemas_context(blueprint),
         "schema_imports": schema_imports(blueprint.schemas),
         "uses_field": uses_field(blueprint.schemas),
@@ -204,6 +207,18 @@ def _ports_code(ports: tuple[Port, ...]) -> str:
     return "{" + ", ".join(f"{pyrepr(p.name)}: {p.schema}" for p in ports) + "}"
 
 
+def _rate_limit(component: Component) -> dict[str, Any] | None:
+    """An endpoint's rate limit as the templates read it, or None."""
+    limit = component.rate_limit
+    if limit is None:
+        return None
+    return {
+        "requests": limit.requests,
+        "per_seconds": limit.per_seconds,
+        "key": limit.key,
+    }
+
+
 def component_context(blueprint: Blueprint, component: Component) -> dict[str, Any]:
     """One component: its ports, settings and the defaults its user file starts with."""
     data_out = component.data_outputs
@@ -225,6 +240,8 @@ def component_context(blueprint: Blueprint, component: Component) -> dict[str, A
         "path": component.path,
         "timeout_ms": component.timeout_ms,
         "max_payload_kb": component.max_payload_kb,
+        "auth": component.auth,
+        "rate_limit": _rate_limit(component),
         "in_schema": component.inputs[0].schema if component.inputs else None,
         "out_schema": data_out[0].schema if data_out else None,
     }
@@ -297,6 +314,8 @@ def endpoints_context(blueprint: Blueprint) -> list[dict[str, Any]]:
                 "schema": schema,
                 "timeout_ms": c.timeout_ms,
                 "max_payload_kb": c.max_payload_kb,
+                "auth": c.auth,
+                "rate_limit": _rate_limit(c),
                 "example": (
                     example_item(blueprint, schema) if schema != "ErrorRecord" else None
                 ),

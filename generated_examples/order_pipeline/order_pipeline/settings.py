@@ -8,6 +8,11 @@ Every setting has a variable ``ORDER_PIPELINE_<SETTING>``:
 - ``ORDER_PIPELINE_CLEANUP_TIMEOUT_S``: how long one component's cleanup may take
 - ``ORDER_PIPELINE_READY_MAX_UTILIZATION``: /ready fails while a buffer is this full
 - ``ORDER_PIPELINE_SOURCE_RESTART_S``: pause before a failed source starts again
+- ``ORDER_PIPELINE_TRUSTED_PROXIES``: the proxies (CIDRs, comma-separated) whose
+  X-Forwarded-For names the client; nobody else's is believed (now: none)
+- ``ORDER_PIPELINE_RATE_LIMIT_STORAGE``: where rate-limit counters live: ``memory``, or a
+  ``redis://`` URL shared by every replica; ``ORDER_PIPELINE_RATE_LIMIT_MAX_CLIENTS``: the
+  clients counted per endpoint in memory
 
 and every item can be tuned on its own:
 
@@ -21,6 +26,8 @@ and every item can be tuned on its own:
   overflow policy (block, drop_newest, drop_oldest) of the connections into ``ledger.accepted``
 - ``ORDER_PIPELINE_TIMEOUT_MS__ORDERS_API``, ``ORDER_PIPELINE_MAX_PAYLOAD_KB__ORDERS_API``: wait before 503
   (now 500) and body cap (now 64) of ``POST /orders``
+- ``ORDER_PIPELINE_RATE_LIMIT__ORDERS_API``: its rate limit as ``<requests>/<seconds>``
+  (now none)
 - ``ORDER_PIPELINE_BURST_LIMIT__ORDERS_API``: messages ``orders_api`` handles before yielding (now 256)
 - ``ORDER_PIPELINE_BURST_LIMIT__SCORE``: messages ``score`` handles before yielding (now 256)
 - ``ORDER_PIPELINE_BURST_LIMIT__BY_RISK``: messages ``by_risk`` handles before yielding (now 256)
@@ -36,8 +43,10 @@ from collections.abc import Mapping
 from .runtime import ServiceSettings
 
 SERVICE = "order_pipeline"
+#: the blueprint's ``defaults.trusted_proxies``; ORDER_PIPELINE_TRUSTED_PROXIES replaces them
+TRUSTED_PROXIES: tuple[str, ...] = ()
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> ServiceSettings:
     """Settings from the environment (or ``environ``); unknown variables are errors."""
-    return ServiceSettings.from_env(SERVICE, environ)
+    return ServiceSettings.from_env(SERVICE, environ, trusted_proxies=TRUSTED_PROXIES)

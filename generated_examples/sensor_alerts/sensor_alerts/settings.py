@@ -8,6 +8,13 @@ Every setting has a variable ``SENSOR_ALERTS_<SETTING>``:
 - ``SENSOR_ALERTS_CLEANUP_TIMEOUT_S``: how long one component's cleanup may take
 - ``SENSOR_ALERTS_READY_MAX_UTILIZATION``: /ready fails while a buffer is this full
 - ``SENSOR_ALERTS_SOURCE_RESTART_S``: pause before a failed source starts again
+- ``SENSOR_ALERTS_TRUSTED_PROXIES``: the proxies (CIDRs, comma-separated) whose
+  X-Forwarded-For names the client; nobody else's is believed (now: 10.0.0.0/8)
+- ``SENSOR_ALERTS_API_KEYS``, ``SENSOR_ALERTS_API_KEYS_FILE``: the SHA-256 digests of the
+  accepted API keys (comma-separated, or a file with one a line); never the keys
+- ``SENSOR_ALERTS_RATE_LIMIT_STORAGE``: where rate-limit counters live: ``memory``, or a
+  ``redis://`` URL shared by every replica; ``SENSOR_ALERTS_RATE_LIMIT_MAX_CLIENTS``: the
+  clients counted per endpoint in memory
 
 and every item can be tuned on its own:
 
@@ -31,8 +38,12 @@ and every item can be tuned on its own:
   overflow policy (block, drop_newest, drop_oldest) of the connections into ``archive.routine``
 - ``SENSOR_ALERTS_TIMEOUT_MS__READINGS_API``, ``SENSOR_ALERTS_MAX_PAYLOAD_KB__READINGS_API``: wait before 503
   (now 1000) and body cap (now 16) of ``POST /readings``
+- ``SENSOR_ALERTS_RATE_LIMIT__READINGS_API``: its rate limit as ``<requests>/<seconds>``
+  (now 1200/60 per client)
 - ``SENSOR_ALERTS_TIMEOUT_MS__BACKFILL_API``, ``SENSOR_ALERTS_MAX_PAYLOAD_KB__BACKFILL_API``: wait before 503
   (now 5000) and body cap (now 256) of ``PUT /readings/backfill``
+- ``SENSOR_ALERTS_RATE_LIMIT__BACKFILL_API``: its rate limit as ``<requests>/<seconds>``
+  (now 30/60 per api_key; it requires an API key)
 - ``SENSOR_ALERTS_BURST_LIMIT__READINGS_API``: messages ``readings_api`` handles before yielding (now 64)
 - ``SENSOR_ALERTS_BURST_LIMIT__BACKFILL_API``: messages ``backfill_api`` handles before yielding (now 64)
 - ``SENSOR_ALERTS_BURST_LIMIT__POLLER``: messages ``poller`` handles before yielding (now 64)
@@ -53,8 +64,10 @@ from collections.abc import Mapping
 from .runtime import ServiceSettings
 
 SERVICE = "sensor_alerts"
+#: the blueprint's ``defaults.trusted_proxies``; SENSOR_ALERTS_TRUSTED_PROXIES replaces them
+TRUSTED_PROXIES: tuple[str, ...] = ("10.0.0.0/8",)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> ServiceSettings:
     """Settings from the environment (or ``environ``); unknown variables are errors."""
-    return ServiceSettings.from_env(SERVICE, environ)
+    return ServiceSettings.from_env(SERVICE, environ, trusted_proxies=TRUSTED_PROXIES)

@@ -18,7 +18,15 @@ from .components.dead_letters import DeadLetters
 from .components.pager import Pager
 from .components.plausible import Plausible
 from .components.poller import Poller
-from .runtime import ApiEndpoint, Component, Merger, Overflow, Service, ServiceSettings
+from .runtime import (
+    ApiEndpoint,
+    Component,
+    Merger,
+    Overflow,
+    RateLimit,
+    Service,
+    ServiceSettings,
+)
 from .schemas import Reading
 from .settings import SERVICE, load_settings
 
@@ -52,6 +60,7 @@ def build_components(
             schema=Reading,
             timeout_ms=1000,
             max_payload_kb=16,
+            rate_limit=RateLimit(1200, 60, "client"),
         ),
         ApiEndpoint(
             "backfill_api",
@@ -60,6 +69,8 @@ def build_components(
             schema=Reading,
             timeout_ms=5000,
             max_payload_kb=256,
+            auth="api_key",
+            rate_limit=RateLimit(30, 60, "api_key"),
         ),
         bases.PollerBase() if defaults else Poller(),
         Merger(
