@@ -47,7 +47,8 @@ Log = Callable[[str], None]
 def run(work: Path, *, quick: bool, log: Log) -> list[Row]:
     """Every generation row, for N in ``SIZES``."""
     rounds = 1 if quick else 5
-    cases = {n: _Case.prepare(n, work / f"n{n}") for n in SIZES}
+    sizes = (SIZES[0], SIZES[-1]) if quick else SIZES
+    cases = {n: _Case.prepare(n, work / f"n{n}") for n in sizes}
     for case in cases.values():
         log(
             f"generation: N={case.n}: {case.files} files, {case.lines} lines "
@@ -59,9 +60,9 @@ def run(work: Path, *, quick: bool, log: Log) -> list[Row]:
             for one in runs if r % 2 == 0 else reversed(runs):
                 one()
         log(f"generation: round {r + 1}/{rounds} done")
-    for case in cases.values():
-        case.measure_memory()
-    for n in (SIZES if not quick else SIZES[:1]):
+    # tracing and black are slow: quick mode does them for the smallest N only
+    for n in sizes[:1] if quick else sizes:
+        cases[n].measure_memory()
         cases[n].measure_black()
     return _rows(cases)
 
@@ -207,6 +208,8 @@ def _rows(cases: dict[int, _Case]) -> list[Row]:
                 None if n == first.n else Goal("<=", 1.2, text="ratio <= 1.2 (flat)"),
             )
         )
+        if not case.portwright_peak:
+            continue
         rows.append(
             Row(
                 SECTION,

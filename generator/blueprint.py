@@ -129,6 +129,7 @@ class Connection:
     overflow: str
     feedback: bool
     description: str | None
+    transport: str = "memory"  # "memory" or "redis"
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,15 @@ class Blueprint:
     warnings: tuple[Problem, ...] = ()
     forbidden_imports: tuple[str, ...] = ()  # beyond the default list
     trusted_proxies: tuple[str, ...] = ()  # normalised CIDRs, blueprint order
+    transport: str = "memory"  # the connections' default
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    max_retries: int = 3  # redis deliveries before the dead-letter stream
+    claim_idle_ms: int = 30_000  # unacknowledged this long: another replica takes it
+
+    @property
+    def uses_redis(self) -> bool:
+        """Whether any connection is carried by Redis."""
+        return any(c.transport == "redis" for c in self.connections)
 
     def component(self, name: str) -> Component:
         """The component called ``name``."""

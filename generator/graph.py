@@ -79,6 +79,7 @@ class _Resolver:
         connections = self.connections(components)
         self.unconnected_inputs(components)
         self.cycles(connections)
+        self.redis(connections)
         self.unused(schemas, components, connections)
         if self.problems:
             raise BlueprintError(self.problems)
@@ -95,6 +96,10 @@ class _Resolver:
             warnings=tuple(sorted(self.warnings)),
             forbidden_imports=tuple(self.spec.forbidden_imports),
             trusted_proxies=tuple(dict.fromkeys(self.spec.defaults.trusted_proxies)),
+            transport=self.spec.transport,
+            redis_url=self.spec.defaults.redis_url,
+            max_retries=self.spec.defaults.max_retries,
+            claim_idle_ms=self.spec.defaults.claim_idle_ms,
         )
 
     # -- schemas ---------------------------------------------------------------------
@@ -621,6 +626,7 @@ class _Resolver:
                     overflow=conn.overflow or owner.overflow or defaults.overflow,
                     feedback=conn.feedback,
                     description=conn.description,
+                    transport=conn.transport or self.spec.transport,
                 )
             )
         return tuple(out)
@@ -704,6 +710,30 @@ class _Resolver:
             if ends == (conn.source.ref, conn.target.ref):
                 return index
         return 0
+
+    def redis(self, connections: tuple[Connection, ...]) -> None:
+        """Warn where the blueprint asks Redis for what only memory does."""
+        for conn in connections:
+            if conn.transport == "redis" and conn.overflow != "block":
+                index = self.spec_index(conn)
+                loc: Loc = ("defaults", "overflow")  # where the policy came from
+                if self.spec.connections[index].overflow is not None:
+                    loc = self.conn_loc(index, self.spec.connections[index], "overflow")
+                elif self.spec.components[conn.target.component].overflow is not None:
+                    loc = ("components", conn.target.component, "overflow")
+                self.warn(
+                    loc,
+                    f"connection {conn.source.ref} -> {conn.target.ref} is carried by "
+                    f"redis, where overflow {conn.overflow!r} does not apply: the stream "
+                    "keeps every item until it is acknowledged",
+                )
+        url = self.spec.defaults.redis_url
+        if "@" in url.split("://", 1)[-1].split("/", 1)[0]:
+            self.warn(
+                ("defaults", "redis_url"),
+                "redis_url holds credentials, which would be written into the emitted "
+                f"code; give them at run time in {self.spec.name.upper()}_REDIS_URL instead",
+            )
 
     # -- warnings --------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 from . import names
 
 Overflow = Literal["block", "drop_newest", "drop_oldest"]
+Transport = Literal["memory", "redis"]
 Kind = Literal[
     "source", "api_endpoint", "transformer", "filter", "router", "merger", "sink"
 ]
@@ -88,6 +89,27 @@ def _route(value: str) -> str:
 
 Route = Annotated[str, Field(strict=True), AfterValidator(_route)]
 
+REDIS_URL = re.compile(r"^(redis|rediss|unix)://[^\s]+$")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _redis_url(value: str) -> str:
+    if not REDIS_URL.fullmatch(value):
+        raise PydanticCustomError(
+            "portwright_redis_url",
+            "redis_url {url} is not a redis://, rediss:// or unix:// URL without "
+            "spaces (e.g. 'redis://127.0.0.1:6379/0')",
+            {"url": repr(value.split("@")[-1])},  # never echo a password
+        )
+    return value
+
+
+RedisUrl = Annotated[
+    str, Field(strict=True, max_length=1000), AfterValidator(_redis_url)
+]
+MaxRetries = Annotated[int, Field(strict=True, gt=0, le=1000)]
+ClaimIdleMs = Annotated[int, Field(strict=True, ge=10, le=3_600_000)]
+
 Auth = Literal["api_key", "basic"]
 RateLimitKey = Literal["client", "api_key"]
 
@@ -138,6 +160,13 @@ class Defaults(Spec):
     trusted_proxies: Annotated[
         tuple[Network, ...], Field(strict=False, max_length=1000)
     ] = ()
+    #: the Redis of the connections carried by redis (the service's
+    #: <SERVICE>_REDIS_URL replaces it at run time)
+    redis_url: RedisUrl = DEFAULT_REDIS_URL
+    #: deliveries of an item over redis before it goes to the dead-letter stream
+    max_retries: MaxRetries = 3
+    #: how long an item may stay unacknowledged before another replica takes it
+    claim_idle_ms: ClaimIdleMs = 30_000
 
 
 class FieldSpec(Spec):
@@ -283,6 +312,8 @@ class ConnectionSpec(Spec):
     to: Annotated[str, Field(strict=True, max_length=200)]
     buffer_size: BufferSize | None = None
     overflow: Overflow | None = None
+    #: memory or redis; the blueprint's top-level 'transport' when absent
+    transport: Transport | None = None
     feedback: bool = False
     description: Text | None = None
 
@@ -320,6 +351,9 @@ class BlueprintSpec(Spec):
     version: Annotated[str, Field(strict=True, pattern=r"^[0-9A-Za-z.+!-]{1,40}$")] = (
         "0.1.0"
     )
+    #: how connections are carried unless they say otherwise: in the process's
+    #: memory, or by Redis Streams (between processes, at-least-once)
+    transport: Transport = "memory"
     defaults: Defaults = Field(default_factory=Defaults)
     schemas: dict[SchemaName, SchemaSpec] = Field(default_factory=dict)
     components: dict[ComponentName, AnyComponent]

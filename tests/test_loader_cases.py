@@ -411,6 +411,43 @@ CASES: list[tuple[str, dict[int, str], list[str]]] = [
             "18: components.store.input: input port store.in has no connection; add one such as '- <component>.<port> -> store.in'"
         ],
     ),
+    # -- transport and redis -----------------------------------------------------------
+    (
+        "unknown transport",
+        {2: "name: shop\ntransport: kafka"},
+        ["3: transport: 'kafka' is not one of: memory, redis"],
+    ),
+    (
+        "transport of a connection, capitalised",
+        {20: "  - {from: api.out, to: store.in, transport: Redis}"},
+        [
+            "20: connections[0].transport: 'Redis' is not one of: memory, redis (did you mean 'redis'?)"
+        ],
+    ),
+    (
+        "redis_url with another scheme",
+        {4: "  redis_url: http://cache:6379"},
+        [
+            "4: defaults.redis_url: redis_url 'http://cache:6379' is not a redis://, rediss:// or unix:// URL without spaces (e.g. 'redis://127.0.0.1:6379/0')"
+        ],
+    ),
+    (
+        "redis_url with a password and a space is refused without the password",
+        {4: "  redis_url: 'redis://:hunter2@cache:6379/0 x'"},
+        [
+            "4: defaults.redis_url: redis_url 'cache:6379/0 x' is not a redis://, rediss:// or unix:// URL without spaces (e.g. 'redis://127.0.0.1:6379/0')"
+        ],
+    ),
+    (
+        "max_retries zero",
+        {4: "  max_retries: 0"},
+        ["4: defaults.max_retries: must be > 0, got 0"],
+    ),
+    (
+        "claim_idle_ms as text",
+        {4: "  claim_idle_ms: '30000'"},
+        ["4: defaults.claim_idle_ms: expected an integer, got '30000'"],
+    ),
 ]
 
 

@@ -15,6 +15,7 @@ import logging
 import re
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -27,14 +28,15 @@ from anyio.abc import TaskStatus
 from anyio.lowlevel import checkpoint
 from pydantic import ValidationError
 
+from .dedup import Dedup, MemoryDedup
 from .envelope import Envelope
-from .errors import ErrorRecord, WiringError
+from .errors import ErrorRecord, ServiceError, WiringError
 from .logs import MaskedLogger
 from .pii import Masker
 from .ports import Connection, InputPort, OutputPort
 from .settings import ServiceSettings
 
-__all__ = ["Component", "MaybeAwaitable", "RunContext", "State"]
+__all__ = ["Component", "MaybeAwaitable", "RunContext", "State", "current_message"]
 
 T = TypeVar("T")
 #: What a user method returns: a value, or (``async def``) an awaitable of it.
@@ -44,6 +46,15 @@ ERRORS_PORT = "errors"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 #: ErrorRecord messages are cut to this length, after masking.
 MAX_ERROR_MESSAGE = 2000
+# The message whose item the running user method handles (set per task, so the
+# concurrent inputs of a sink each see their own).
+_CURRENT: ContextVar[Envelope | None] = ContextVar("portwright_message", default=None)
+
+
+def current_message() -> Envelope | None:
+    """The message being handled, inside a sink's ``consume`` (and in any component
+    with ``tracks_message = True``, or fed over Redis); ``None`` elsewhere."""
+    return _CURRENT.get()
 
 
 class State(StrEnum):
@@ -61,6 +72,8 @@ class RunContext:
     """What a running service shares with its components."""
 
     settings: ServiceSettings
+    #: where ``Component.once`` remembers what was applied
+    dedup: Dedup = field(default_factory=MemoryDedup)
     #: set when the service may start moving messages (every setup has succeeded)
     go: anyio.Event = field(default_factory=anyio.Event)
     #: set when the service is asked to stop
@@ -77,6 +90,9 @@ class Component:
     """
 
     kind: ClassVar[str] = "component"
+    #: whether ``current_message()`` is set while user code runs (it costs a little
+    #: per message; always on for sinks and for connections carried by Redis)
+    tracks_message: ClassVar[bool] = False
     #: ports used when the wiring passes none
     default_inputs: ClassVar[Mapping[str, Any]] = {}
     default_outputs: ClassVar[Mapping[str, Any]] = {}
@@ -169,6 +185,30 @@ class Component:
     def request_stop(self) -> None:
         """Called by the service when it begins to stop; stop taking new work."""
 
+    async def once(
+        self, effect: Callable[[], MaybeAwaitable[Any]], *, key: str | None = None
+    ) -> bool:
+        """Run ``effect`` unless it already ran for this message (or this ``key``).
+
+        Returns whether it ran now. Keys are remembered per component for
+        ``dedup_ttl_s``; in memory, or in Redis when the service uses Redis (see
+        ``Dedup``). Without ``key``, the key is the id of the message being handled,
+        which stays the same when Redis delivers the message again. Raises
+        ``DedupBusy`` while another delivery of the same message is running the
+        effect (the message is then retried like any failure).
+        """
+        if key is None:
+            message = _CURRENT.get()
+            if message is None:
+                raise ServiceError(
+                    f"component {self.name!r}: once() without a key needs a message "
+                    "being handled (set tracks_message = True on a non-sink class)"
+                )
+            key = message.id
+        if self._context is None:
+            raise ServiceError(f"component {self.name!r} is not running")
+        return await self._context.dedup.once(f"{self.name}:{key}", effect)
+
     async def lifecycle(
         self,
         context: RunContext,
@@ -217,9 +257,6 @@ class Component:
                 group.start_soon(self._drain, port, connection)
 
     async def _drain(self, port: InputPort, connection: Connection) -> None:
-        receiver = connection.receiver
-        assert receiver is not None, "connection is not open"
-        receive_nowait = receiver.receive_nowait
         call, call_is_async, deliver = self._call, self._call_is_async, self._deliver
         age, latency = port.age, port.latency
         age_bounds, age_counts = age.bounds, age.counts
@@ -227,8 +264,12 @@ class Component:
         fastest = latency_bounds[0]
         burst_limit = self.burst_limit
         clock, bucket = monotonic, bisect_left
+        # Only a connection that acknowledges (Redis) wants to hear about each message.
+        settled = connection.settled
+        track = _CURRENT.set if self.tracks_message or settled is not None else None
         handled = 0
-        with receiver:
+        async with connection.receiving() as receiver:
+            receive_nowait = receiver.receive_nowait
             # ``now`` is when the current message was taken. When the next message
             # is already waiting, the end of one message is the start of the next:
             # one clock read per message.
@@ -249,6 +290,8 @@ class Component:
                 waited = now - enqueued
                 age_counts[bucket(age_bounds, waited)] += 1
                 age.sum += waited
+                if track is not None:
+                    track(envelope)
                 try:
                     if call is None:
                         result = envelope.item
@@ -258,6 +301,8 @@ class Component:
                         result = call(envelope.item)
                 except Exception as exc:
                     await self.fail(port, envelope, exc)
+                    if settled is not None:
+                        settled(envelope, exc)
                     now = clock()
                     continue
                 done = clock()
@@ -274,8 +319,17 @@ class Component:
                 ):
                     now = done
                 else:
-                    await pending
+                    try:
+                        await pending
+                    except Exception as exc:  # a Redis connection could not encode it
+                        await self.fail(port, envelope, exc)
+                        if settled is not None:
+                            settled(envelope, exc)
+                        now = clock()
+                        continue
                     now = clock()
+                if settled is not None:
+                    settled(envelope, None)
                 handled += 1
                 if handled >= burst_limit:
                     handled = 0
@@ -327,7 +381,7 @@ class Component:
         failed = (
             Envelope.start(record, now)
             if envelope is None
-            else envelope.derive(record, now)
+            else envelope.derive(record, now, f"{self.name}.{ERRORS_PORT}")
         )
         pending = errors.emit((now, failed))
         if pending is not None:

@@ -7,17 +7,32 @@ User code only ever sees ``Envelope.item``. The envelope adds the tracing identi
 part of the envelope: streams carry ``(enqueued_at, envelope)`` pairs (an ``Entry``),
 so a component that forwards a message unchanged (filter, router, merger) passes the
 same envelope on and only stamps a new time.
+
+A message that arrives from another process (over Redis) keeps the ids it was sent
+with: its ``parent`` is an ``Origin`` holding them. A message derived from such a
+message gets an id computed from its parent's id and the port that derived it, so
+when the parent is delivered again (at-least-once) the derived message has the same
+id as the first time, and a sink can recognise the duplicate.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import time
 import uuid
 from typing import Any, NamedTuple
 
-__all__ = ["Entry", "Envelope", "next_seq", "uuid7"]
+__all__ = [
+    "Entry",
+    "Envelope",
+    "Origin",
+    "monotonic_time",
+    "next_seq",
+    "uuid7",
+    "wall_time",
+]
 
 # Ids are computed from a per-process random seed plus a process-wide sequence
 # number (RFC 9562 section 6.2, method 2: monotonic random). The seed keeps ids of
@@ -61,6 +76,46 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=_uuid7_int(time.monotonic(), next(_SEQUENCE)))
 
 
+def wall_time(monotonic: float) -> float:
+    """The Unix time (seconds) of a ``time.monotonic()`` reading of this process."""
+    return monotonic + _WALL_OFFSET_MS / 1000.0
+
+
+def monotonic_time(wall: float) -> float:
+    """The ``time.monotonic()`` reading of this process at Unix time ``wall``."""
+    return wall - _WALL_OFFSET_MS / 1000.0
+
+
+def stable_id(parent_id: str, by: str) -> str:
+    """The id of the message that ``by`` (``component.port``) made from ``parent_id``.
+
+    A UUID v7 with the parent's millisecond time and 74 bits of a hash of both: the
+    same parent and port always give the same id.
+    """
+    digest = hashlib.blake2b(
+        f"{parent_id}|{by}".encode(), digest_size=10, person=b"portwright"
+    ).digest()
+    bits = int.from_bytes(digest, "big")
+    try:
+        unix_ms = int(parent_id[:8] + parent_id[9:13], 16)
+    except ValueError:  # not a UUID (written by hand into a stream): hash it too
+        unix_ms = bits >> 32
+    return _format_uuid(
+        ((unix_ms & ((1 << 48) - 1)) << 80)
+        | _VERSION_7
+        | (((bits >> 62) & _LOW_12) << 64)
+        | _VARIANT_RFC
+        | (bits & _LOW_62)
+    )
+
+
+class Origin(NamedTuple):
+    """The ids of a message that were fixed elsewhere (another process, a replay)."""
+
+    id: str
+    causation_id: str | None
+
+
 class Envelope(NamedTuple):
     """One message: the user's item plus its tracing identity.
 
@@ -78,8 +133,9 @@ class Envelope(NamedTuple):
     #: the message that started this conversation, or an external correlation id
     #: (``None``: this message starts it)
     correlation: Envelope | str | None
-    #: the message this one was made from (``None`` for a message from outside)
-    parent: Envelope | None
+    #: the message this one was made from (``None`` for a message from outside), or
+    #: the ``Origin`` of a message whose ids were fixed elsewhere
+    parent: Envelope | Origin | None
 
     @classmethod
     def start(
@@ -88,14 +144,27 @@ class Envelope(NamedTuple):
         """A message entering the service (from a source, HTTP or a test)."""
         return _new_tuple(cls, (item, next(_SEQUENCE), created, correlation_id, None))
 
-    def derive(self, item: Any, created: float) -> Envelope:
-        """A new message made from this one: same correlation, caused by this one."""
+    def derive(self, item: Any, created: float, by: str = "") -> Envelope:
+        """A new message made from this one: same correlation, caused by this one.
+
+        ``by`` (``component.port``) names where it is made; it fixes the new id when
+        this message's own id was fixed elsewhere (see ``Origin``).
+        """
         correlation = self.correlation if self.correlation is not None else self
-        return _new_tuple(Envelope, (item, next(_SEQUENCE), created, correlation, self))
+        parent: Envelope | Origin = self
+        if isinstance(self.parent, Origin):
+            own = self.id
+            parent = Origin(stable_id(own, by), own)
+        return _new_tuple(
+            Envelope, (item, next(_SEQUENCE), created, correlation, parent)
+        )
 
     @property
     def id(self) -> str:
         """This message's UUID v7, as a string."""
+        parent = self.parent
+        if isinstance(parent, Origin):
+            return parent.id
         return _format_uuid(_uuid7_int(self.created, self.seq))
 
     @property
@@ -111,7 +180,17 @@ class Envelope(NamedTuple):
     @property
     def causation_id(self) -> str | None:
         """The id of the message this one was made from, if any."""
-        return None if self.parent is None else self.parent.id
+        parent = self.parent
+        if parent is None:
+            return None
+        if isinstance(parent, Origin):
+            return parent.causation_id
+        return parent.id
+
+    @property
+    def stable(self) -> bool:
+        """Whether this message's id was fixed elsewhere, or derived from one that was."""
+        return isinstance(self.parent, Origin)
 
 
 #: What a stream carries: the monotonic time the message was enqueued, and the message.

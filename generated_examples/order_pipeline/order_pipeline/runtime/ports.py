@@ -19,13 +19,18 @@ closed, the receiver's loop ends: that is how a pipeline drains and stops in ord
 
 Sending never awaits while there is room (``send_nowait``); only a full ``block``
 connection falls back to the awaiting ``send``.
+
+A connection may instead be carried by Redis (``streams.RedisConnection``, a subclass):
+the receiving component drains it the same way, through ``receiving()``, and reports
+what became of each message through ``settled``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from time import monotonic
-from typing import Any, Literal, NoReturn, get_args
+from typing import Any, ClassVar, Literal, NoReturn, get_args
 
 import anyio
 from anyio import BrokenResourceError, WouldBlock
@@ -35,10 +40,12 @@ from .envelope import Entry, Envelope
 from .errors import WiringError
 from .metrics import AGE_BUCKETS, LATENCY_BUCKETS, Histogram
 
-__all__ = ["Connection", "InputPort", "OutputPort", "Overflow"]
+__all__ = ["Connection", "InputPort", "OutputPort", "Overflow", "Transport"]
 
 Overflow = Literal["block", "drop_newest", "drop_oldest"]
 OVERFLOW_POLICIES: tuple[str, ...] = get_args(Overflow)
+Transport = Literal["memory", "redis"]
+TRANSPORTS: tuple[str, ...] = get_args(Transport)
 
 
 class InputPort:
@@ -187,6 +194,11 @@ class OutputPort:
 class Connection:
     """One bounded stream from an output port to an input port."""
 
+    transport: ClassVar[Transport] = "memory"
+    #: ``settled(envelope, error)``: told when the receiver is done with a message
+    #: (``error`` is None) or failed on it; ``None`` when nobody needs to know.
+    settled: Callable[[Envelope, Exception | None], None] | None = None
+
     def __init__(
         self,
         source: OutputPort,
@@ -235,6 +247,13 @@ class Connection:
         }[self.overflow]
         self.source.prepare()
 
+    @asynccontextmanager
+    async def receiving(self) -> AsyncIterator[MemoryObjectReceiveStream[Entry]]:
+        """The receiving side, for the receiver's loop; closed when the loop ends."""
+        assert self.receiver is not None, "connection is not open"
+        with self.receiver:
+            yield self.receiver
+
     async def send(self, entry: Entry) -> None:
         """Deliver ``entry``, waiting for room; the wait counts as blocked time."""
         assert self.sender is not None, "connection is not open"
@@ -245,6 +264,10 @@ class Connection:
             self.source.dropped += 1
         finally:
             self.source.blocked_seconds += monotonic() - started
+
+    def stream_stats(self) -> dict[str, Any] | None:
+        """Numbers of the Redis stream behind this connection (None: in memory)."""
+        return None
 
     def depth(self) -> int:
         """Messages in this connection's buffer."""

@@ -10,10 +10,11 @@ See docs/runtime.md for the API and a complete wiring example.
 
 from .app import create_app, serve
 from .auth import ApiKeyAuth, BasicAuth, Credentials, api_key_digest, user_entry
-from .component import Component, RunContext, State
+from .component import Component, RunContext, State, current_message
 from .components import Filter, Merger, Router, Sink, Source, Transformer
 from .context import RequestContext, TrustedProxies, current_request
-from .envelope import Entry, Envelope, uuid7
+from .dedup import Dedup, DedupBusy
+from .envelope import Entry, Envelope, Origin, uuid7
 from .errors import (
     BadRequest,
     ErrorRecord,
@@ -33,7 +34,7 @@ from .ingress import ApiEndpoint
 from .logs import JsonFormatter, MaskedLogger, configure_logging
 from .metrics import Histogram, ServiceMetrics
 from .pii import MASK, Masker
-from .ports import Connection, InputPort, OutputPort, Overflow
+from .ports import Connection, InputPort, OutputPort, Overflow, Transport
 from .ratelimit import RateLimit
 from .service import DrainReport, Service, ServiceState
 from .settings import ServiceSettings
@@ -48,6 +49,8 @@ __all__ = [
     "Component",
     "Connection",
     "Credentials",
+    "Dedup",
+    "DedupBusy",
     "DrainReport",
     "Entry",
     "Envelope",
@@ -61,6 +64,7 @@ __all__ = [
     "MaskedLogger",
     "Masker",
     "Merger",
+    "Origin",
     "OutputPort",
     "Overflow",
     "PayloadTooLarge",
@@ -82,6 +86,7 @@ __all__ = [
     "State",
     "Tap",
     "Transformer",
+    "Transport",
     "TrustedProxies",
     "Unauthorized",
     "Unavailable",
@@ -90,6 +95,7 @@ __all__ = [
     "api_key_digest",
     "configure_logging",
     "create_app",
+    "current_message",
     "current_request",
     "serve",
     "user_entry",

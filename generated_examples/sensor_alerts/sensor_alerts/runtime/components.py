@@ -26,7 +26,7 @@ import anyio
 from anyio.lowlevel import checkpoint
 
 from .component import ERRORS_PORT, Component, MaybeAwaitable, RunContext, State
-from .envelope import Entry, Envelope, next_seq
+from .envelope import Entry, Envelope, Origin, next_seq
 from .errors import UnknownRouteError, WiringError
 from .ports import InputPort, OutputPort
 
@@ -160,6 +160,7 @@ class Transformer(Component, ABC):
     ) -> None:
         super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
         self._out = _single_output(self)
+        self._by = self._out.address
         _require_inputs(self, exactly_one=True)
         self.use(self.transform)
         self._deliver = self._send_result
@@ -174,6 +175,9 @@ class Transformer(Component, ABC):
         if result is None:
             port.dropped += 1
             return None
+        if envelope.parent.__class__ is Origin:
+            # from another process: the new id must not change when it comes again
+            return self._out.emit((now, envelope.derive(result, now, self._by)))
         # Envelope.derive, inlined: this runs for every message.
         correlation = envelope.correlation
         return self._out.emit(
@@ -348,6 +352,7 @@ class Sink(Component, ABC):
     """
 
     kind = "sink"
+    tracks_message = True
     default_inputs = _ONE_IN
 
     def __init__(

@@ -7,31 +7,39 @@ every component has finished: by itself (finite sources), or after ``stop()``. A
 stop is graceful: ingress answers 503, sources stop, and everything already
 accepted flows through to the sinks; ``drain_timeout_s`` bounds it, and the
 returned ``DrainReport`` (also logged) says what was left.
+
+A service may run in several processes: each runs the components its settings name
+(``components``; all by default), and the connections between processes are carried
+by Redis (see ``streams``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from time import monotonic
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from .component import Component, RunContext, State
 from .components import Source
+from .dedup import Dedup, MemoryDedup, RedisDedup
 from .errors import ServiceError, SettingsError, StartupError, WiringError
 from .ingress import ApiEndpoint
 from .logs import MaskedLogger
 from .metrics import ServiceMetrics
 from .pii import Masker
-from .ports import Connection, InputPort, OutputPort, Overflow
+from .ports import Connection, InputPort, OutputPort, Overflow, Transport
 from .settings import ServiceSettings
 from .taps import Inlet, Tap
+
+if TYPE_CHECKING:
+    from .streams import RedisLink
 
 __all__ = ["DrainReport", "Service", "ServiceState"]
 
@@ -81,7 +89,7 @@ class Service:
         self.masker = Masker(pii_fields)
         self.components: dict[str, Component] = {}
         self.connections: list[Connection] = []
-        self.metrics = ServiceMetrics(lambda: self.components.values())
+        self.metrics = ServiceMetrics(self.local_components)
         self.state = ServiceState.CREATED
         #: how the last run ended; set when ``run()`` returns
         self.drain_report: DrainReport | None = None
@@ -89,6 +97,9 @@ class Service:
         self._context: RunContext | None = None
         self._stop_requested_at: float | None = None
         self._left: dict[str, int] | None = None
+        #: the Redis client, once a connection is carried by Redis
+        self.redis: RedisLink | None = None
+        self._failure: StartupError | None = None
 
     def __repr__(self) -> str:
         return f"Service({self.name!r}, state={self.state.value!r})"
@@ -102,7 +113,11 @@ class Service:
             raise WiringError(
                 f"service {self.name!r} already has a component {component.name!r}"
             )
-        routes = {(e.method, e.route) for e in self.endpoints}
+        routes = {
+            (c.method, c.route)
+            for c in self.components.values()
+            if isinstance(c, ApiEndpoint)
+        }
         if isinstance(component, ApiEndpoint) and (
             (component.method, component.route) in routes
         ):
@@ -130,12 +145,32 @@ class Service:
         *,
         buffer_size: int = 1024,
         overflow: Overflow = "block",
+        transport: Transport = "memory",
     ) -> Connection:
         """Connect the output ``"component.port"`` to the input ``"component.port"``.
 
         ``buffer_size`` bounds the connection's stream (an env override for the
-        target port wins); ``overflow`` says what a full buffer does.
+        target port wins); ``overflow`` says what a full buffer does. ``transport``
+        carries it in this process's memory or by Redis (``settings.transport``,
+        when set, wins).
         """
+        return self._connect(
+            source,
+            target,
+            buffer_size=buffer_size,
+            overflow=overflow,
+            transport=self.settings.transport or transport,
+        )
+
+    def _connect(
+        self,
+        source: str,
+        target: str,
+        *,
+        buffer_size: int,
+        overflow: Overflow,
+        transport: Transport,
+    ) -> Connection:
         self._require_state(ServiceState.CREATED, "connect ports")
         output = self._output(source)
         port = self._input(target)
@@ -146,7 +181,22 @@ class Service:
             )
         size = self.settings.buffer_overrides.get(port.address, buffer_size)
         overflow = self.settings.overflow_overrides.get(port.address, overflow)
-        connection = Connection(output, port, buffer_size=size, overflow=overflow)
+        connection: Connection
+        if transport == "redis":
+            from .streams import RedisConnection, RedisLink  # only when used
+
+            if self.redis is None:
+                self.redis = RedisLink(self.name, self.settings, self.log)
+            connection = RedisConnection(
+                output, port, buffer_size=size, overflow=overflow, link=self.redis
+            )
+        elif transport == "memory":
+            connection = Connection(output, port, buffer_size=size, overflow=overflow)
+        else:
+            raise WiringError(
+                f"connection {source} -> {target}: transport {transport!r} is not "
+                "'memory' or 'redis'"
+            )
         output.connections.append(connection)
         port.connections.append(connection)
         self.connections.append(connection)
@@ -162,8 +212,12 @@ class Service:
         """A way to push items into the input ``"component.port"`` (tests, adapters)."""
         port = self._input(target)
         inlet = self.add(Inlet(self._free_name("inlet", port), port.schema))
-        self.connect(
-            f"{inlet.name}.out", target, buffer_size=buffer_size, overflow=overflow
+        self._connect(
+            f"{inlet.name}.out",
+            target,
+            buffer_size=buffer_size,
+            overflow=overflow,
+            transport="memory",
         )
         return inlet
 
@@ -177,15 +231,34 @@ class Service:
         """A recorder of what the output ``"component.port"`` emits (tests)."""
         output = self._output(source)
         tap = self.add(Tap(self._free_name("tap", output), output.schema))
-        self.connect(
-            source, f"{tap.name}.in", buffer_size=buffer_size, overflow=overflow
+        self._connect(
+            source,
+            f"{tap.name}.in",
+            buffer_size=buffer_size,
+            overflow=overflow,
+            transport="memory",
         )
         return tap
 
     @property
     def endpoints(self) -> list[ApiEndpoint]:
-        """The HTTP ingress components, in the order they were added."""
-        return [c for c in self.components.values() if isinstance(c, ApiEndpoint)]
+        """The HTTP ingress components this process runs, in the order added."""
+        return [c for c in self.local_components() if isinstance(c, ApiEndpoint)]
+
+    def local_components(self) -> list[Component]:
+        """The components this process runs: those ``settings.components`` names
+        (all when it names none), and every inlet and tap."""
+        chosen = self.selected()
+        return [
+            c
+            for c in self.components.values()
+            if chosen is None or c.name in chosen or isinstance(c, (Inlet, Tap))
+        ]
+
+    def selected(self) -> set[str] | None:
+        """The names in ``settings.components``; ``None`` when it names none (all)."""
+        names = {n.strip() for n in self.settings.components.split(",") if n.strip()}
+        return names or None
 
     # -- running --------------------------------------------------------------
 
@@ -240,7 +313,7 @@ class Service:
             return [f"service is {self.state.value}"]
         reasons = [
             f"component {c.name!r} is {c.state.value}"
-            for c in self.components.values()
+            for c in self.local_components()
             if not c.is_running
             and not (isinstance(c, Source) and c.state is State.STOPPED)
         ]
@@ -251,6 +324,8 @@ class Service:
                     f"port {port.address} is saturated "
                     f"({port.utilization():.0%} of its buffer used)"
                 )
+        if self.redis is not None and self.redis.problem is not None:
+            reasons.append(self.redis.problem)
         return reasons
 
     async def _run(
@@ -260,33 +335,18 @@ class Service:
     ) -> StartupError | None:
         """Run; report (and return) a ``StartupError`` instead of raising it."""
         self.state = ServiceState.STARTING
-        context = self._context = RunContext(self.settings)
-        for connection in self.connections:
-            connection.open()
-        failure: StartupError | None = None
+        context = self._context = RunContext(self.settings, dedup=self._dedup())
+        writers = self._open_connections(context)
         try:
             async with anyio.create_task_group() as watchers:
-                async with anyio.create_task_group() as group:
-                    for component in self.components.values():
-                        error = await group.start(component.lifecycle, context)
-                        if error is not None:
-                            failure = StartupError(
-                                f"component {component.name!r} failed in setup(): "
-                                f"{type(error).__name__}: {error}"
-                            )
-                            failure.__cause__ = error
-                            group.cancel_scope.cancel()
-                            break
-                    else:
-                        self.state = ServiceState.RUNNING
-                        context.go.set()
-                        if self._stop_requested_at is not None:
-                            self.state = ServiceState.STOPPING
-                            self._begin_stop(context)
-                        watchers.start_soon(
-                            self._watch_drain, context, group.cancel_scope
-                        )
-                        task_status.started(None)
+                if self.redis is not None:
+                    watchers.start_soon(self.redis.monitor)
+                # ``links``: the components, and what writes their messages to Redis
+                # (it ends once they closed their outputs and all is written).
+                async with anyio.create_task_group() as links:
+                    for write in writers:
+                        links.start_soon(write)
+                    await self._start_components(context, links, watchers, task_status)
                 watchers.cancel_scope.cancel()
         except anyio.get_cancelled_exc_class():
             # Cancelled from outside: whatever is still queued is abandoned.
@@ -296,9 +356,12 @@ class Service:
         finally:
             for connection in self.connections:
                 connection.close()
-            if failure is None:
+            if self.redis is not None:
+                await self.redis.close()
+            if self._failure is None:
                 self.state = ServiceState.STOPPED
                 self.drain_report = self._report()
+        failure = self._failure
         if failure is None:
             return None
         self.state = ServiceState.FAILED
@@ -306,11 +369,85 @@ class Service:
         task_status.started(failure)
         return failure
 
+    def _open_connections(
+        self, context: RunContext
+    ) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+        """Open the connections with an end here; the Redis writers to run."""
+        local = {component.name: component for component in self.local_components()}
+        writers: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        for connection in self.connections:
+            sending = connection.source.component in local
+            receiving = connection.target.component in local
+            if connection.transport == "memory":
+                if sending and receiving:
+                    connection.open()
+                continue
+            from .streams import RedisConnection  # only services that use Redis
+
+            assert isinstance(connection, RedisConnection)
+            # Carried by Redis: either end may run here, or both.
+            source = local.get(connection.source.component)
+            target = local.get(connection.target.component)
+            connection.place(
+                sending=sending,
+                receiving=receiving,
+                stopping=context.stopping,
+                masker=self.masker,
+                # HTTP ingress answers 202 only once Redis has the message
+                confirm=isinstance(source, ApiEndpoint),
+                outputs=list(target.outputs.values()) if target else [],
+            )
+            if sending or receiving:
+                connection.open()
+            if connection.writes:
+                writers.append(connection.write)
+        return writers
+
+    async def _start_components(
+        self,
+        context: RunContext,
+        links: TaskGroup,
+        watchers: TaskGroup,
+        task_status: TaskStatus[StartupError | None],
+    ) -> None:
+        self._failure = None
+        async with anyio.create_task_group() as group:
+            for component in self.local_components():
+                error = await group.start(component.lifecycle, context)
+                if error is not None:
+                    failure = StartupError(
+                        f"component {component.name!r} failed in setup(): "
+                        f"{type(error).__name__}: {error}"
+                    )
+                    failure.__cause__ = error
+                    self._failure = failure
+                    links.cancel_scope.cancel()
+                    return
+            self.state = ServiceState.RUNNING
+            context.go.set()
+            if self._stop_requested_at is not None:
+                self.state = ServiceState.STOPPING
+                self._begin_stop(context)
+            watchers.start_soon(self._watch_drain, context, links.cancel_scope)
+            task_status.started(None)
+
     def _begin_stop(self, context: RunContext) -> None:
         self.log.info("stopping: ingress closed, draining what was accepted")
-        for component in self.components.values():
+        for component in self.local_components():
             component.request_stop()
         context.stopping.set()
+
+    def _dedup(self) -> Dedup:
+        settings = self.settings
+        if self.redis is None:
+            return MemoryDedup(settings.dedup_ttl_s)
+        # The lease ends when the message would be claimed again anyway.
+        return RedisDedup(
+            self.redis,
+            self.redis.key("dedup") + ".",
+            ttl_s=settings.dedup_ttl_s,
+            lease_s=settings.redis_claim_idle_ms / 1000,
+        )
 
     async def _watch_drain(
         self, context: RunContext, components: anyio.CancelScope
@@ -376,7 +513,7 @@ class Service:
         return component, port
 
     def _inputs(self) -> Iterator[InputPort]:
-        for component in self.components.values():
+        for component in self.local_components():
             yield from component.inputs.values()
 
     def _free_name(self, kind: str, port: InputPort | OutputPort) -> str:
@@ -390,8 +527,22 @@ class Service:
     def _check_startable(self) -> None:
         self._require_state(ServiceState.CREATED, "run")
         settings = self.settings
-        ports = {port.address for port in self._inputs()}
-        endpoints = {endpoint.name for endpoint in self.endpoints}
+        self._check_selection()
+        if self.redis is not None and not settings.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise SettingsError(
+                f"{self.name.upper()}_REDIS_URL must start with redis://, rediss:// "
+                "or unix://"
+            )
+        ports = {
+            port.address
+            for component in self.components.values()
+            for port in component.inputs.values()
+        }
+        endpoints = {
+            c.name for c in self.components.values() if isinstance(c, ApiEndpoint)
+        }
         expected = (
             ("buffer", settings.buffer_overrides, ports, "input port"),
             ("overflow", settings.overflow_overrides, ports, "input port"),
@@ -410,6 +561,28 @@ class Service:
                 raise SettingsError(
                     f"{what} override for {', '.join(unknown)}: no such {kind} in "
                     f"service {self.name!r}"
+                )
+
+    def _check_selection(self) -> None:
+        """The components named exist, and no memory connection leaves the process."""
+        chosen = self.selected()
+        if chosen is None:
+            return
+        unknown = sorted(chosen - set(self.components))
+        if unknown:
+            raise SettingsError(
+                f"no component {', '.join(map(repr, unknown))} in service "
+                f"{self.name!r}; its components: {', '.join(self.components)}"
+            )
+        local = {c.name for c in self.local_components()}
+        for connection in self.connections:
+            ends = {connection.source.component, connection.target.component}
+            if connection.transport == "memory" and len(ends & local) == 1:
+                raise SettingsError(
+                    f"connection {connection.source.address} -> "
+                    f"{connection.target.address} is carried in memory, so "
+                    f"{' and '.join(sorted(ends))} must run in the same process; "
+                    "run both here, or carry the connection by redis"
                 )
 
 

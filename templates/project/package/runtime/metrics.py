@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from .component import Component
+    from .ports import InputPort
 
 __all__ = ["AGE_BUCKETS", "LATENCY_BUCKETS", "Histogram", "ServiceMetrics"]
 
@@ -66,6 +67,7 @@ LATENCY_BUCKETS = (
 )
 
 _LABELS = ("component", "port")
+_STREAM_NUMBERS = ("lag", "pending", "redeliveries", "dead_lettered")
 
 
 class Histogram:
@@ -127,7 +129,9 @@ class ServiceMetrics:
 
         Input ports report ``messages`` (received), ``dropped``, ``errors``,
         ``queue_depth``, ``utilization``, ``age`` and ``latency``; output ports report
-        ``messages`` (sent), ``dropped``, ``errors`` and ``blocked_seconds``.
+        ``messages`` (sent), ``dropped``, ``errors`` and ``blocked_seconds``. An input
+        port fed over Redis also reports ``lag``, ``pending``, ``redeliveries`` and
+        ``dead_lettered``, summed over its streams.
         """
         snapshot: dict[str, dict[str, dict[str, Any]]] = {}
         for component in self._components():
@@ -143,6 +147,14 @@ class ServiceMetrics:
                     "age": port.age.as_dict(),
                     "latency": port.latency.as_dict(),
                 }
+                streams = _stream_stats(port)
+                if streams:
+                    ports[port.name].update(
+                        {
+                            key: sum(stats[key] for stats in streams)
+                            for key in _STREAM_NUMBERS
+                        }
+                    )
             for out in component.outputs.values():
                 ports[out.name] = {
                     "direction": "out",
@@ -186,6 +198,27 @@ class _PortCollector(Collector):
         latency = _histogram(
             "processing_latency_seconds", "Time user code spent on one message."
         )
+        labels = [*_LABELS, "stream"]
+        lag = GaugeMetricFamily(
+            "portwright_stream_lag",
+            "Entries of a Redis stream not yet delivered to the input port's group.",
+            labels=labels,
+        )
+        pending = GaugeMetricFamily(
+            "portwright_stream_pending",
+            "Entries delivered to the input port's group and not yet acknowledged.",
+            labels=labels,
+        )
+        redeliveries = CounterMetricFamily(
+            "portwright_redeliveries",
+            "Entries this replica claimed and delivered again.",
+            labels=labels,
+        )
+        dead = CounterMetricFamily(
+            "portwright_dead_lettered",
+            "Entries this replica moved to the dead-letter stream.",
+            labels=labels,
+        )
         for component in self._components():
             running.add_metric([component.name], float(component.is_running))
             for port in component.inputs.values():
@@ -197,6 +230,12 @@ class _PortCollector(Collector):
                 utilization.add_metric(labels, port.utilization())
                 age.add_metric(labels, port.age.cumulative(), port.age.sum)
                 latency.add_metric(labels, port.latency.cumulative(), port.latency.sum)
+                for stats in _stream_stats(port):
+                    stream_labels = [*labels, stats["stream"]]
+                    lag.add_metric(stream_labels, stats["lag"])
+                    pending.add_metric(stream_labels, stats["pending"])
+                    redeliveries.add_metric(stream_labels, stats["redeliveries"])
+                    dead.add_metric(stream_labels, stats["dead_lettered"])
             for out in component.outputs.values():
                 labels = [component.name, out.name]
                 sent.add_metric(labels, out.sent)
@@ -204,7 +243,16 @@ class _PortCollector(Collector):
                 errors.add_metric(labels, out.errors)
                 blocked.add_metric(labels, out.blocked_seconds)
         yield from (received, sent, dropped, errors, blocked, depth, utilization)
-        yield from (running, age, latency)
+        yield from (running, age, latency, lag, pending, redeliveries, dead)
+
+
+def _stream_stats(port: InputPort) -> list[dict[str, Any]]:
+    """The Redis numbers of the port's connections that are read here."""
+    return [
+        stats
+        for connection in port.connections
+        if (stats := connection.stream_stats()) is not None
+    ]
 
 
 def _le(bound: float) -> str:

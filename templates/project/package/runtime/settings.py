@@ -112,6 +112,22 @@ class ServiceSettings(BaseModel):
     source_restart_s: Annotated[float, Field(ge=0)] = 1.0
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    #: the components this process runs, comma-separated (empty: all of them)
+    components: str = ""
+    #: carry every connection in ``memory`` or by ``redis``, whatever the wiring says
+    transport: Literal["memory", "redis"] | None = None
+    #: the Redis of the service's streams and of ``Component.once``
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: put before every key, so that several deployments can share one Redis
+    redis_prefix: str = ""
+    #: this replica's consumer name in every group (empty: ``<hostname>-<pid>``)
+    redis_consumer: str = ""
+    #: deliveries of an item before it goes to the dead-letter stream
+    redis_max_retries: Annotated[int, Field(ge=1, le=1000)] = 3
+    #: how long an item may stay unacknowledged before another replica takes it
+    redis_claim_idle_ms: Annotated[int, Field(ge=10, le=86_400_000)] = 30_000
+    #: how long ``Component.once`` remembers that a key's effect was applied
+    dedup_ttl_s: Annotated[float, Field(gt=0)] = 86_400.0
     #: buffer size per input port (``"component.port"``), replacing the wiring's
     buffer_overrides: dict[str, Annotated[int, Field(gt=0)]] = Field(
         default_factory=dict

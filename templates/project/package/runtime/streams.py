@@ -1,0 +1,836 @@
+"""Connections carried by Redis Streams: at-least-once delivery between processes.
+
+Names (``<prefix>`` is ``<SERVICE>_REDIS_PREFIX``, empty by default):
+
+- every output port with a Redis connection writes one stream,
+  ``<prefix><service>.<component>.<port>`` (one entry per message, whatever the
+  fan-out);
+- every input port connected to it reads it as a consumer group named
+  ``<component>.<port>``; each running replica of that component is a consumer of the
+  group (``<SERVICE>_REDIS_CONSUMER``, by default ``<hostname>-<pid>``);
+- items that failed ``max_retries`` deliveries go to ``<stream>.dlq``.
+
+Delivery: the receiving replica reads entries (``XREADGROUP``) into a local buffer of
+``buffer_size`` entries, and acknowledges one (``XACK``) only after the component is
+done with it: its result written to the next connection, or consumed by a sink.
+Entries a replica holds are renewed every ``claim_idle_ms / 4`` (at most every
+second); entries nobody renewed for ``claim_idle_ms`` (their replica died, or the
+delivery failed) are claimed by a live replica (``XAUTOCLAIM``) and delivered again.
+A failure on the ``max_retries``-th delivery, or a claim that would be delivery
+``max_retries + 1``, moves the entry to the dead-letter stream with an error record,
+and acknowledges it, in one transaction.
+
+Every Redis call goes through ``RedisLink.call``: while Redis is unreachable it
+retries with backoff (50 ms doubling to 2 s), ``/ready`` says why the service is not
+ready, and nothing is dropped: senders wait, receivers keep what they hold.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from time import monotonic
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import anyio
+import orjson
+import redis.asyncio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from pydantic import ValidationError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .envelope import Entry, Envelope
+from .logs import MaskedLogger
+from .pii import Masker
+from .ports import Connection, InputPort, OutputPort, Overflow
+from .settings import ServiceSettings
+from .wire import WireError, decode, encode, read
+
+__all__ = ["DLQ_SUFFIX", "FIELD", "TARGET", "RedisConnection", "RedisLink", "StreamId"]
+
+T = TypeVar("T")
+#: the stream entry's field that holds the message (JSON, see ``wire``)
+FIELD = b"e"
+#: a replayed entry's field naming the one consumer group it is for
+TARGET = b"to"
+DLQ_SUFFIX = ".dlq"
+#: errors that mean "Redis is not reachable now": retried, never fatal
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+BACKOFF_FIRST_S = 0.05
+BACKOFF_MAX_S = 2.0
+READ_BATCH = 256
+WRITE_BATCH = 512
+ACK_DELAY_S = 0.005
+FLUSH_TIMEOUT_S = 5.0
+#: trim the stream every this many maintenance rounds
+TRIM_EVERY = 10
+StreamId = tuple[int, int]
+
+
+def stream_id(raw: bytes | str) -> StreamId:
+    """``b"1714564800000-3"`` -> ``(1714564800000, 3)``, comparable."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class RedisLink:
+    """The service's Redis client: names, health, and calls that survive outages."""
+
+    def __init__(
+        self, service: str, settings: ServiceSettings, log: MaskedLogger
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.prefix = settings.redis_prefix
+        self.consumer = settings.redis_consumer or (
+            f"{socket.gethostname()}-{os.getpid()}"
+        )
+        self.log = log
+        self.where = _redacted(settings.redis_url)
+        #: why Redis cannot be used right now (``None``: it can)
+        self.problem: str | None = f"redis at {self.where}: not connected yet"
+        self._client: redis.asyncio.Redis | None = None
+
+    @property
+    def client(self) -> redis.asyncio.Redis:
+        """The client (created on first use, inside the running event loop)."""
+        if self._client is None:
+            block_s = self.settings.redis_claim_idle_ms / 1000
+            self._client = redis.asyncio.Redis.from_url(
+                self.settings.redis_url,
+                retry=Retry(NoBackoff(), 0),  # retried here, with backoff
+                socket_connect_timeout=2.0,
+                socket_timeout=5.0 + min(1.0, block_s),
+            )
+        return self._client
+
+    def stream(self, component: str, port: str) -> str:
+        """The stream an output port writes: ``<prefix><service>.<component>.<port>``."""
+        return f"{self.prefix}{self.service}.{component}.{port}"
+
+    def key(self, name: str) -> str:
+        """Another key of this service: ``<prefix><service>.<name>``."""
+        return f"{self.prefix}{self.service}.{name}"
+
+    async def call(self, command: Callable[[], Awaitable[T]]) -> T:
+        """``await command()``, retried with backoff while Redis is unreachable."""
+        delay = BACKOFF_FIRST_S
+        while True:
+            try:
+                result = await command()
+            except UNREACHABLE as exc:
+                self._down(exc)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            if self.problem is not None:
+                self._up()
+            return result
+
+    async def monitor(self) -> None:
+        """Ping Redis every second, so ``/ready`` follows it even when idle."""
+        while True:
+            await self.call(self.client.ping)
+            await anyio.sleep(1.0)
+
+    async def close(self) -> None:
+        """Close the client's connections."""
+        if self._client is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                await self._client.aclose()
+            self._client = None
+
+    def _down(self, exc: BaseException) -> None:
+        if self.problem is None or "not connected yet" in self.problem:
+            self.log.error(
+                "redis at %s is unreachable (%s: %s); retrying",
+                self.where,
+                type(exc).__name__,
+                exc,
+            )
+        self.problem = f"redis at {self.where} is unreachable ({type(exc).__name__})"
+
+    def _up(self) -> None:
+        if self.problem is not None and "not connected yet" not in self.problem:
+            self.log.info("redis at %s is reachable again", self.where)
+        self.problem = None
+
+
+@dataclass(frozen=True)
+class _Held:
+    """An entry this replica took and has not acknowledged yet."""
+
+    id: bytes
+    attempts: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class _Dead:
+    """An entry on its way to the dead-letter stream."""
+
+    id: bytes
+    attempts: int
+    data: bytes
+    error_type: str
+    error: str
+
+
+class RedisConnection(Connection):
+    """A connection carried by the Redis stream of its output port.
+
+    The service says which ends run in this process (``place``): the sending end
+    writes the stream, the receiving end reads it as the input port's consumer group
+    and feeds a local buffer that the component drains like any connection.
+    """
+
+    transport = "redis"
+
+    def __init__(
+        self,
+        source: OutputPort,
+        target: InputPort,
+        *,
+        buffer_size: int,
+        overflow: Overflow,
+        link: RedisLink,
+    ) -> None:
+        super().__init__(source, target, buffer_size=buffer_size, overflow=overflow)
+        self.link = link
+        self.stream = link.stream(source.component, source.name)
+        self.group = target.address
+        self.dead_letters = self.stream + DLQ_SUFFIX
+        #: the sending / receiving end runs in this process
+        self.sending = False
+        self.receiving_here = False
+        #: the connection of the same output port that writes the stream
+        self.writer: RedisConnection | None = None
+        # the writer's side: encoded messages not yet in Redis, and counts
+        self.queued = 0
+        self.flushed = 0
+        #: the id of the last entry written from here (on the writer)
+        self.last_written: StreamId | None = None
+        self.sender_closed = False
+        self._confirm = False
+        self._outbox: deque[bytes] = deque()
+        self._more = anyio.Event()
+        self._written = anyio.Event()
+        self._dependents: list[RedisConnection] = []
+        # what the metrics read
+        self.lag = 0
+        self.pending = 0
+        self.redeliveries = 0
+        self.dead_lettered = 0
+        # the receiver's side
+        self._stopping = anyio.Event()
+        self._masker = Masker()
+        self._outputs: list[OutputPort] = []
+        self._writers: list[RedisConnection] = []
+        self._feed: MemoryObjectSendStream[Entry] | None = None
+        self._held: dict[int, _Held] = {}
+        self._acks: list[bytes] = []
+        self._waiting: deque[tuple[bytes, list[tuple[RedisConnection, int]]]] = deque()
+        self._dead: list[_Dead] = []
+        self._work = anyio.Event()
+        self._flushing = anyio.Lock()
+        self._last_read: StreamId = (0, 0)
+        self._read_scope: anyio.CancelScope | None = None
+        self._cursor: bytes | str = "0-0"
+        self._next_claim = 0.0
+        self._interval = min(1.0, link.settings.redis_claim_idle_ms / 4000)
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisConnection({self.source.address} -> {self.target.address}, "
+            f"stream={self.stream!r}, group={self.group!r})"
+        )
+
+    def place(
+        self,
+        *,
+        sending: bool,
+        receiving: bool,
+        stopping: anyio.Event,
+        masker: Masker,
+        confirm: bool = False,
+        outputs: list[OutputPort] | None = None,
+    ) -> None:
+        """Say which ends run in this process; called by the service before ``open``.
+
+        ``confirm``: the sender waits until Redis has each message (HTTP ingress,
+        which answers 202 only then). ``outputs``: the receiving component's output
+        ports; a message taken here is acknowledged only once what the component sent
+        on them for it is in Redis.
+        """
+        self.sending = sending
+        self.receiving_here = receiving
+        self._stopping = stopping
+        self._masker = masker
+        self._confirm = confirm
+        self._outputs = list(outputs or ())
+
+    def open(self) -> None:
+        """Prepare the ends that run here; nothing talks to Redis yet."""
+        if self.sending:
+            writer = self.writer = next(
+                c
+                for c in self.source.connections
+                if isinstance(c, RedisConnection) and c.sending
+            )
+            # One entry per message: the first Redis connection of the port writes,
+            # the port's other Redis connections are consumer groups of that stream.
+            self.offer = self._offer if writer is self else _written
+        if self.receiving_here:
+            self._feed, self.receiver = anyio.create_memory_object_stream[Entry](
+                self.buffer_size
+            )
+            self.settled = self._settle
+        self.source.prepare()
+
+    # -- the sending end ------------------------------------------------------
+
+    @property
+    def writes(self) -> bool:
+        """Whether this connection writes its port's stream from this process."""
+        return self.writer is self
+
+    def _offer(self, entry: Entry) -> bool:
+        """Queue the message for the writer without waiting, if there is room.
+
+        Nobody waits for Redis here: the input a message came from is acknowledged
+        only once the writer has written it (see ``_settle``).
+        """
+        if self._confirm or len(self._outbox) >= self.buffer_size:
+            return False
+        self._queue(entry)
+        return True
+
+    async def send(self, entry: Entry) -> None:
+        """Queue the message, waiting for room; with ``confirm``, until it is written."""
+        if self.writer is not self:
+            return
+        started = monotonic()
+        try:
+            while len(self._outbox) >= self.buffer_size:
+                await self._written.wait()
+            self._queue(entry)
+            if self._confirm:
+                target = self.queued
+                while self.flushed < target:
+                    await self._written.wait()
+        finally:
+            self.source.blocked_seconds += monotonic() - started
+
+    def _queue(self, entry: Entry) -> None:
+        enqueued, envelope = entry
+        self._outbox.append(encode(envelope, enqueued))
+        self.queued += 1
+        self._more.set()
+
+    async def write(self) -> None:
+        """Write the queued messages to the stream, in batches, until the sender has
+        closed and everything is written; run by the service on the writer."""
+        client = self.link.client
+        while True:
+            if not self._outbox:
+                if self.sender_closed:
+                    return
+                await self._more.wait()
+                self._more = anyio.Event()
+                continue
+            batch = list(itertools.islice(self._outbox, WRITE_BATCH))
+
+            async def add(batch: list[bytes] = batch) -> list[Any]:
+                pipe = client.pipeline(transaction=False)
+                for data in batch:
+                    pipe.xadd(self.stream, {FIELD: data})
+                return list(await pipe.execute())
+
+            ids = await self.link.call(add)
+            for _ in batch:
+                self._outbox.popleft()
+            self.flushed += len(batch)
+            self.last_written = stream_id(ids[-1])
+            written, self._written = self._written, anyio.Event()
+            written.set()
+            for dependent in self._dependents:
+                dependent._work.set()
+            for sibling in self.source.connections:
+                if isinstance(sibling, RedisConnection):
+                    sibling._wake()
+
+    def close_sender(self) -> None:
+        """The sending component finished: the receiver here ends once caught up."""
+        self.sender_closed = True
+        self._more.set()
+        self._wake()
+
+    def close(self) -> None:
+        """Close the local buffer (idempotent)."""
+        self.sender_closed = True
+        self._more.set()
+        if self._feed is not None:
+            self._feed.close()
+        if self.receiver is not None:
+            self.receiver.close()
+
+    # -- the receiving end ----------------------------------------------------
+
+    @asynccontextmanager
+    async def receiving(self) -> AsyncIterator[MemoryObjectReceiveStream[Entry]]:
+        """Read the stream into the local buffer while the component drains it."""
+        assert self.receiver is not None, "connection is not open here"
+        self._writers = [
+            c
+            for port in self._outputs
+            for c in port.connections
+            if isinstance(c, RedisConnection) and c.writes
+        ]
+        for writer in self._writers:
+            writer._dependents.append(self)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._read)
+            tasks.start_soon(self._acknowledge)
+            tasks.start_soon(self._maintain)
+            tasks.start_soon(self._watch_stop)
+            try:
+                with self.receiver:
+                    yield self.receiver
+            finally:
+                with anyio.CancelScope(shield=True):
+                    with anyio.move_on_after(FLUSH_TIMEOUT_S):
+                        while self._waiting:  # the writers are still writing
+                            self._release()
+                            await anyio.sleep(0.005)
+                        await self._flush()
+                        await self._leave()
+                    tasks.cancel_scope.cancel()
+
+    def stream_stats(self) -> dict[str, Any] | None:
+        """Lag, pending, redeliveries and dead letters of this group, as last seen."""
+        if not self.receiving_here:
+            return None
+        return {
+            "stream": self.stream,
+            "lag": self.lag,
+            "pending": self.pending,
+            "redeliveries": self.redeliveries,
+            "dead_lettered": self.dead_lettered,
+        }
+
+    def _finished(self) -> bool:
+        """Whether the reader should stop taking entries."""
+        writer = self.writer
+        if writer is not None:
+            # The sender runs here: read until everything it wrote was read.
+            written = writer.last_written
+            return (
+                writer.sender_closed
+                and writer.flushed == writer.queued
+                and (written is None or self._last_read >= written)
+            )
+        return self._stopping.is_set()
+
+    def _wake(self) -> None:
+        if self._read_scope is not None and self._finished():
+            self._read_scope.cancel()
+
+    async def _watch_stop(self) -> None:
+        await self._stopping.wait()
+        self._wake()
+
+    async def _read(self) -> None:
+        feed = self._feed
+        assert feed is not None
+        async with feed:  # closing it ends the component's loop once drained
+            await self._create_group()
+            while not self._finished():
+                if monotonic() >= self._next_claim:
+                    self._next_claim = monotonic() + self._interval
+                    await self._claim(feed)
+                for entry_id, fields in await self._read_new():
+                    self._last_read = max(self._last_read, stream_id(entry_id))
+                    await self._deliver(feed, entry_id, fields, attempts=1)
+
+    async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        client = self.link.client
+        count = max(1, min(self.buffer_size - self.depth(), READ_BATCH))
+        block_ms = max(10, int(self._interval * 1000))
+        answer = await self._until_finished(
+            lambda: client.xreadgroup(
+                self.group,
+                self.link.consumer,
+                {self.stream: ">"},
+                count=count,
+                block=block_ms,
+            )
+        )
+        return [entry for _, entries in answer or () for entry in entries]
+
+    async def _until_finished(self, command: Callable[[], Awaitable[Any]]) -> Any:
+        """``link.call(command)``; ``None`` when the reader finishes meanwhile.
+
+        Only waits on Redis are interrupted: an entry read is always handed on.
+        """
+        with anyio.CancelScope() as scope:
+            self._read_scope = scope
+            try:
+                if self._finished():
+                    return None
+                return await self.link.call(command)
+            except ResponseError as exc:
+                await self._refused(exc)
+                return None
+            finally:
+                self._read_scope = None
+        return None
+
+    async def _refused(self, exc: ResponseError) -> None:
+        if "NOGROUP" in str(exc):  # Redis lost the stream (restarted empty)
+            self.link.log.warning(
+                "group %s of %s is gone; creating it again", self.group, self.stream
+            )
+            await self._create_group()
+            return
+        self.link.log.error(
+            "redis refused a command on %s: %s", self.stream, exc, exc_info=exc
+        )
+        await anyio.sleep(BACKOFF_MAX_S)
+
+    async def _create_group(self) -> None:
+        client = self.link.client
+        try:
+            # From the stream's start: entries written before any reader existed
+            # are delivered too.
+            await self.link.call(
+                lambda: client.xgroup_create(
+                    self.stream, self.group, id="0", mkstream=True
+                )
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _deliver(
+        self,
+        feed: MemoryObjectSendStream[Entry],
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+        *,
+        attempts: int,
+    ) -> None:
+        target = fields.get(TARGET)
+        if target is not None and target.decode() != self.group:
+            self._acks.append(entry_id)  # replayed for another input port
+            self._work.set()
+            return
+        data = fields.get(FIELD, b"")
+        try:
+            entry = decode(data, self.source.schema)
+        except (WireError, ValidationError) as exc:
+            # The same bytes would fail every time: no retries.
+            self._bury(entry_id, attempts, data, exc)
+            return
+        self._held[entry[1].seq] = _Held(entry_id, attempts, data)
+        await feed.send(entry)
+
+    def _settle(self, envelope: Envelope, error: Exception | None) -> None:
+        held = self._held.pop(envelope.seq, None)
+        if held is None:
+            return
+        if error is None:
+            # What the component sent for this message must be in Redis first.
+            barrier = [(w, w.queued) for w in self._writers if w.flushed < w.queued]
+            if barrier:
+                self._waiting.append((held.id, barrier))
+            else:
+                self._acks.append(held.id)
+                self._work.set()
+        elif held.attempts >= self.link.settings.redis_max_retries:
+            self._bury(held.id, held.attempts, held.data, error)
+        # else: left pending; claimed again once idle for claim_idle_ms
+
+    def _bury(
+        self, entry_id: bytes, attempts: int, data: bytes, error: BaseException
+    ) -> None:
+        message = self._masker.mask_text(str(error))[:2000]
+        self._dead.append(
+            _Dead(entry_id, attempts, data, type(error).__name__, message)
+        )
+        self._work.set()
+
+    async def _acknowledge(self) -> None:
+        while True:
+            await self._work.wait()
+            self._release()
+            if len(self._acks) < READ_BATCH:
+                # Waiting a moment gathers more acknowledgements into one XACK;
+                # acknowledging late is always safe (at worst, delivered again).
+                await anyio.sleep(ACK_DELAY_S)
+            self._work = anyio.Event()
+            await self._flush()
+
+    def _release(self) -> None:
+        """Acknowledge the messages whose results the writers have written."""
+        waiting = self._waiting
+        while waiting and all(w.flushed >= n for w, n in waiting[0][1]):
+            self._acks.append(waiting.popleft()[0])
+
+    async def _flush(self) -> None:
+        client = self.link.client
+        async with self._flushing:
+            self._release()
+            while self._acks or self._dead:
+                dead, self._dead = self._dead, []
+                for letter in dead:
+                    record = self._record(letter)
+
+                    async def bury(
+                        letter: _Dead = letter, record: bytes = record
+                    ) -> Any:
+                        pipe = client.pipeline(transaction=True)
+                        pipe.xadd(self.dead_letters, {FIELD: record})
+                        pipe.xack(self.stream, self.group, letter.id)
+                        return await pipe.execute()
+
+                    await self.link.call(bury)
+                    self.dead_lettered += 1
+                    self.link.log.error(
+                        "%s: entry %s of %s moved to %s after %d deliveries: %s: %s",
+                        self.group,
+                        letter.id.decode(),
+                        self.stream,
+                        self.dead_letters,
+                        letter.attempts,
+                        letter.error_type,
+                        letter.error,
+                    )
+                acks, self._acks = self._acks, []
+                if acks:
+                    await self.link.call(
+                        partial(client.xack, self.stream, self.group, *acks)
+                    )
+
+    def _record(self, letter: _Dead) -> bytes:
+        """The dead-letter entry: the original envelope, the error, attempts, times."""
+        try:
+            read(letter.data)
+            envelope: Any = orjson.Fragment(letter.data)
+        except WireError:
+            envelope = letter.data.decode("utf-8", "replace")
+        return orjson.dumps(
+            {
+                "stream": self.stream,
+                "group": self.group,
+                "entry_id": letter.id.decode(),
+                "envelope": envelope,
+                "error": {"type": letter.error_type, "message": letter.error},
+                "attempts": letter.attempts,
+                "enqueued_at": stream_id(letter.id)[0] / 1000,
+                "dead_lettered_at": time.time(),
+                "consumer": self.link.consumer,
+            }
+        )
+
+    async def _claim(self, feed: MemoryObjectSendStream[Entry]) -> None:
+        """Take over entries idle for ``claim_idle_ms``: a dead replica's, or failed."""
+        client = self.link.client
+        settings = self.link.settings
+        room = max(1, min(self.buffer_size - self.depth(), READ_BATCH))
+        answer = await self._until_finished(
+            lambda: client.xautoclaim(
+                self.stream,
+                self.group,
+                self.link.consumer,
+                min_idle_time=settings.redis_claim_idle_ms,
+                start_id=self._cursor,
+                count=room,
+            )
+        )
+        if answer is None:
+            return
+        self._cursor = answer[0]
+        # What this replica holds was claimed back only because renewing it was late
+        # (a stalled event loop): it is still on its way through, skip it.
+        held = {entry.id for entry in self._held.values()}
+        claimed = [(i, f) for i, f in answer[1] if f is not None and i not in held]
+        if len(answer) > 2 and answer[2]:
+            self.link.log.warning(
+                "%s: %d pending entries of %s were deleted before anyone "
+                "acknowledged them",
+                self.group,
+                len(answer[2]),
+                self.stream,
+            )
+        if not claimed:
+            return
+        counts = await self._delivery_counts([entry_id for entry_id, _ in claimed])
+        for entry_id, fields in claimed:
+            attempts = counts.get(entry_id, 1)
+            if attempts > settings.redis_max_retries:
+                self._bury(
+                    entry_id,
+                    attempts - 1,
+                    fields.get(FIELD, b""),
+                    _Undelivered(
+                        f"delivered {attempts - 1} times without being acknowledged "
+                        "(the replicas that took it stopped, or took longer than "
+                        f"claim_idle_ms={settings.redis_claim_idle_ms})"
+                    ),
+                )
+                continue
+            self.redeliveries += 1
+            await self._deliver(feed, entry_id, fields, attempts=attempts)
+
+    async def _delivery_counts(self, ids: list[bytes]) -> dict[bytes, int]:
+        client = self.link.client
+        rows = await self.link.call(
+            lambda: client.xpending_range(
+                self.stream,
+                self.group,
+                min=ids[0],
+                max=ids[-1],
+                count=len(ids) + len(self._held) + 16,
+                consumername=self.link.consumer,
+            )
+        )
+        return {
+            _text(row["message_id"]).encode(): int(row["times_delivered"])
+            for row in rows
+        }
+
+    async def _maintain(self) -> None:
+        """Renew what this replica holds, read lag and pending, trim the stream."""
+        rounds = 0
+        while True:
+            await anyio.sleep(self._interval)
+            try:
+                await self._renew()
+                await self._observe()
+                if rounds % TRIM_EVERY == 0:
+                    await self._trim()
+            except ResponseError as exc:
+                await self._refused(exc)
+            except Exception as exc:  # housekeeping must never stop the component
+                self.link.log.error(
+                    "%s: housekeeping of %s failed: %s",
+                    self.group,
+                    self.stream,
+                    exc,
+                    exc_info=exc,
+                )
+            rounds += 1
+
+    async def _renew(self) -> None:
+        ids: list[Any] = [held.id for held in self._held.values()]
+        if not ids:
+            return
+        client = self.link.client
+        # JUSTID: resets the idle time without counting a delivery.
+        await self.link.call(
+            lambda: client.xclaim(
+                self.stream, self.group, self.link.consumer, 0, ids, justid=True
+            )
+        )
+
+    async def _observe(self) -> None:
+        groups = await self._groups()
+        mine = groups.get(self.group)
+        if mine is None:
+            return
+        self.pending = int(mine.get("pending") or 0)
+        lag = mine.get("lag")
+        if lag is None:  # Redis could not tell (entries deleted inside the range)
+            length = await self.link.call(lambda: self.link.client.xlen(self.stream))
+            lag = max(0, int(length) - self.pending)
+        self.lag = int(lag)
+
+    async def _groups(self) -> dict[str, dict[str, Any]]:
+        try:
+            rows = await self.link.call(
+                lambda: self.link.client.xinfo_groups(self.stream)
+            )
+        except ResponseError as exc:
+            if "no such key" in str(exc):
+                return {}
+            raise
+        return {_text(row["name"]): row for row in rows}
+
+    async def _trim(self) -> None:
+        """Drop the entries every group has acknowledged (``XTRIM MINID``)."""
+        groups = await self._groups()
+        expected = {
+            c.group for c in self.source.connections if isinstance(c, RedisConnection)
+        }
+        if not groups or not expected <= set(groups):
+            return  # a group that does not exist yet still needs every entry
+        client = self.link.client
+        floor: StreamId | None = None
+        for name, group in groups.items():
+            lowest = group.get("last-delivered-id")
+            if group.get("pending"):
+                summary = await self.link.call(
+                    partial(client.xpending, self.stream, name)
+                )
+                lowest = summary.get("min") or lowest  # None: acknowledged meanwhile
+            if lowest is None:
+                return
+            floor = min(floor or stream_id(lowest), stream_id(lowest))
+        if floor is not None and floor > (0, 0):
+            await self.link.call(
+                lambda: client.xtrim(
+                    self.stream, minid=f"{floor[0]}-{floor[1]}", approximate=True
+                )
+            )
+
+    async def _leave(self) -> None:
+        """Remove this consumer from the group when it holds nothing."""
+        client = self.link.client
+        if self.link.problem is not None:
+            return
+        try:
+            summary = await client.xpending(self.stream, self.group)
+            mine = [
+                c
+                for c in summary.get("consumers") or ()
+                if _text(c["name"]) == self.link.consumer
+            ]
+            if not mine or int(mine[0]["pending"]) == 0:
+                await client.xgroup_delconsumer(
+                    self.stream, self.group, self.link.consumer
+                )
+        except (*UNREACHABLE, ResponseError):
+            return  # it is only tidying up
+
+
+class _Undelivered(Exception):
+    """The error recorded for entries whose consumers never finished with them."""
+
+
+def _written(entry: Entry) -> bool:
+    return True  # the port's writer has put it in the stream
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _redacted(url: str) -> str:
+    """``redis://:secret@host:6379/0`` -> ``host:6379/0``: no password in logs."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path}"
