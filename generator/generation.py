@@ -98,7 +98,10 @@ def generate(
             f"the gate failed ({failing}); {dest} is untouched; the failed project is kept in {failed}",
             result,
         )
-    kept = install(staging, dest, built.manifest)
+    try:
+        kept = install(staging, dest, built.manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # moved away, or refused
     return Generated(
         dest,
         blueprint.name,

@@ -62,9 +62,9 @@ def moves_for(actions: Iterable[FileAction]) -> list[Move]:
 def apply(project: Path, actions: list[FileAction], manifest_json: str) -> None:
     """Apply ``actions`` and write the manifest, atomically as described above."""
     recover(project)
-    pending = project / PENDING
+    pending = target_of(project, PENDING)
     shutil.rmtree(pending, ignore_errors=True)
-    backup = project / BACKUP
+    backup = target_of(project, BACKUP)
     shutil.rmtree(backup, ignore_errors=True)
     for action in actions:
         if action.content is not None:
@@ -77,16 +77,19 @@ def apply(project: Path, actions: list[FileAction], manifest_json: str) -> None:
     _write_atomic(target_of(pending, MANIFEST), manifest_json.encode("utf-8"))
     moves = [*moves_for(actions), (f"pending:{MANIFEST}", MANIFEST)]
     _write_atomic(
-        project / JOURNAL, json.dumps({"moves": moves}, indent=1).encode("utf-8")
+        target_of(project, JOURNAL),
+        json.dumps({"moves": moves}, indent=1).encode("utf-8"),
     )
     _replay(project, moves)
 
 
 def recover(project: Path) -> bool:
     """Finish a run that was interrupted after its commit; True if there was one."""
-    journal = project / JOURNAL
+    # Every state path goes through target_of: a symlinked .portwright is refused
+    # before anything is read, written or removed through it.
+    journal = target_of(project, JOURNAL)
     if not journal.is_file():
-        shutil.rmtree(project / PENDING, ignore_errors=True)  # never committed: discard
+        shutil.rmtree(target_of(project, PENDING), ignore_errors=True)  # discard
         return False
     recorded = json.loads(journal.read_text(encoding="utf-8"))["moves"]
     moves: list[Move] = [(str(a), None if b is None else str(b)) for a, b in recorded]
@@ -97,7 +100,7 @@ def recover(project: Path) -> bool:
 def _replay(project: Path, moves: list[Move]) -> None:
     for source, destination in moves:
         if source.startswith("pending:"):
-            origin = target_of(project / PENDING, source.removeprefix("pending:"))
+            origin = target_of(project, f"{PENDING}/{source.removeprefix('pending:')}")
         else:
             origin = target_of(project, source)
         if origin.exists():  # absent: this move was already made before an interruption
@@ -110,8 +113,8 @@ def _replay(project: Path, moves: list[Move]) -> None:
                 os.replace(origin, target)
         if _PAUSE_S:
             time.sleep(_PAUSE_S)
-    (project / JOURNAL).unlink(missing_ok=True)
-    shutil.rmtree(project / PENDING, ignore_errors=True)
+    target_of(project, JOURNAL).unlink(missing_ok=True)
+    shutil.rmtree(target_of(project, PENDING), ignore_errors=True)
 
 
 def _prune(folder: Path, project: Path) -> None:

@@ -100,7 +100,7 @@ class Manifest:
     @classmethod
     def read(cls, project: Path) -> Manifest | None:
         """The manifest of a generated project, or None if ``project`` has none."""
-        path = project / MANIFEST
+        path = target_of(project, MANIFEST)  # never read through a symlink
         if not path.is_file():
             return None
         try:
@@ -155,15 +155,18 @@ def install(staging: Path, dest: Path, manifest: Manifest) -> list[str]:
             dest.rmdir()
         os.replace(staging, dest)
         return []
+    # Every target is checked before anything moves: a symlink on the way to the
+    # last file must not leave the first ones written.
+    targets = {path: target_of(dest, path) for path in manifest.files}
+    manifest_target = target_of(dest, MANIFEST)
     kept = []
     for path, (owner, _digest) in sorted(manifest.files.items()):
-        target = target_of(dest, path)
+        target = targets[path]
         if owner == "user" and target.exists():
             kept.append(path)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(target_of(staging, path), target)
-    manifest_target = target_of(dest, MANIFEST)
     manifest_target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(target_of(staging, MANIFEST), manifest_target)
     shutil.rmtree(staging, ignore_errors=True)
