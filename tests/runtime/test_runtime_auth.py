@@ -76,9 +76,14 @@ async def test_an_api_key_is_accepted_as_bearer_or_x_api_key() -> None:
             "/orders", json=ORDER, headers={"authorization": f"Bearer {KEY}"}
         )
         header = await client.post("/orders", json=ORDER, headers={"x-api-key": KEY})
+        both = await client.post(
+            "/orders",
+            json=ORDER,
+            headers={"authorization": f"Bearer {KEY}", "x-api-key": KEY},
+        )
 
-    assert (bearer.status_code, header.status_code) == (202, 202)
-    assert len(tap.items) == 2
+    assert (bearer.status_code, header.status_code, both.status_code) == (202,) * 3
+    assert len(tap.items) == 3
 
 
 @pytest.mark.parametrize(
@@ -90,10 +95,15 @@ async def test_an_api_key_is_accepted_as_bearer_or_x_api_key() -> None:
         {"authorization": f"Basic {KEY}"},
         {"authorization": f"Bearer {KEY}x"},
         {"x-api-key": runtime.api_key_digest(KEY)},  # the digest is not the key
+        # every credential sent must hold, not just one of them
+        {"authorization": "Basic dXNlcjpwdw==", "x-api-key": KEY},
+        {"authorization": f"Bearer {OTHER_KEY}", "x-api-key": KEY},
+        {"authorization": f"Bearer {KEY}", "x-api-key": "wrong"},
+        [("x-api-key", KEY), ("x-api-key", "wrong")],
     ],
 )
 async def test_anything_but_a_known_key_is_401_before_the_body_is_read(
-    headers: dict[str, str],
+    headers: dict[str, str] | list[tuple[str, str]],
 ) -> None:
     service, tap = build("api_key", api_keys=(runtime.api_key_digest(KEY),))
     read = False

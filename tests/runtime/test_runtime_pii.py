@@ -221,3 +221,22 @@ def test_serve_sends_uvicorn_lines_through_the_same_formatter() -> None:
         for name in ("svc", "uvicorn"):
             logging.getLogger(name).removeHandler(handler)
             logging.getLogger(name).propagate = True
+
+
+def test_a_line_stays_one_line_whatever_the_text() -> None:
+    # what a client puts in a path reaches uvicorn's access line: no character in it
+    # may break the line for a reader that splits on Unicode line boundaries
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "f.py",
+        1,
+        "GET /a\u2028b\x85c\nd\re\x1cf",
+        (),
+        None,
+    )
+
+    text = runtime.JsonFormatter(MASKER).format(record)
+
+    assert text.isascii() and len(text.splitlines()) == 1
+    assert json.loads(text)["message"] == "GET /a\u2028b\x85c\nd\re\x1cf"

@@ -162,15 +162,22 @@ class ApiKeyAuth:
         self.challenge = {"www-authenticate": f'Bearer realm="{realm}"'}
 
     async def authenticate(self, headers: Headers) -> str:
-        """The key's identity (``key:<digest prefix>``); raises ``Unauthorized``."""
-        key = _presented_key(headers)
-        if key is None:
+        """The key's identity (``key:<digest prefix>``); raises ``Unauthorized``.
+
+        Every credential sent must hold: an ``Authorization`` header that is not a
+        bearer token, or one that disagrees with ``X-API-Key``, is refused even
+        beside a valid key.
+        """
+        keys = _presented_keys(headers)
+        if not keys:
             raise Unauthorized(
                 "this endpoint needs an API key: send 'Authorization: Bearer <key>' "
                 "or 'X-API-Key: <key>'",
                 self.challenge,
             )
-        presented = hashlib.sha256(key.encode("latin-1")).digest()
+        if len(set(keys)) != 1 or not keys[0]:
+            raise Unauthorized("the API key is not valid", self.challenge)
+        presented = hashlib.sha256(keys[0].encode("latin-1")).digest()
         matched = None
         for digest in self.digests:  # all of them: the time says nothing
             if hmac.compare_digest(digest, presented):
@@ -180,14 +187,16 @@ class ApiKeyAuth:
         return f"key:{matched.hex()[:16]}"
 
 
-def _presented_key(headers: Headers) -> str | None:
+def _presented_keys(headers: Headers) -> list[str]:
+    """Every key the request sends ("" for an ``Authorization`` that is no bearer)."""
+    keys = []
     authorization = headers.get("authorization")
     if authorization is not None:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    key = headers.get(API_KEY_HEADER)
-    return key.strip() if key and key.strip() else None
+        scheme, _, token = authorization.strip().partition(" ")
+        keys.append(token.strip() if scheme.lower() == "bearer" else "")
+    for key in headers.getlist(API_KEY_HEADER):
+        keys.append(key.strip())
+    return keys
 
 
 class BasicAuth:

@@ -131,7 +131,8 @@ class JsonFormatter(structlog.stdlib.ProcessorFormatter):
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 self._mask,
-                structlog.processors.JSONRenderer(default=str, ensure_ascii=False),
+                # ASCII only: no U+2028 or NEL inside a line that a reader could split
+                structlog.processors.JSONRenderer(default=str, ensure_ascii=True),
             ],
         )
 
