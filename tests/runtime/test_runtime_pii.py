@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import pytest
 import runtime
 from pydantic import BaseModel
@@ -240,3 +241,42 @@ def test_a_line_stays_one_line_whatever_the_text() -> None:
 
     assert text.isascii() and len(text.splitlines()) == 1
     assert json.loads(text)["message"] == "GET /a\u2028b\x85c\nd\re\x1cf"
+
+
+async def test_every_line_user_code_logs_for_an_item_carries_its_ids(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Tag(runtime.Transformer):  # synchronous: the component holds the message
+        def transform(self, item: str) -> str:
+            self.log.info("tagging %s", item)
+            return item
+
+    class Keep(runtime.Sink):  # async, two inputs interleaving: the context holds it
+        async def consume(self, item: str) -> None:
+            await anyio.sleep(0)
+            self.log.info("keeping %s", item)
+
+        async def cleanup(self) -> None:
+            self.log.info("done")
+
+    service = runtime.Service("ids")
+    service.add(Tag("tag", inputs={"in": str}, outputs={"out": str}))
+    service.add(Keep("keep", inputs={"a": str, "b": str}))
+    service.connect("tag.out", "keep.a")
+    tagged, direct = service.inlet("tag.in"), service.inlet("keep.b")
+    with caplog.at_level(logging.INFO, logger="ids"):
+        async with service.running():
+            for number in range(5):
+                await tagged.send(f"via-tag-{number}", correlation_id=f"t-{number}")
+                await direct.send(f"direct-{number}", correlation_id=f"d-{number}")
+
+    lines = [r for r in caplog.records if r.name in ("ids.tag", "ids.keep")]
+    per_item = [r for r in lines if r.getMessage() != "done"]
+    assert len(per_item) == 15
+    for record in per_item:
+        item = record.getMessage().split(" ")[1]
+        expected = ("t-" if item.startswith("via") else "d-") + item.rsplit("-", 1)[1]
+        assert record.correlation_id == expected, record.getMessage()  # type: ignore[attr-defined]
+        assert record.message_id  # type: ignore[attr-defined]
+    (done,) = [r for r in lines if r.getMessage() == "done"]
+    assert getattr(done, "message_id", None) is None  # not about any item

@@ -12,8 +12,9 @@ address, and with it its own rate-limit bucket.
 ``RequestContextMiddleware`` sets the context for the request, returns the
 correlation id in every response, and answers any exception nothing else handled
 with a 500 (``on_error``), so no traceback reaches a client or an unmasked log.
-The component loop sets the message being handled (``set_message``), so that every
-log line written for it carries its ids (``log_context``).
+The component loop sets the message being handled (``set_message``, or for a
+synchronous user method the component's ``handling``), so that every log line written
+for it carries its ids (``log_context``).
 """
 
 from __future__ import annotations
@@ -66,14 +67,19 @@ def current_request() -> RequestContext | None:
 
 
 def current_message() -> Envelope | None:
-    """The message whose user code runs in this task, if any."""
+    """The message being handled, inside a sink's ``consume``, an async user method,
+    any component with ``tracks_message = True``, or one fed over Redis; else None."""
     return _message.get()
 
 
-def log_context() -> dict[str, str]:
-    """The ids (and client) a log line written now belongs to."""
+def log_context(handling: Envelope | None = None) -> dict[str, str]:
+    """The ids (and client) a log line written now belongs to.
+
+    ``handling`` is the message a synchronous user method handles, when the
+    context variable is not set for it.
+    """
     fields: dict[str, str] = {}
-    envelope = _message.get()
+    envelope = _message.get() or handling
     if envelope is not None:
         fields["message_id"] = envelope.id
         fields["correlation_id"] = envelope.correlation_id

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ import structlog
 from structlog.typing import EventDict
 
 from .context import log_context
+from .envelope import Envelope
 from .pii import Masker
 
 __all__ = ["JsonFormatter", "MaskedLogger", "configure_logging"]
@@ -49,10 +50,16 @@ class MaskedLogger(logging.LoggerAdapter[logging.Logger]):
     """
 
     def __init__(
-        self, logger: logging.Logger, masker: Masker, fields: Mapping[str, str]
+        self,
+        logger: logging.Logger,
+        masker: Masker,
+        fields: Mapping[str, str],
+        current: Callable[[], Envelope | None] | None = None,
     ) -> None:
         super().__init__(logger, dict(fields))
         self.masker = masker
+        #: the message its component handles now, if it knows (see log_context)
+        self.current = current
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
@@ -84,7 +91,8 @@ class MaskedLogger(logging.LoggerAdapter[logging.Logger]):
         except (TypeError, ValueError):
             text = f"{msg} {args!r}"
         _, options = self.process(None, {"extra": extra})
-        for key, value in log_context().items():
+        handling = self.current() if self.current is not None else None
+        for key, value in log_context(handling).items():
             if options["extra"].get(key) is None:
                 options["extra"][key] = value
         logger = self.logger
