@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import GenerationError
 from .formatting import ruff_command
-from .imports_guard import check_imports
+from .imports_guard import ProjectImports, check_imports
 
 # What the emitted tests import; all of them come with portwright's own install.
 NEEDED = (
@@ -36,6 +36,8 @@ NEEDED = (
     "orjson",
 )
 PYTEST_TIMEOUT_S = 600
+#: the Redis the emitted tests may use (``bash .ci/run`` starts one and sets it)
+REDIS_URL_VARIABLE = "PORTWRIGHT_REDIS_URL"
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,26 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(name: str, command: list[str], project: Path, timeout: float = 300) -> Step:
+def _redis_env(project: Path) -> dict[str, str]:
+    """``PORTWRIGHT_REDIS_URL`` as the project's own ``<PACKAGE>_REDIS_URL``.
+
+    The emitted tests of a project with Redis connections run on Redis too when that
+    variable names one; a value already set for the project wins.
+    """
+    url = os.environ.get(REDIS_URL_VARIABLE)
+    if not url:
+        return {}
+    variable = f"{ProjectImports.read(project).package.upper()}_REDIS_URL"
+    return {} if variable in os.environ else {variable: url}
+
+
+def _run(
+    name: str,
+    command: list[str],
+    project: Path,
+    timeout: float = 300,
+    extra_env: dict[str, str] | None = None,
+) -> Step:
     start = time.perf_counter()
     try:
         done = subprocess.run(
@@ -98,7 +119,7 @@ def _run(name: str, command: list[str], project: Path, timeout: float = 300) -> 
             cwd=project,
             capture_output=True,
             text=True,
-            env=_env(),
+            env={**_env(), **(extra_env or {})},
             timeout=timeout,
             check=False,
         )
@@ -150,6 +171,7 @@ def run_gate(
             ],
             project,
             timeout=PYTEST_TIMEOUT_S,
+            extra_env=_redis_env(project),
         ),
     ]
     for make in plan:

@@ -143,6 +143,11 @@ def project_context(blueprint: Blueprint) -> dict[str, Any]:
             set(DEFAULT_FORBIDDEN_IMPORTS) | set(blueprint.forbidden_imports)
         ),
         "pii_fields": list(blueprint.pii_fields),
+        "transport": blueprint.transport,
+        "uses_redis": blueprint.uses_redis,
+        "redis_url": blueprint.redis_url,
+        "max_retries": blueprint.max_retries,
+        "claim_idle_ms": blueprint.claim_idle_ms,
         "trusted_proxies": list(blueprint.trusted_proxies),
         "uses_rate_limit": any(c.rate_limit for c in blueprint.components),
         "uses_auth": sorted({c.auth for c in blueprint.components if c.auth}),
@@ -294,6 +299,7 @@ def connections_context(blueprint: Blueprint) -> list[dict[str, Any]]:
             "overflow": c.overflow,
             "feedback": c.feedback,
             "description": c.description,
+            "transport": c.transport,
         }
         for c in blueprint.connections
     ]

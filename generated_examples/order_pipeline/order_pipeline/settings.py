@@ -8,6 +8,18 @@ Every setting has a variable ``ORDER_PIPELINE_<SETTING>``:
 - ``ORDER_PIPELINE_CLEANUP_TIMEOUT_S``: how long one component's cleanup may take
 - ``ORDER_PIPELINE_READY_MAX_UTILIZATION``: /ready fails while a buffer is this full
 - ``ORDER_PIPELINE_SOURCE_RESTART_S``: pause before a failed source starts again
+- ``ORDER_PIPELINE_COMPONENTS``: the components this process runs, comma-separated (all
+  when empty); ``python -m order_pipeline --components a,b`` sets it
+- ``ORDER_PIPELINE_TRANSPORT``: ``memory`` or ``redis`` for every connection, whatever the
+  blueprint says (now: as the blueprint says)
+- ``ORDER_PIPELINE_REDIS_URL`` (now redis://127.0.0.1:6379/0), ``ORDER_PIPELINE_REDIS_PREFIX``: the Redis
+  of the redis connections, and a prefix for every key the service puts there
+- ``ORDER_PIPELINE_REDIS_CONSUMER``: this replica's name in the consumer groups
+  (default: ``<hostname>-<pid>``)
+- ``ORDER_PIPELINE_REDIS_MAX_RETRIES`` (now 3), ``ORDER_PIPELINE_REDIS_CLAIM_IDLE_MS`` (now
+  30000): deliveries before the dead-letter stream; idle time before another
+  replica takes an unacknowledged item over
+- ``ORDER_PIPELINE_DEDUP_TTL_S``: how long ``Component.once`` remembers an applied key
 - ``ORDER_PIPELINE_TRUSTED_PROXIES``: the proxies (CIDRs, comma-separated) whose
   X-Forwarded-For names the client; nobody else's is believed (now: none)
 - ``ORDER_PIPELINE_RATE_LIMIT_STORAGE``: where rate-limit counters live: ``memory``, or a
@@ -43,10 +55,18 @@ from collections.abc import Mapping
 from .runtime import ServiceSettings
 
 SERVICE = "order_pipeline"
+#: the blueprint's Redis defaults; the environment replaces each of them
+REDIS_DEFAULTS: dict[str, str | int] = {
+    "redis_url": "redis://127.0.0.1:6379/0",
+    "redis_max_retries": 3,
+    "redis_claim_idle_ms": 30000,
+}
 #: the blueprint's ``defaults.trusted_proxies``; ORDER_PIPELINE_TRUSTED_PROXIES replaces them
 TRUSTED_PROXIES: tuple[str, ...] = ()
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> ServiceSettings:
     """Settings from the environment (or ``environ``); unknown variables are errors."""
-    return ServiceSettings.from_env(SERVICE, environ, trusted_proxies=TRUSTED_PROXIES)
+    return ServiceSettings.from_env(
+        SERVICE, environ, **REDIS_DEFAULTS, trusted_proxies=TRUSTED_PROXIES
+    )

@@ -15,7 +15,14 @@ from .components.by_risk import ByRisk
 from .components.ledger import Ledger
 from .components.review_queue import ReviewQueue
 from .components.score import Score
-from .runtime import ApiEndpoint, Component, Overflow, Service, ServiceSettings
+from .runtime import (
+    ApiEndpoint,
+    Component,
+    Overflow,
+    Service,
+    ServiceSettings,
+    Transport,
+)
 from .schemas import Order
 from .settings import SERVICE, load_settings
 
@@ -34,12 +41,13 @@ PII_FIELDS = frozenset(
     }
 )
 
-#: (from, to, buffer size, overflow) for every connection.
-CONNECTIONS: tuple[tuple[str, str, int, Overflow], ...] = (
-    ("orders_api.out", "score.in", 1024, "block"),
-    ("score.out", "by_risk.in", 1024, "block"),
-    ("by_risk.high", "review_queue.in", 1024, "block"),
-    ("by_risk.low", "ledger.accepted", 64, "drop_oldest"),
+#: (from, to, buffer size, overflow, transport) for every connection; a redis
+#: connection is the stream of its output port, read by its input port's group.
+CONNECTIONS: tuple[tuple[str, str, int, Overflow, Transport], ...] = (
+    ("orders_api.out", "score.in", 1024, "block", "memory"),
+    ("score.out", "by_risk.in", 1024, "block", "memory"),
+    ("by_risk.high", "review_queue.in", 1024, "block", "memory"),
+    ("by_risk.low", "ledger.accepted", 64, "drop_oldest", "memory"),
 )
 
 
@@ -82,6 +90,12 @@ def build_service(
     )
     for component in build_components(defaults, overrides):
         service.add(component)
-    for source, target, buffer_size, overflow in CONNECTIONS:
-        service.connect(source, target, buffer_size=buffer_size, overflow=overflow)
+    for source, target, buffer_size, overflow, transport in CONNECTIONS:
+        service.connect(
+            source,
+            target,
+            buffer_size=buffer_size,
+            overflow=overflow,
+            transport=transport,
+        )
     return service

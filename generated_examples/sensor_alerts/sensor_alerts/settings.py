@@ -8,6 +8,18 @@ Every setting has a variable ``SENSOR_ALERTS_<SETTING>``:
 - ``SENSOR_ALERTS_CLEANUP_TIMEOUT_S``: how long one component's cleanup may take
 - ``SENSOR_ALERTS_READY_MAX_UTILIZATION``: /ready fails while a buffer is this full
 - ``SENSOR_ALERTS_SOURCE_RESTART_S``: pause before a failed source starts again
+- ``SENSOR_ALERTS_COMPONENTS``: the components this process runs, comma-separated (all
+  when empty); ``python -m sensor_alerts --components a,b`` sets it
+- ``SENSOR_ALERTS_TRANSPORT``: ``memory`` or ``redis`` for every connection, whatever the
+  blueprint says (now: as the blueprint says)
+- ``SENSOR_ALERTS_REDIS_URL`` (now redis://127.0.0.1:6379/0), ``SENSOR_ALERTS_REDIS_PREFIX``: the Redis
+  of the redis connections, and a prefix for every key the service puts there
+- ``SENSOR_ALERTS_REDIS_CONSUMER``: this replica's name in the consumer groups
+  (default: ``<hostname>-<pid>``)
+- ``SENSOR_ALERTS_REDIS_MAX_RETRIES`` (now 3), ``SENSOR_ALERTS_REDIS_CLAIM_IDLE_MS`` (now
+  30000): deliveries before the dead-letter stream; idle time before another
+  replica takes an unacknowledged item over
+- ``SENSOR_ALERTS_DEDUP_TTL_S``: how long ``Component.once`` remembers an applied key
 - ``SENSOR_ALERTS_TRUSTED_PROXIES``: the proxies (CIDRs, comma-separated) whose
   X-Forwarded-For names the client; nobody else's is believed (now: 10.0.0.0/8)
 - ``SENSOR_ALERTS_API_KEYS``, ``SENSOR_ALERTS_API_KEYS_FILE``: the SHA-256 digests of the
@@ -64,10 +76,18 @@ from collections.abc import Mapping
 from .runtime import ServiceSettings
 
 SERVICE = "sensor_alerts"
+#: the blueprint's Redis defaults; the environment replaces each of them
+REDIS_DEFAULTS: dict[str, str | int] = {
+    "redis_url": "redis://127.0.0.1:6379/0",
+    "redis_max_retries": 3,
+    "redis_claim_idle_ms": 30000,
+}
 #: the blueprint's ``defaults.trusted_proxies``; SENSOR_ALERTS_TRUSTED_PROXIES replaces them
 TRUSTED_PROXIES: tuple[str, ...] = ("10.0.0.0/8",)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> ServiceSettings:
     """Settings from the environment (or ``environ``); unknown variables are errors."""
-    return ServiceSettings.from_env(SERVICE, environ, trusted_proxies=TRUSTED_PROXIES)
+    return ServiceSettings.from_env(
+        SERVICE, environ, **REDIS_DEFAULTS, trusted_proxies=TRUSTED_PROXIES
+    )

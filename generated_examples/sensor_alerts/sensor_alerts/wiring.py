@@ -26,6 +26,7 @@ from .runtime import (
     RateLimit,
     Service,
     ServiceSettings,
+    Transport,
 )
 from .schemas import Reading
 from .settings import SERVICE, load_settings
@@ -33,17 +34,18 @@ from .settings import SERVICE, load_settings
 #: Field names masked in every log line and error record, at any depth.
 PII_FIELDS = frozenset({"email", "owner_email", "phone", "token"})
 
-#: (from, to, buffer size, overflow) for every connection.
-CONNECTIONS: tuple[tuple[str, str, int, Overflow], ...] = (
-    ("readings_api.out", "intake.live", 512, "block"),
-    ("backfill_api.out", "intake.backfill", 512, "block"),
-    ("poller.out", "intake.polled", 512, "block"),
-    ("intake.out", "plausible.in", 512, "block"),
-    ("plausible.out", "classify.in", 512, "block"),
-    ("classify.out", "by_severity.in", 512, "block"),
-    ("classify.errors", "dead_letters.in", 512, "block"),
-    ("by_severity.critical", "pager.in", 128, "block"),
-    ("by_severity.routine", "archive.routine", 2048, "drop_oldest"),
+#: (from, to, buffer size, overflow, transport) for every connection; a redis
+#: connection is the stream of its output port, read by its input port's group.
+CONNECTIONS: tuple[tuple[str, str, int, Overflow, Transport], ...] = (
+    ("readings_api.out", "intake.live", 512, "block", "memory"),
+    ("backfill_api.out", "intake.backfill", 512, "block", "memory"),
+    ("poller.out", "intake.polled", 512, "block", "memory"),
+    ("intake.out", "plausible.in", 512, "block", "memory"),
+    ("plausible.out", "classify.in", 512, "block", "memory"),
+    ("classify.out", "by_severity.in", 512, "block", "memory"),
+    ("classify.errors", "dead_letters.in", 512, "block", "memory"),
+    ("by_severity.critical", "pager.in", 128, "block", "memory"),
+    ("by_severity.routine", "archive.routine", 2048, "drop_oldest", "memory"),
 )
 
 
@@ -106,6 +108,12 @@ def build_service(
     )
     for component in build_components(defaults, overrides):
         service.add(component)
-    for source, target, buffer_size, overflow in CONNECTIONS:
-        service.connect(source, target, buffer_size=buffer_size, overflow=overflow)
+    for source, target, buffer_size, overflow, transport in CONNECTIONS:
+        service.connect(
+            source,
+            target,
+            buffer_size=buffer_size,
+            overflow=overflow,
+            transport=transport,
+        )
     return service

@@ -526,6 +526,11 @@ class Service:
 
     def _check_startable(self) -> None:
         self._require_state(ServiceState.CREATED, "run")
+        self.check()
+
+    def check(self) -> None:
+        """Raise now what would stop the start: unknown components or overrides in
+        the settings, a memory connection between processes, a bad Redis URL."""
         settings = self.settings
         self._check_selection()
         if self.redis is not None and not settings.redis_url.startswith(

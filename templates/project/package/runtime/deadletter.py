@@ -23,15 +23,19 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import orjson
 
-from .errors import SettingsError
+from .errors import ServiceError, SettingsError
 
 if TYPE_CHECKING:
     from .service import Service
     from .streams import RedisLink
 
 __all__ = ["DeadLetter", "dead_letter_streams", "read_dead_letters", "replay", "run"]
+
+#: how long the command waits for an unreachable Redis before it gives up
+UNREACHABLE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,10 @@ async def run(
             "dead-letter streams"
         )
     try:
+        with anyio.move_on_after(UNREACHABLE_S):
+            await link.call(link.client.ping)
+        if link.problem is not None:
+            raise ServiceError(f"{link.problem}; nothing was read or changed")
         if stream is None:
             if action != "list":
                 raise SettingsError(f"dlq {action} needs --stream; see 'dlq list'")

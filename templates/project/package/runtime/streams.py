@@ -13,7 +13,7 @@ Names (``<prefix>`` is ``<SERVICE>_REDIS_PREFIX``, empty by default):
 Delivery: the receiving replica reads entries (``XREADGROUP``) into a local buffer of
 ``buffer_size`` entries, and acknowledges one (``XACK``) only after the component is
 done with it: its result written to the next connection, or consumed by a sink.
-Entries a replica holds are renewed every ``claim_idle_ms / 4`` (at most every
+Entries a replica holds are renewed every ``claim_idle_ms / 4`` (and at least once a
 second); entries nobody renewed for ``claim_idle_ms`` (their replica died, or the
 delivery failed) are claimed by a live replica (``XAUTOCLAIM``) and delivered again.
 A failure on the ``max_retries``-th delivery, or a claim that would be delivery
