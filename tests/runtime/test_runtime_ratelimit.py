@@ -207,3 +207,36 @@ async def test_unreachable_redis_is_503_with_retry_after() -> None:
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert response.json()["error"] == "unavailable"
+
+
+def test_by_default_the_counters_follow_the_service_onto_redis() -> None:
+    def limiter(transport: str) -> Any:
+        settings = runtime.ServiceSettings(
+            redis_url="redis://cache.invalid:6379/3", redis_prefix="staging:"
+        )
+        service = runtime.Service("shop", settings=settings)
+        service.add(
+            runtime.ApiEndpoint(
+                "orders",
+                route="/orders",
+                schema=Order,
+                rate_limit=runtime.RateLimit(3, 60),
+            )
+        )
+        service.add(Keep("keep", inputs={"in": Order}))
+        service.connect("orders.out", "keep.in", transport=transport)  # type: ignore[arg-type]
+        runtime.create_app(service)  # connects nothing yet
+        return service.endpoints[0].limiter
+
+    on_redis, in_memory = limiter("redis"), limiter("memory")
+
+    assert (
+        on_redis.store.shared and on_redis.store.url == "redis://cache.invalid:6379/3"
+    )
+    assert on_redis.store.storage.bridge.prefixed_key("k") == "staging:shop.ratelimit:k"
+    assert not in_memory.store.shared
+
+
+class Keep(runtime.Sink):
+    def consume(self, item: Order) -> None:
+        pass

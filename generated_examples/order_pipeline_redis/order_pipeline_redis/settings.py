@@ -22,9 +22,10 @@ Every setting has a variable ``ORDER_PIPELINE_REDIS_<SETTING>``:
 - ``ORDER_PIPELINE_REDIS_DEDUP_TTL_S``: how long ``Component.once`` remembers an applied key
 - ``ORDER_PIPELINE_REDIS_TRUSTED_PROXIES``: the proxies (CIDRs, comma-separated) whose
   X-Forwarded-For names the client; nobody else's is believed (now: none)
-- ``ORDER_PIPELINE_REDIS_RATE_LIMIT_STORAGE``: where rate-limit counters live: ``memory``, or a
-  ``redis://`` URL shared by every replica; ``ORDER_PIPELINE_REDIS_RATE_LIMIT_MAX_CLIENTS``: the
-  clients counted per endpoint in memory
+- ``ORDER_PIPELINE_REDIS_RATE_LIMIT_STORAGE``: where rate-limit counters live: ``memory``, a
+  ``redis://`` URL shared by every replica, or ``auto`` (the default: the service's Redis
+  when it runs on Redis); ``ORDER_PIPELINE_REDIS_RATE_LIMIT_MAX_CLIENTS``: the clients counted
+  per endpoint in memory
 
 and every item can be tuned on its own:
 

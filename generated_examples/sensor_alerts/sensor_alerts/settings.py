@@ -24,9 +24,10 @@ Every setting has a variable ``SENSOR_ALERTS_<SETTING>``:
   X-Forwarded-For names the client; nobody else's is believed (now: 10.0.0.0/8)
 - ``SENSOR_ALERTS_API_KEYS``, ``SENSOR_ALERTS_API_KEYS_FILE``: the SHA-256 digests of the
   accepted API keys (comma-separated, or a file with one a line); never the keys
-- ``SENSOR_ALERTS_RATE_LIMIT_STORAGE``: where rate-limit counters live: ``memory``, or a
-  ``redis://`` URL shared by every replica; ``SENSOR_ALERTS_RATE_LIMIT_MAX_CLIENTS``: the
-  clients counted per endpoint in memory
+- ``SENSOR_ALERTS_RATE_LIMIT_STORAGE``: where rate-limit counters live: ``memory``, a
+  ``redis://`` URL shared by every replica, or ``auto`` (the default: the service's Redis
+  when it runs on Redis); ``SENSOR_ALERTS_RATE_LIMIT_MAX_CLIENTS``: the clients counted
+  per endpoint in memory
 
 and every item can be tuned on its own:
 

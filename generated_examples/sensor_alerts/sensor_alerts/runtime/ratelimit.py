@@ -8,10 +8,11 @@ gets) or the API key it authenticated with. The counting is limits' sliding-wind
 counter (two counters per key: no burst at a window's edge, constant memory).
 
 The counters live in this process (``memory``) or in Redis (a ``redis://`` URL), where
-every replica of the service shares them. In memory, at most ``max_clients`` keys
-are counted per endpoint: beyond that the least recently seen key is forgotten, so
-memory stays bounded whatever the number of clients (a forgotten client starts
-afresh; in Redis, keys expire with their window instead).
+every replica of the service shares them (keys ``<prefix><service>.ratelimit:...``);
+``auto``, the default, is the service's own Redis when it runs on Redis, else memory.
+In memory, at most ``max_clients`` keys are counted per endpoint: beyond that the
+least recently seen key is forgotten, so memory stays bounded whatever the number of
+clients (a forgotten client starts afresh; in Redis, keys expire with their window).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class RateLimitStore:
         namespace: str,
         log: MaskedLogger,
         max_clients: int = 10_000,
+        prefix: str = "",
     ) -> None:
         self.url = url
         self.namespace = namespace
@@ -99,7 +101,7 @@ class RateLimitStore:
                 self.storage = RedisStorage(
                     "async+" + url,
                     implementation="redispy",
-                    key_prefix=f"portwright:{namespace}",
+                    key_prefix=f"{prefix}{namespace}.ratelimit",
                     wrap_exceptions=True,
                 )
             except ConfigurationError as exc:  # the redis package is missing

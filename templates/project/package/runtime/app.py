@@ -188,11 +188,15 @@ def protect(service: Service) -> None:
         credentials = Credentials.load(service.name, settings)
     store = None
     if settings.rate_limit_overrides or any(e.rate_limit for e in endpoints.values()):
+        storage = settings.rate_limit_storage
+        if storage == "auto":  # the service's own Redis, when it runs on Redis
+            storage = settings.redis_url if service.redis is not None else "memory"
         store = RateLimitStore(
-            settings.rate_limit_storage,
+            storage,
             namespace=service.name,
             log=service.log,
             max_clients=settings.rate_limit_max_clients,
+            prefix=settings.redis_prefix,
         )
     for name, endpoint in endpoints.items():
         override = settings.rate_limit_overrides.get(name)

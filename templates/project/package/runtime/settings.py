@@ -74,8 +74,10 @@ def _network(value: str) -> str:
 
 
 def _storage(value: str) -> str:
-    if value != "memory" and not value.startswith(("redis://", "rediss://")):
-        raise ValueError("must be 'memory' or a redis:// or rediss:// URL")
+    if value not in ("auto", "memory") and not value.startswith(
+        ("redis://", "rediss://")
+    ):
+        raise ValueError("must be 'auto', 'memory' or a redis:// or rediss:// URL")
     return value
 
 
@@ -157,8 +159,9 @@ class ServiceSettings(BaseModel):
     #: networks (CIDR) whose ``X-Forwarded-For`` is believed; nobody else's is
     trusted_proxies: Networks = ()
     #: where rate-limit counters live: ``memory`` (this process) or a Redis URL
-    #: (``redis://host:6379/0``, ``rediss://...``), shared by every replica
-    rate_limit_storage: Annotated[str, AfterValidator(_storage)] = "memory"
+    #: (``redis://host:6379/0``, ``rediss://...``), shared by every replica;
+    #: ``auto``: the service's own Redis (``redis_url``) when it runs on Redis
+    rate_limit_storage: Annotated[str, AfterValidator(_storage)] = "auto"
     #: in memory, the clients counted per endpoint; the least recently seen one is
     #: forgotten beyond this, so memory stays bounded whatever the traffic
     rate_limit_max_clients: Annotated[int, Field(gt=0, le=10_000_000)] = 10_000
