@@ -60,6 +60,15 @@ def wait_until_alive(url: str, server: subprocess.Popen[bytes], seconds: float) 
     pytest.fail(f"the service did not answer {url} within {seconds} s")
 
 
+def service_variables(package: str, digest: str) -> dict[str, str]:
+    """The served example's settings: an API key, and the test Redis when there is one."""
+    variables = {f"{package.upper()}_API_KEYS": digest}
+    redis_url = os.environ.get("PORTWRIGHT_REDIS_URL")
+    if redis_url:
+        variables[f"{package.upper()}_REDIS_URL"] = redis_url
+    return variables
+
+
 def environment(**variables: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEMATHESIS_")}
     env.pop("PYTHONPATH", None)
@@ -83,7 +92,7 @@ def test_schemathesis_finds_no_server_error_and_nothing_undocumented(
         server = subprocess.Popen(
             [sys.executable, "-m", package, "--host", "127.0.0.1", "--port", str(port)],
             cwd=project,
-            env=environment(**{f"{package.upper()}_API_KEYS": digest}),
+            env=environment(**service_variables(package, digest)),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
