@@ -135,13 +135,19 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
         """The process is alive."""
         return {"status": "alive"}
 
-    @app.get("/ready", tags=["operations"])
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        responses={503: {"description": "Not ready (the reasons say why); retry"}},
+    )
     async def ready() -> JSONResponse:
         """Every component is running and no buffer is saturated (else 503)."""
         reasons = service.readiness()
         if reasons:
             return JSONResponse(
-                {"status": "not ready", "reasons": reasons}, status_code=503
+                {"status": "not ready", "reasons": reasons},
+                status_code=503,
+                headers={"retry-after": "1"},
             )
         return JSONResponse({"status": "ready"})
 
