@@ -1,7 +1,7 @@
 """The Jinja filters every template may use, registered in one place.
 
 Text from a blueprint reaches emitted files only through these: as a Python literal
-(``pyrepr``), JSON (``tojson``), or text made inert for a docstring, a comment, YAML or
+(``pyrepr``), JSON (``tojson``), a TOML string (``toml``), or text made inert for a docstring, a comment, YAML or
 Markdown. None of them lets the text end its context (a triple quote, a newline in a
 comment, a backtick fence) or carry control characters.
 """
@@ -85,6 +85,31 @@ def tojson(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True, sort_keys=True)
 
 
+def toml(value: Any) -> str:
+    """A TOML value for a string or a list of strings.
+
+    Not JSON: TOML's ``\\u`` escapes must be Unicode scalar values, so a character
+    beyond U+FFFF is written ``\\UXXXXXXXX``, never as a JSON surrogate pair.
+    """
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml(item) for item in value) + "]"
+    out = ['"']
+    for ch in str(value):
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif 0xD800 <= code <= 0xDFFF:  # a lone surrogate is no character at all
+            out.append("\\uFFFD")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04X}")
+        else:
+            out.append(f"\\U{code:08X}")
+    out.append('"')
+    return "".join(out)
+
+
 def env_name(value: str) -> str:
     """``order_pipeline`` -> ``ORDER_PIPELINE``."""
     return value.upper()
@@ -97,6 +122,7 @@ FILTERS: dict[str, Callable[..., str]] = {
     "comment": comment,
     "markdown": markdown,
     "tojson": tojson,
+    "toml": toml,
     "class_name": class_name,
     "env_name": env_name,
 }

@@ -13,6 +13,7 @@ HOSTILE = (
     "<script>alert(1)</script> | table | ```fence``` [link](javascript:x)",
     "\x00 nul \x07 bell \x1b[31m escape",
     "\uff49\uff4d\uff50\uff4f\uff52\uff54 \uff4f\uff53 confusables \u0430dmin",
+    "\U0001d000 beyond the BMP \U0001f600 (JSON writes surrogate pairs; TOML refuses them)",
     "x" * 5000,
 )
 MARKERS = ("pw_pwned_docstring", "pw_pwned_single", "pw_pwned_shell", "pw_pwned_tick")

@@ -1,10 +1,11 @@
 """Blueprint text reaches emitted files only through filters that keep it inert."""
 
 import ast
+import tomllib
 
 import pytest
 
-from generator.filters import comment, docstring, markdown, pyrepr, tojson
+from generator.filters import comment, docstring, markdown, pyrepr, tojson, toml
 from tests.hostile import HOSTILE
 
 
@@ -55,3 +56,20 @@ def test_markdown_has_no_markup(text: str) -> None:
 
 def test_tojson_is_ascii_and_stable() -> None:
     assert tojson({"b": "é", "a": 1}) == '{"a": 1, "b": "\\u00e9"}'
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *HOSTILE,
+        "\U0001d000 beyond the BMP \U0001f600",
+        'quote " and back\\slash',
+        "\x7f",
+    ],
+)
+def test_toml_round_trips_where_json_escapes_would_not(text: str) -> None:
+    # json.dumps writes U+1D000 as the surrogate pair \\ud834\\udc00, which TOML refuses
+    assert tomllib.loads(f"x = {toml(text)}\ny = {toml([text, 'b'])}") == {
+        "x": text,
+        "y": [text, "b"],
+    }

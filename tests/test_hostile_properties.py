@@ -36,7 +36,8 @@ PAYLOADS = (
     "$(touch /tmp/pw_pwned_shell)", "`touch /tmp/pw_pwned_tick`", "; rm -rf /",
     "\x00", "\u202e", "\u2066", "\u2069", "\u200b", "\ufeff", "\u2028", "\r\n", "\n",
     "#", "%s", "%(x)s", "\\N{BULLET}", "\\x00", "\\u202e", "</script>", "\u0430",
-    "\uff49\uff4d\uff50\uff4f\uff52\uff54", "__import__('os').system('touch /tmp/pw_pwned_single')",
+    "\uff49\uff4d\uff50\uff4f\uff52\uff54", "\U0001d000", "\U0001f600",
+    "__import__('os').system('touch /tmp/pw_pwned_single')",
     "\"\"\"; __import__('os').system('touch /tmp/pw_pwned_docstring'); \"\"\"",
 )  # fmt: skip
 TEXT = st.lists(

@@ -90,6 +90,20 @@ async def test_every_refusal_has_the_same_shape() -> None:
     assert wrong_method.headers["allow"] == "POST"
 
 
+async def test_not_ready_is_an_error_in_the_same_shape_with_its_reasons() -> None:
+    service = build()
+    async with client_for(service) as client:  # not started: not ready
+        response = await client.get("/ready", headers={"x-correlation-id": "probe-7"})
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    body = response.json()
+    assert body["status"] == "not ready" and body["reasons"]
+    assert body["error"] == "not_ready"
+    assert body["detail"] == "; ".join(body["reasons"])
+    assert body["correlation_id"] == response.headers["x-correlation-id"] == "probe-7"
+
+
 async def test_a_crash_is_a_plain_500_and_its_details_go_to_the_log_masked(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

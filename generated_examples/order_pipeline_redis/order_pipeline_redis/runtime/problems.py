@@ -39,12 +39,21 @@ def problem(
     code: str,
     detail: str | list[dict[str, Any]],
     headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
-    """The error answer: ``{"error", "detail", "correlation_id"}`` with ``status``."""
+    """The error answer: ``{"error", "detail", "correlation_id"}`` with ``status``.
+
+    ``extra`` fields come first (``/ready`` keeps its ``status`` and ``reasons``).
+    """
     context = current_request()
     correlation = context.correlation_id if context is not None else str(uuid7())
     return JSONResponse(
-        {"error": code, "detail": detail, "correlation_id": correlation},
+        {
+            **(extra or {}),
+            "error": code,
+            "detail": detail,
+            "correlation_id": correlation,
+        },
         status_code=status,
         headers={**(headers or {}), CORRELATION_HEADER: correlation},
     )

@@ -31,7 +31,7 @@ from .auth import Credentials
 from .context import RequestContextMiddleware, TrustedProxies
 from .errors import SettingsError
 from .logs import configure_logging
-from .problems import ErrorHandlers
+from .problems import ErrorHandlers, problem
 from .ratelimit import RateLimit, RateLimitStore
 from .service import Service
 
@@ -143,11 +143,13 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
     async def ready() -> JSONResponse:
         """Every component is running and no buffer is saturated (else 503)."""
         reasons = service.readiness()
-        if reasons:
-            return JSONResponse(
-                {"status": "not ready", "reasons": reasons},
-                status_code=503,
-                headers={"retry-after": "1"},
+        if reasons:  # an error like any other, in the one shape, with the reasons
+            return problem(
+                503,
+                "not_ready",
+                "; ".join(reasons),
+                {"retry-after": "1"},
+                extra={"status": "not ready", "reasons": reasons},
             )
         return JSONResponse({"status": "ready"})
 
