@@ -105,17 +105,18 @@ class RedisLink:
         #: why Redis cannot be used right now (``None``: it can)
         self.problem: str | None = f"redis at {self.where}: not connected yet"
         self._client: redis.asyncio.Redis | None = None
+        self._outage_logged = False
 
     @property
     def client(self) -> redis.asyncio.Redis:
         """The client (created on first use, inside the running event loop)."""
         if self._client is None:
-            block_s = self.settings.redis_claim_idle_ms / 1000
             self._client = redis.asyncio.Redis.from_url(
                 self.settings.redis_url,
                 retry=Retry(NoBackoff(), 0),  # retried here, with backoff
                 socket_connect_timeout=2.0,
-                socket_timeout=5.0 + min(1.0, block_s),
+                # longer than the longest blocking read (1 s): a silent peer is dead
+                socket_timeout=6.0,
             )
         return self._client
 
@@ -156,7 +157,8 @@ class RedisLink:
             self._client = None
 
     def _down(self, exc: BaseException) -> None:
-        if self.problem is None or "not connected yet" in self.problem:
+        if not self._outage_logged:  # once per outage, not once per retry
+            self._outage_logged = True
             self.log.error(
                 "redis at %s is unreachable (%s: %s); retrying",
                 self.where,
@@ -166,7 +168,8 @@ class RedisLink:
         self.problem = f"redis at {self.where} is unreachable ({type(exc).__name__})"
 
     def _up(self) -> None:
-        if self.problem is not None and "not connected yet" not in self.problem:
+        if self._outage_logged:
+            self._outage_logged = False
             self.log.info("redis at %s is reachable again", self.where)
         self.problem = None
 
@@ -243,6 +246,9 @@ class RedisConnection(Connection):
         self._writers: list[RedisConnection] = []
         self._feed: MemoryObjectSendStream[Entry] | None = None
         self._held: dict[int, _Held] = {}
+        # every entry taken here and not yet acknowledged (held, or waiting for its
+        # XACK): renewed, and never claimed back by this replica
+        self._unacked: set[bytes] = set()
         self._acks: list[bytes] = []
         self._waiting: deque[tuple[bytes, list[tuple[RedisConnection, int]]]] = deque()
         self._dead: list[_Dead] = []
@@ -534,6 +540,7 @@ class RedisConnection(Connection):
         *,
         attempts: int,
     ) -> None:
+        self._unacked.add(entry_id)
         target = fields.get(TARGET)
         if target is not None and target.decode() != self.group:
             self._acks.append(entry_id)  # replayed for another input port
@@ -563,7 +570,8 @@ class RedisConnection(Connection):
                 self._work.set()
         elif held.attempts >= self.link.settings.redis_max_retries:
             self._bury(held.id, held.attempts, held.data, error)
-        # else: left pending; claimed again once idle for claim_idle_ms
+        else:  # left pending: claimed again (by any replica) once idle long enough
+            self._unacked.discard(held.id)
 
     def _bury(
         self, entry_id: bytes, attempts: int, data: bytes, error: BaseException
@@ -609,6 +617,7 @@ class RedisConnection(Connection):
                         return await pipe.execute()
 
                     await self.link.call(bury)
+                    self._unacked.discard(letter.id)
                     self.dead_lettered += 1
                     self.link.log.error(
                         "%s: entry %s of %s moved to %s after %d deliveries: %s: %s",
@@ -625,6 +634,7 @@ class RedisConnection(Connection):
                     await self.link.call(
                         partial(client.xack, self.stream, self.group, *acks)
                     )
+                    self._unacked.difference_update(acks)
 
     def _record(self, letter: _Dead) -> bytes:
         """The dead-letter entry: the original envelope, the error, attempts, times."""
@@ -665,10 +675,10 @@ class RedisConnection(Connection):
         if answer is None:
             return
         self._cursor = answer[0]
-        # What this replica holds was claimed back only because renewing it was late
-        # (a stalled event loop): it is still on its way through, skip it.
-        held = {entry.id for entry in self._held.values()}
-        claimed = [(i, f) for i, f in answer[1] if f is not None and i not in held]
+        # An entry this replica took and has not acknowledged comes back only because
+        # renewing it was late (a stalled event loop): it is still on its way, skip it.
+        mine = self._unacked
+        claimed = [(i, f) for i, f in answer[1] if f is not None and i not in mine]
         if len(answer) > 2 and answer[2]:
             self.link.log.warning(
                 "%s: %d pending entries of %s were deleted before anyone "
@@ -683,6 +693,7 @@ class RedisConnection(Connection):
         for entry_id, fields in claimed:
             attempts = counts.get(entry_id, 1)
             if attempts > settings.redis_max_retries:
+                self._unacked.add(entry_id)
                 self._bury(
                     entry_id,
                     attempts - 1,
@@ -705,7 +716,7 @@ class RedisConnection(Connection):
                 self.group,
                 min=ids[0],
                 max=ids[-1],
-                count=len(ids) + len(self._held) + 16,
+                count=len(ids) + len(self._unacked) + 16,
                 consumername=self.link.consumer,
             )
         )
@@ -737,7 +748,7 @@ class RedisConnection(Connection):
             rounds += 1
 
     async def _renew(self) -> None:
-        ids: list[Any] = [held.id for held in self._held.values()]
+        ids: list[Any] = list(self._unacked)
         if not ids:
             return
         client = self.link.client

@@ -27,9 +27,11 @@ import inspect
 import os
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from .errors import ServiceError
 
@@ -132,7 +134,10 @@ class RedisDedup(Dedup):
         try:
             await _run(effect)
         except BaseException:
-            await self._settle(name, token, "")
+            # Release the key so that a later delivery can apply the effect (even when
+            # cancelled: shielded, briefly; otherwise the lease frees it).
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                await self._settle(name, token, "")
             raise
         marked = await self._settle(name, token, DONE.decode())
         if not marked:
@@ -145,8 +150,9 @@ class RedisDedup(Dedup):
         return True
 
     async def _settle(self, name: str, token: str, value: str) -> bool:
+        """Delete the key (``value`` empty) or set it, if it still holds ``token``."""
         client = self.link.client
-        done: Awaitable[Any] | Any = await self.link.call(
+        settled = await self.link.call(
             lambda: client.eval(_SETTLE, 1, name, token, value, str(self.ttl_ms))
         )
-        return bool(done)
+        return bool(settled)
