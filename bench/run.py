@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import gate, generation, ingress, pipeline
+from . import gate, generation, ingress, pipeline, redis_transport
 from .table import Row, machine, render_markdown, render_text, to_json
 
 Section = Callable[..., list[Row]]
@@ -31,21 +31,9 @@ SECTIONS: dict[str, Section] = {
     "gate": gate.run,
     "pipeline": pipeline.run,
     "http": ingress.run,
+    "redis": redis_transport.run,
 }
-ORDER = (*SECTIONS, "redis")
-
-
-def redis_rows(work: Path, *, quick: bool, log: Callable[[str], None]) -> list[Row]:
-    """Item 5: a placeholder until the Redis transport exists."""
-    return [
-        Row(
-            "5 redis transport",
-            "Redis transport throughput (baseline: FastStream's Redis broker)",
-            None,
-            "",
-            note="not measured: Redis transport not built yet",
-        )
-    ]
+ORDER = tuple(SECTIONS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(folder) / name
             work.mkdir()
             log(f"{name}: start{' (quick)' if args.quick else ''}")
-            run = redis_rows if name == "redis" else SECTIONS[name]
-            rows += run(work, quick=args.quick, log=log)
+            rows += SECTIONS[name](work, quick=args.quick, log=log)
     info["seconds"] = f"{time.monotonic() - started:.0f}"
     info["mode"] = "quick" if args.quick else "full"
     print(render_text(rows))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from bench.synthetic import blueprint_text, make
 from bench.table import COLUMNS
+from tests.redisenv import in_ci
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = (
@@ -67,9 +69,11 @@ def test_quick_run_prints_every_section_with_positive_figures(tmp_path: Path) ->
     assert {row["section"] for row in rows} == set(SECTIONS)
     for row in rows:
         assert row["figure"], row
-        if row["section"] == "5 redis transport":
-            assert row["value"] is None
-            assert "not measured" in row["note"]
+        if row["value"] is None:
+            # only the Redis section may lack what it needs, and only outside CI
+            assert row["section"] == "5 redis transport", row
+            assert not redis_measurable(), row
+            assert row["note"].startswith("not measured: "), row
             continue
         assert isinstance(row["value"], float | int) and row["value"] > 0, row
         if row["baseline"] is not None:
@@ -78,7 +82,7 @@ def test_quick_run_prints_every_section_with_positive_figures(tmp_path: Path) ->
         if row["goal"] is not None:
             assert row["met"] in (True, False), row
     figures = {row["figure"] for row in rows}
-    for expected in (
+    expected_figures = [
         "N=10: time per file",
         "N=200: wall time",
         "order_pipeline: whole gate",
@@ -88,5 +92,26 @@ def test_quick_run_prints_every_section_with_positive_figures(tmp_path: Path) ->
         "RSS after",
         "emitted api_endpoint: requests/s vs bare Starlette",
         "emitted api_endpoint: p99 latency vs idiomatic FastAPI",
-    ):
+    ]
+    if redis_measurable():
+        expected_figures += REDIS_FIGURES
+    for expected in expected_figures:
         assert any(f.startswith(expected) for f in figures), expected
+
+
+REDIS_FIGURES = (
+    "two hops with ack: items/s vs FastStream",
+    "two hops with ack: items/s vs FastStream batched",
+    "two hops with ack: CPU per item vs FastStream",
+    "two hops with ack vs the XADD ceiling",
+)
+
+
+def redis_measurable() -> bool:
+    """Whether the harness can measure the Redis section here: a Redis (the shared
+    one, or a redis-server to start) and FastStream, its baseline. In CI: always."""
+    has_redis = bool(os.environ.get("PORTWRIGHT_REDIS_URL")) or bool(
+        shutil.which("redis-server")
+    )
+    has_faststream = importlib.util.find_spec("faststream") is not None
+    return in_ci() or (has_redis and has_faststream)
