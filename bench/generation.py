@@ -1,8 +1,8 @@
 """Generation without the gate, against copier rendering a template of the same size.
 
 For each N, ``bench/synthetic.py`` makes a blueprint of N components and portwright
-generates it (``generate(..., gate=False)``: load, plan, render, format with ruff,
-manifest, install). The baseline is copier's ``run_copy``, in this same process,
+generates it (``generate(..., gate=False)``: load, plan, render, write, ``ruff
+format`` on the rendered files, manifest, install). The baseline is copier's ``run_copy``, in this same process,
 rendering a template made from portwright's own output for that N: the same files
 (paths, count, lines; each file a ``.jinja`` template with the package name as a
 variable), so copier writes exactly what portwright writes.
@@ -10,13 +10,15 @@ variable), so copier writes exactly what portwright writes.
 The two alternate within each round (the order flips every round) and the figures
 are medians. Both run warm (modules imported) but with cold templates: portwright's
 cached Jinja environment is cleared before each run, as copier builds a new one per
-call. Peak memory is tracemalloc's peak of Python allocations during one run of each,
+call (portwright's on-disk bytecode cache of its templates stays, as it does between
+two runs of the command). Peak memory is tracemalloc's peak of Python allocations during one run of each,
 measured apart from the timed runs (tracing slows everything down); ruff's own process
 is not included.
 
 Formatting is the trap named in the issue: black costs ~50 ms per file. The section
 also times portwright's formatting step (ruff) inside the real ``generate`` and, as
-its baseline, black formatting the same unformatted files.
+its baseline, black formatting the same unformatted files (the rendered ones: the
+copied runtime files are already formatted).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -82,6 +84,7 @@ class _Case:
         self.portwright_peak = 0.0
         self.copier_peak = 0.0
         self.black: float | None = None
+        self.formatted_files: list[str] = []  # what generate formats with ruff
         self._count = 0
         self._last: Path | None = None
 
@@ -91,11 +94,12 @@ class _Case:
         folder.mkdir(parents=True)
         blueprint, _ = synthetic.make(n, folder)
         reference = folder / "reference"
-        with _unformatted_copy(folder / "unformatted"):
+        with _unformatted_copy(folder / "unformatted") as formatted:
             generation.generate(blueprint, reference, gate=False)
         template = folder / "template"
         _copier_template(reference, template, f"synthetic_{n}")
         case = cls(n, folder, blueprint, template)
+        case.formatted_files = formatted
         case.run_copier()  # warm-up; also checks that copier writes the same files
         assert case._last is not None
         written = _size(case._last)[0]
@@ -154,13 +158,13 @@ class _Case:
                 self.formatting.pop()
 
     def measure_black(self) -> None:
-        """Black formatting the unformatted render (what ruff does in generate)."""
+        """Black formatting the unformatted render: the files ruff formats in generate."""
         tree = self.folder / "black"
         shutil.copytree(self.folder / "unformatted", tree)
         cache = self.folder / "black-cache"
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "black", "-q", "."],
+            [sys.executable, "-m", "black", "-q", "--", *self.formatted_files],
             cwd=tree,
             env={**os.environ, "BLACK_CACHE_DIR": str(cache)},
             check=True,
@@ -242,38 +246,40 @@ def _size(tree: Path) -> tuple[int, int]:
 
 @contextmanager
 def _timed_formatting() -> Iterator[list[float]]:
-    """Time ``format_tree`` as ``generate`` calls it (the name it imported)."""
+    """Time ``format_files`` as ``generate`` calls it (the name it imported)."""
     spent = [0.0]
-    original = generation.format_tree
+    original = generation.format_files
 
-    def timed(project: Path) -> None:
+    def timed(project: Path, paths: Sequence[str]) -> None:
         started = time.perf_counter()
         try:
-            original(project)
+            original(project, paths)
         finally:
             spent[0] += time.perf_counter() - started
 
-    generation.format_tree = timed  # type: ignore[assignment]
+    generation.format_files = timed  # type: ignore[assignment]
     try:
         yield spent
     finally:
-        generation.format_tree = original  # type: ignore[assignment]
+        generation.format_files = original  # type: ignore[assignment]
 
 
 @contextmanager
-def _unformatted_copy(keep: Path) -> Iterator[None]:
-    """Keep a copy of what ``generate`` rendered, before it formats it."""
-    original = generation.format_tree
+def _unformatted_copy(keep: Path) -> Iterator[list[str]]:
+    """Keep a copy of what ``generate`` rendered, before it formats it; and which files."""
+    original = generation.format_files
+    formatted: list[str] = []
 
-    def copying(project: Path) -> None:
+    def copying(project: Path, paths: Sequence[str]) -> None:
         shutil.copytree(project, keep)
-        original(project)
+        formatted.extend(paths)
+        original(project, paths)
 
-    generation.format_tree = copying  # type: ignore[assignment]
+    generation.format_files = copying  # type: ignore[assignment]
     try:
-        yield
+        yield formatted
     finally:
-        generation.format_tree = original  # type: ignore[assignment]
+        generation.format_files = original  # type: ignore[assignment]
 
 
 _JINJA_MARKS = ("{{", "}}", "{%", "%}", "{#", "#}")

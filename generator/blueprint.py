@@ -8,6 +8,7 @@ every schema its full list of fields (inherited ones first).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from .errors import Problem
@@ -158,8 +159,29 @@ class Blueprint:
 
     def component(self, name: str) -> Component:
         """The component called ``name``."""
-        return next(c for c in self.components if c.name == name)
+        return self._components_by_name[name]
 
     def schema(self, name: str) -> Schema:
         """The schema called ``name``."""
-        return next(s for s in self.schemas if s.name == name)
+        return self._schemas_by_name[name]
+
+    def connections_from(self, ref: str) -> tuple[Connection, ...]:
+        """The connections leaving the output port ``ref`` (``component.port``), in order."""
+        return self._connections_by_source.get(ref, ())
+
+    # Indexes built on first use: the planner asks these for every port of every
+    # component, and a scan each time made planning quadratic in the components.
+    @cached_property
+    def _components_by_name(self) -> dict[str, Component]:
+        return {c.name: c for c in self.components}
+
+    @cached_property
+    def _schemas_by_name(self) -> dict[str, Schema]:
+        return {s.name: s for s in self.schemas}
+
+    @cached_property
+    def _connections_by_source(self) -> dict[str, tuple[Connection, ...]]:
+        found: dict[str, list[Connection]] = {}
+        for connection in self.connections:
+            found.setdefault(connection.source.ref, []).append(connection)
+        return {ref: tuple(conns) for ref, conns in found.items()}

@@ -1,4 +1,4 @@
-"""``generate``: blueprint -> plan -> render -> format -> stage + manifest -> gate -> install."""
+"""``generate``: blueprint -> plan -> render -> stage -> format -> manifest -> gate -> install."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from .blueprint import Blueprint
 from .errors import GenerationError
 from .examples import ExampleError
-from .formatting import format_tree
+from .formatting import format_files
 from .gate import GateResult, Step, run_gate
 from .loader import load_blueprint
 from .planner import MANIFEST, Plan, plan
@@ -58,12 +58,16 @@ def build(blueprint: Blueprint, blueprint_text: str, staging: Path) -> Built:
         raise GenerationError(f"{blueprint.name}: {exc}") from None
     texts = render_plan(the_plan, root)
     write_files(staging, texts)
-    format_tree(staging)
-    contents = read_tree(staging, sorted(texts))
+    # Copied runtime files are formatted where they live; only rendered code is
+    # formatted here, and only it is read back.
+    rendered = [f.path for f in the_plan.files if f.rendered and f.path.endswith(".py")]
+    format_files(staging, rendered)
+    contents = {path: text.encode("utf-8") for path, text in texts.items()}
+    contents.update(read_tree(staging, rendered))
     owners = {f.path: f.owner for f in the_plan.files}
     manifest = Manifest.build(contents, owners, blueprint_text)
     write_files(staging, {MANIFEST: manifest.to_json()})
-    return Built(blueprint, the_plan, staging, manifest, contents)
+    return Built(blueprint, the_plan, staging, manifest, dict(sorted(contents.items())))
 
 
 def generate(

@@ -8,6 +8,7 @@ the resolved ``Blueprint``; every problem found is reported at once, each with i
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import json
 import math
@@ -309,14 +310,12 @@ class _Resolver:
         usable = {
             key: bound for key, bound in constraints.items() if key in allowed
         }  # the others are reported by check_constraints
-        annotation: Any = Annotated[python_type(ref), Field(**usable)]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                adapter: TypeAdapter[Any] = TypeAdapter(
-                    annotation, config=_DEFAULT_CHECK
-                )
-        except SchemaError:  # an invalid pattern, reported by check_constraints
+        # typed: gt=1 and gt=1.0 are equal keys but word their errors differently
+        key = tuple(
+            (name, type(bound), bound) for name, bound in sorted(usable.items())
+        )
+        adapter = default_checker(ref, key)
+        if adapter is None:  # an invalid pattern, reported by check_constraints
             return
         try:
             adapter.validate_json(text, strict=True)
@@ -772,6 +771,25 @@ class _Resolver:
                         self.port_loc(component.name, spec, "out", port.name),
                         f"output port {port.ref} is not connected; what it emits is discarded",
                     )
+
+
+@functools.lru_cache(maxsize=256)
+def default_checker(
+    ref: TypeRef, constraints: tuple[tuple[str, type, Any], ...]
+) -> TypeAdapter[Any] | None:
+    """The validator of defaults of ``ref`` under ``constraints``; None if it cannot be built.
+
+    Building one costs ~1 ms and a blueprint repeats the same few field types, so
+    they are kept: a large blueprint would otherwise spend most of its load here.
+    """
+    bounds = {name: bound for name, _type, bound in constraints}
+    annotation: Any = Annotated[python_type(ref), Field(**bounds)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return TypeAdapter(annotation, config=_DEFAULT_CHECK)
+    except SchemaError:
+        return None
 
 
 def python_type(ref: TypeRef) -> Any:

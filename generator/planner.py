@@ -9,6 +9,7 @@ a ``.jinja`` suffix is rendered and dropped, anything else is copied as it is, a
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -73,6 +74,11 @@ class PlannedFile:
         default_factory=dict
     )  # merged over the project's
 
+    @property
+    def rendered(self) -> bool:
+        """Whether the file is rendered from a Jinja template (not copied, not data)."""
+        return self.template is not None and self.template.endswith(".jinja")
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -110,8 +116,8 @@ def plan(blueprint: Blueprint, blueprint_text: str, templates: Iterable[str]) ->
             continue
         files.append(PlannedFile(output_path(name, blueprint.name), "generator", name))
     files.sort(key=lambda f: f.path)
-    paths = [f.path for f in files]
-    duplicates = sorted({p for p in paths if paths.count(p) > 1})
+    paths = Counter(f.path for f in files)
+    duplicates = sorted(p for p, count in paths.items() if count > 1)
     if duplicates:  # a template and a component file landing on one path is a bug
         raise ValueError(f"two planned files share a path: {duplicates}")
     return Plan(tuple(files), context)
@@ -366,9 +372,7 @@ def reached_sinks(blueprint: Blueprint, start: Port) -> set[str]:
         if port.ref in seen:
             continue
         seen.add(port.ref)
-        for conn in blueprint.connections:
-            if conn.source.ref != port.ref:
-                continue
+        for conn in blueprint.connections_from(port.ref):
             target = blueprint.component(conn.target.component)
             if target.kind == "sink":
                 reached.add(conn.target.ref)

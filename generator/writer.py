@@ -46,12 +46,32 @@ def target_of(root: Path, path: str) -> Path:
     return current
 
 
-def write_files(root: Path, files: Mapping[str, str]) -> None:
-    """Write ``files`` (path -> text) under ``root``, LF line endings, UTF-8."""
-    for path, text in sorted(files.items()):
-        target = target_of(root, path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(text.encode("utf-8"))
+def write_files(root: Path, files: Mapping[str, str | bytes]) -> None:
+    """Write ``files`` (path -> text or bytes) under ``root``; text as UTF-8, as given.
+
+    The same checks as ``target_of``, but each folder is checked (and made) once,
+    not once per file below it.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    folders: set[Path] = set()
+    for path, content in sorted(files.items()):
+        parts = safe_relative(path).parts
+        current = root
+        for part in parts[:-1]:
+            current = current / part
+            if current in folders:
+                continue
+            if current.is_symlink():
+                raise GenerationError(
+                    f"refusing to write through the symlink {current}"
+                )
+            current.mkdir(exist_ok=True)
+            folders.add(current)
+        target = current / parts[-1]
+        if target.is_symlink():
+            raise GenerationError(f"refusing to write through the symlink {target}")
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        target.write_bytes(data)
 
 
 def read_tree(root: Path, paths: list[str]) -> dict[str, bytes]:

@@ -23,6 +23,7 @@ MAX_DEPTH = 64
 Loc = tuple[str | int, ...]
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR_TAG = "tag:yaml.org,2002:str"
 # Plain data only: a tag such as !!python/object on a mapping is refused, not ignored.
 _COLLECTION_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "set", "omap", "pairs")
@@ -254,6 +255,8 @@ class _Builder:
         # Timestamps stay strings: a blueprint's dates are data for pydantic, not for YAML.
         if node.tag == "tag:yaml.org,2002:timestamp":
             return str(node.value)
+        if node.tag == _STR_TAG:  # most scalars: what the constructor would return
+            return node.value
         try:
             return self.scalars.construct_object(node)
         except yaml.constructor.ConstructorError as exc:  # an unknown tag: !foo x

@@ -1,11 +1,25 @@
 """Blueprint text reaches emitted files only through filters that keep it inert."""
 
 import ast
+import subprocess
 import tomllib
+import unicodedata
+from pathlib import Path
 
 import pytest
 
-from generator.filters import comment, docstring, markdown, pyrepr, tojson, toml
+from generator.filters import (
+    by_module,
+    comment,
+    docstring,
+    import_names,
+    inert,
+    markdown,
+    pyrepr,
+    tojson,
+    toml,
+)
+from generator.formatting import ruff_command
 from tests.hostile import HOSTILE
 
 
@@ -73,3 +87,71 @@ def test_toml_round_trips_where_json_escapes_would_not(text: str) -> None:
         "x": text,
         "y": [text, "b"],
     }
+
+
+def _inert_by_definition(value: str) -> str:
+    """``inert`` character by character, with no shortcut for plain ASCII."""
+    out = []
+    for ch in value:
+        category = unicodedata.category(ch)
+        if ch in "\n\r\t" or category in ("Zl", "Zp"):
+            out.append(" ")
+        elif category in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return " ".join("".join(out).split())
+
+
+PLAIN = [
+    "plain text",
+    "  spaced   out  ",
+    "tab\there",
+    "new\nline",
+    "bell\x07",
+    "del\x7f",
+]
+
+
+@pytest.mark.parametrize("text", [*HOSTILE, *PLAIN])
+def test_inert_shortcut_for_ascii_changes_nothing(text: str) -> None:
+    assert inert(text) == _inert_by_definition(text)
+
+
+@pytest.mark.parametrize("text", [*HOSTILE, *PLAIN])
+def test_pyrepr_has_no_control_or_format_character(text: str) -> None:
+    literal = pyrepr(text)
+    assert not any(
+        unicodedata.category(ch) in ("Cf", "Cc", "Zl", "Zp") for ch in literal
+    )
+    assert ast.literal_eval(literal) == text
+
+
+# identifiers that tell ruff's order apart: case, constant/class/other, digit runs
+_NAMES = """
+Item_2 item2 ITEM2 A a _private X1Y c10_api c1_api c1api Item0 Scored10 Scored9 Item
+ItemB Itemb item_b c2_api c02_api AB Ab aB ErrorRecord SERVICE load_settings UTC
+datetime c9 c10 c100 c007 c07 c0 C_1 Z9z
+"""
+NAMES = _NAMES.split()
+
+
+def test_import_names_and_modules_sort_as_ruffs_isort(tmp_path: Path) -> None:
+    shuffled = sorted(NAMES, key=lambda n: n[::-1])  # any order but the right one
+    module = tmp_path / "m.py"
+    lines = ["from mod import " + ", ".join(shuffled) + "\n"]
+    lines += [
+        f"from .components.{name} import X{i}\n" for i, name in enumerate(shuffled)
+    ]
+    module.write_text("".join(lines), encoding="utf-8")
+    command = ruff_command("check", "--isolated", "--no-cache", "--select", "I")
+    subprocess.run([*command, "--fix", "--quiet", "m.py"], cwd=tmp_path, check=True)
+    tree = ast.parse(module.read_text(encoding="utf-8"))
+    froms = [node for node in tree.body if isinstance(node, ast.ImportFrom)]
+    assert froms[0].module == "mod"  # the absolute import first, the relative after
+    by_ruff = [alias.name for alias in froms[0].names]
+    assert import_names(shuffled) == ", ".join(by_ruff)
+    ours = by_module([{"module": name} for name in shuffled], "module")
+    assert [node.module for node in froms[1:]] == [
+        f"components.{item['module']}" for item in ours
+    ]
