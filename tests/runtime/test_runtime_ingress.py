@@ -230,7 +230,9 @@ def test_requests_take_the_plain_route_and_openapi_the_documented_one() -> None:
     ]
 
     assert [type(r) for r in routes] == [Route, APIRoute]
-    assert routes[0].endpoint == routes[1].endpoint == service.endpoints[0].handle
+    endpoint = service.endpoints[0]
+    assert routes[0].endpoint.endpoint is endpoint  # an ASGI app around it
+    assert routes[1].endpoint == endpoint.handle
 
 
 def test_endpoints_refuse_impossible_options() -> None:
