@@ -97,6 +97,34 @@ async def test_items_cross_redis_and_are_all_acknowledged(
 
 
 @pytest.mark.anyio
+async def test_writes_carry_on_after_redis_forgets_its_scripts(
+    settings: runtime.ServiceSettings,
+) -> None:
+    # Each batch is written by one script call; a Redis that restarted has lost
+    # its scripts (as SCRIPT FLUSH does) and the writer must load it again.
+    service = runtime.Service("rt", settings=settings)
+    inlet = service.add(runtime.Inlet("numbers", int))
+    service.add(Double("double"))
+    sink = service.add(Recorder("sink"))
+    service.connect("numbers.out", "double.in", transport="redis")
+    service.connect("double.out", "sink.in", transport="redis")
+    with client(settings) as c:
+        async with service.running():
+            for number in range(10):
+                await inlet.send(number)
+            await wait_until(lambda: len(sink.items) == 10)
+            c.script_flush()
+            for number in range(10, 20):
+                await inlet.send(number)
+            await wait_until(lambda: len(sink.items) == 20)
+            inlet.close()
+
+    assert sorted(sink.items) == [2 * n for n in range(20)]
+    assert pending(settings, "rt.numbers.out", "double.in") == 0
+    assert pending(settings, "rt.double.out", "sink.in") == 0
+
+
+@pytest.mark.anyio
 async def test_ids_and_schemas_survive_the_wire(
     settings: runtime.ServiceSettings,
 ) -> None:
