@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import httpx
 import pytest
 import runtime
@@ -150,3 +152,26 @@ async def test_the_hot_loop_records_what_histogram_observe_would() -> None:
 
     assert sink.items == [1]
     assert latency["buckets"] == reference.as_dict()["buckets"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_batch_of_ages_lands_where_each_age_would(seed: int) -> None:
+    # The loop records a batch's ages at once (observe_since): the same buckets
+    # as one observe per age, bounds included, and the same sum.
+    rng = random.Random(seed)
+    bounds = runtime.metrics.AGE_BUCKETS
+    for _ in range(200):
+        now = rng.uniform(0, 1e7)
+        count = rng.randint(0, 300)
+        if rng.random() < 0.3:  # ages exactly on the bounds
+            stamps = [now - rng.choice(bounds) for _ in range(count)]
+        else:
+            scale = 10 ** rng.uniform(-5, 2)
+            stamps = [now - rng.random() * scale for _ in range(count)]
+        each, batch = runtime.Histogram(bounds), runtime.Histogram(bounds)
+        for stamp in stamps:
+            each.observe(now - stamp)
+        batch.observe_since(now, list(stamps))
+
+        assert batch.counts == each.counts
+        assert batch.sum == pytest.approx(each.sum, rel=1e-9, abs=1e-9)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from operator import itemgetter
 from time import monotonic
-from typing import Any, ClassVar, TypeAlias, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeAlias, TypeVar
 
 import anyio
 from anyio import EndOfStream, WouldBlock
@@ -26,16 +26,23 @@ from anyio.abc import TaskStatus
 from anyio.lowlevel import checkpoint
 from pydantic import ValidationError
 
-from .context import current_message, set_message
+from .context import current_message, set_message, track_handling
 from .dedup import Dedup, MemoryDedup
-from .envelope import Envelope
+from .envelope import Entry, Envelope, Origin, next_seq
 from .errors import ErrorRecord, ServiceError, WiringError
 from .logs import MaskedLogger
 from .pii import Masker
 from .ports import Connection, InputPort, OutputPort
 from .settings import ServiceSettings
 
-__all__ = ["Component", "MaybeAwaitable", "RunContext", "State", "current_message"]
+__all__ = [
+    "Component",
+    "Delivery",
+    "MaybeAwaitable",
+    "RunContext",
+    "State",
+    "current_message",
+]
 
 T = TypeVar("T")
 #: What a user method returns: a value, or (``async def``) an awaitable of it.
@@ -46,6 +53,28 @@ MaybeAwaitable: TypeAlias = T | Awaitable[T]
 BatchDeliver: TypeAlias = Callable[[Envelope, Any, float], Awaitable[None] | None]
 #: ``flush()``: send what the ``deliver`` calls since the last flush collected.
 Flush: TypeAlias = Callable[[], Awaitable[None] | None]
+#: ``append(entry)``: add an entry to what the next ``flush`` sends.
+Append: TypeAlias = Callable[[Entry], None]
+
+
+class Delivery(NamedTuple):
+    """How one receiving loop hands on what user code returned.
+
+    ``deliver`` handles any result, one message at a time, and ``flush`` sends
+    what it collected. The two common shapes have a shortcut the batched loop
+    takes without a call per message (``deliver`` still covers every other
+    result): ``forward`` maps a result to where the message itself goes (a router's
+    port names, a filter's ``True``); ``derive`` takes a new message made from the
+    input, with the result as its item (a transformer; ``None`` drops the input).
+    """
+
+    deliver: BatchDeliver | None = None
+    flush: Flush | None = None
+    forward: Mapping[Any, Append] | None = None
+    derive: Append | None = None
+    #: ``component.port`` deriving, for messages whose ids were fixed elsewhere
+    by: str = ""
+
 
 ERRORS_PORT = "errors"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -273,13 +302,15 @@ class Component:
         written to the port before each await, so a scrape sees consistent numbers.
         """
         call = self._call
-        deliver, flush = self._batch_delivery(port)
+        deliver, flush, forward, derive, by = self._delivery(port)
         age, latency = port.age, port.latency
         latency_bounds, latency_counts = latency.bounds, latency.counts
         fastest = latency_bounds[0]
         burst_limit = self.burst_limit
-        clock, bucket = monotonic, bisect_left
-        track = set_message if self.tracks_message else None
+        clock, bucket, new_envelope = monotonic, bisect_left, tuple.__new__
+        if self.tracks_message:
+            # ``handling`` is set per message anyway; current_message() reads it.
+            track_handling(self._handling)
         take = connection.take
         handled = 0
         async with connection.receiving() as receiver:
@@ -309,8 +340,6 @@ class Component:
                     if call is None:
                         result = envelope.item
                     else:
-                        if track is not None:
-                            track(envelope)
                         self.handling = envelope
                         try:
                             result = call(envelope.item)
@@ -328,6 +357,42 @@ class Component:
                         else:
                             latency_counts[bucket(latency_bounds, done - started)] += 1
                         started = done
+                    if derive is not None:
+                        if result is None:
+                            port.dropped += 1
+                        elif envelope.parent.__class__ is Origin:
+                            derive((started, envelope.derive(result, started, by)))
+                        else:
+                            # Envelope.derive, inlined: this runs for every message.
+                            correlation = envelope.correlation
+                            derive(
+                                (
+                                    started,
+                                    new_envelope(
+                                        Envelope,
+                                        (
+                                            result,
+                                            next_seq(),
+                                            started,
+                                            (
+                                                envelope
+                                                if correlation is None
+                                                else correlation
+                                            ),
+                                            envelope,
+                                        ),
+                                    ),
+                                )
+                            )
+                        continue
+                    if forward is not None:
+                        try:
+                            append = forward.get(result)
+                        except TypeError:  # unhashable: a list of names
+                            append = None
+                        if append is not None:
+                            append((started, envelope))
+                            continue
                     if deliver is not None:
                         pending = deliver(envelope, result, started)
                         if pending is not None:  # a router's unknown name
@@ -347,26 +412,22 @@ class Component:
                     handled = 0
                     await checkpoint()
 
-    def _batch_delivery(
-        self, port: InputPort
-    ) -> tuple[BatchDeliver | None, Flush | None]:
-        """How one receiving loop delivers results: ``(deliver, flush)``.
+    def _delivery(self, port: InputPort) -> Delivery:
+        """How one receiving loop (of ``port``) hands on results; see ``Delivery``.
 
-        ``deliver(envelope, result, now)`` is called per handled message (it may
-        return an awaitable, awaited at once); ``flush()`` after each batch. Kinds
-        that send collect the batch's messages in ``deliver`` and send them in
-        ``flush``; this default calls the per-message ``_deliver`` hook.
+        Called once per incoming connection, so that each loop collects its own
+        batch. This default calls the per-message ``_deliver`` hook, if set.
         """
         hook = self._deliver
         if hook is None:
-            return None, None
+            return Delivery()
 
         def deliver(
             envelope: Envelope, result: Any, now: float
         ) -> Awaitable[None] | None:
             return hook(port, envelope, result, now)
 
-        return deliver, None
+        return Delivery(deliver)
 
     async def _drain(self, port: InputPort, connection: Connection) -> None:
         # Batches where nothing needs to hear about each message on its own: not
@@ -389,7 +450,7 @@ class Component:
     async def _drain_each(self, port: InputPort, connection: Connection) -> None:
         """The loop one message at a time: Redis, async user code, plain anyio."""
         call, call_is_async = self._call, self._call_is_async
-        deliver, flush = self._batch_delivery(port)
+        deliver, flush, *_ = self._delivery(port)
         age, latency = port.age, port.latency
         age_bounds, age_counts = age.bounds, age.counts
         latency_bounds, latency_counts = latency.bounds, latency.counts

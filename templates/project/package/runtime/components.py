@@ -28,14 +28,13 @@ from anyio.lowlevel import checkpoint
 
 from .component import (
     ERRORS_PORT,
-    BatchDeliver,
     Component,
-    Flush,
+    Delivery,
     MaybeAwaitable,
     RunContext,
     State,
 )
-from .envelope import Entry, Envelope, Origin, next_seq
+from .envelope import Entry, Envelope, next_seq
 from .errors import UnknownRouteError, WiringError
 from .ports import InputPort, OutputPort
 
@@ -208,7 +207,7 @@ class Transformer(_OneToOne):
     def _user_method(self) -> Callable[[Any], Any]:
         return self.transform
 
-    def _batch_delivery(self, port: InputPort) -> tuple[BatchDeliver, Flush]:
+    def _delivery(self, port: InputPort) -> Delivery:
         out = self._out
         by = out.address
         entries: list[Entry] = []
@@ -217,30 +216,10 @@ class Transformer(_OneToOne):
         def deliver(envelope: Envelope, result: Any, now: float) -> None:
             if result is None:
                 port.dropped += 1
-            elif envelope.parent.__class__ is Origin:
-                # from another process: the new id must not change when it comes
-                # again
-                append((now, envelope.derive(result, now, by)))
             else:
-                # Envelope.derive, inlined: this runs for every message.
-                correlation = envelope.correlation
-                append(
-                    (
-                        now,
-                        _new_envelope(
-                            Envelope,
-                            (
-                                result,
-                                next_seq(),
-                                now,
-                                envelope if correlation is None else correlation,
-                                envelope,
-                            ),
-                        ),
-                    )
-                )
+                append((now, envelope.derive(result, now, by)))
 
-        return deliver, partial(out.emit_all, entries)
+        return Delivery(deliver, partial(out.emit_all, entries), derive=append, by=by)
 
 
 class Filter(_OneToOne):
@@ -259,7 +238,7 @@ class Filter(_OneToOne):
     def _user_method(self) -> Callable[[Any], Any]:
         return self.keep
 
-    def _batch_delivery(self, port: InputPort) -> tuple[BatchDeliver, Flush]:
+    def _delivery(self, port: InputPort) -> Delivery:
         entries: list[Entry] = []
         append = entries.append
 
@@ -269,7 +248,8 @@ class Filter(_OneToOne):
             else:
                 port.dropped += 1
 
-        return deliver, partial(self._out.emit_all, entries)
+        flush = partial(self._out.emit_all, entries)
+        return Delivery(deliver, flush, forward={True: append})
 
 
 RouteResult = str | Iterable[str] | None
@@ -305,7 +285,7 @@ class Router(Component, ABC):
     def route(self, item: Any) -> MaybeAwaitable[RouteResult]:
         """Return the output port name(s) for the item, or ``None`` to drop it."""
 
-    def _batch_delivery(self, port: InputPort) -> tuple[BatchDeliver, Flush]:
+    def _delivery(self, port: InputPort) -> Delivery:
         outboxes: list[tuple[OutputPort, list[Entry]]] = [
             (output, []) for output in self._routes.values()
         ]
@@ -356,7 +336,7 @@ class Router(Component, ABC):
             ]
             return _await_each(waiting) if waiting else None
 
-        return deliver, flush
+        return Delivery(deliver, flush, forward=add)
 
     def _unknown(self, names: Sequence[object]) -> UnknownRouteError:
         return UnknownRouteError(
@@ -390,14 +370,14 @@ class Merger(Component):
         self._out = _single_output(self)
         _require_inputs(self, exactly_one=False)
 
-    def _batch_delivery(self, port: InputPort) -> tuple[BatchDeliver, Flush]:
+    def _delivery(self, port: InputPort) -> Delivery:
         entries: list[Entry] = []
         append = entries.append
 
         def deliver(envelope: Envelope, result: Any, now: float) -> None:
             append((now, envelope))
 
-        return deliver, partial(self._out.emit_all, entries)
+        return Delivery(deliver, partial(self._out.emit_all, entries))
 
 
 class Sink(Component, ABC):
