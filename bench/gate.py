@@ -6,6 +6,10 @@ folder: a new path, and an empty black cache (``BLACK_CACHE_DIR``), so black che
 every file as it does on a first generation. The baseline, in the same rounds, is
 ``python -m pytest`` on a folder holding one trivial test: what any pytest run costs
 before the first emitted test.
+
+The gate runs ruff, black and pytest side by side (and the import guard meanwhile),
+so "whole gate" is its wall time, start to end, less than the sum of the steps; each
+step's own time is measured while the others run, as it is in ``generate``.
 """
 
 from __future__ import annotations

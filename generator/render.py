@@ -10,7 +10,7 @@ import jinja2
 
 from . import __version__
 from .filters import FILTERS
-from .planner import Plan, PlannedFile
+from .planner import Plan, PlannedFile, output_path
 
 PROJECT = "project"
 OWNED_NOTE = (
@@ -92,3 +92,19 @@ def render_file(
             note = [line.format(version=__version__) for line in OWNED_NOTE]
             text = "".join(f"# {line}\n" for line in note) + text
     return text if text.endswith("\n") else text + "\n"
+
+
+def verbatim_files(package: str, root: Path | None = None) -> dict[str, bytes]:
+    """The files every project of ``package`` gets copied as they are: path -> bytes.
+
+    They are formatted, linted and typed where they live, in portwright's own tree.
+    """
+    base = root or templates_root()
+    copies = {}
+    for name in template_names(base):
+        if name.endswith(".jinja"):
+            continue
+        planned = PlannedFile(output_path(name, package), "generator", name)
+        text = render_file(environment(base), base, Plan((), {}), planned)
+        copies[planned.path] = text.encode("utf-8")
+    return copies
