@@ -12,6 +12,12 @@ started and stopped here. The load comes from another process: ``wrk -t1 -c50``
 with a POST script when wrk is installed, else ``bench/load.py`` (a Python client,
 which saturates first: its figures are lower bounds). Rounds alternate the three
 servers (the order flips each round); the figures are medians.
+
+Beside requests per second, each run reads the server process's CPU time (from
+``/proc``, where there is one) and divides it by the requests answered: on a
+shared machine, where a server may get less than a core while it is measured,
+CPU per request says what the server costs when requests per second say mostly
+how busy the neighbours were.
 """
 
 from __future__ import annotations
@@ -147,17 +153,36 @@ def measure(
             _load(wrk, servers.port[name], body, script, 1.0)
         for r in range(rounds):
             for name in names if r % 2 == 0 else reversed(names):
-                results[name].append(
-                    _load(wrk, servers.port[name], body, script, seconds)
-                )
+                pid = servers.processes[name].pid
+                before = _cpu_seconds(pid)
+                result = _load(wrk, servers.port[name], body, script, seconds)
+                after = _cpu_seconds(pid)
+                if before is not None and after is not None and result["requests"]:
+                    result["cpu_us"] = (after - before) / result["requests"] * 1e6
+                results[name].append(result)
             log(f"http: round {r + 1}/{rounds} done")
     return results
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` so far, or None without /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rows(results: dict[str, list[dict[str, float]]], tool: str) -> list[Row]:
     m = {
         name: {key: median(r[key] for r in runs) for key in ("rps", "p50_ms", "p99_ms")}
         for name, runs in results.items()
+    }
+    cpu = {
+        name: median(r["cpu_us"] for r in runs)
+        for name, runs in results.items()
+        if all("cpu_us" in r for r in runs)
     }
     failed = {name: sum(r["non_2xx"] for r in runs) for name, runs in results.items()}
     note = tool
@@ -215,6 +240,25 @@ def _rows(results: dict[str, list[dict[str, float]]], tool: str) -> list[Row]:
             "FastAPI",
             note=note,
         ),
+        *_cpu_rows(cpu, note),
+    ]
+
+
+def _cpu_rows(cpu: dict[str, float], note: str) -> list[Row]:
+    """Server CPU per request, against each baseline (lower is better)."""
+    if set(cpu) != set(SERVERS):
+        return []
+    return [
+        Row(
+            SECTION,
+            f"emitted api_endpoint: server CPU per request vs {label}",
+            cpu["emitted"],
+            "us",
+            cpu[name],
+            label,
+            note=note,
+        )
+        for name, label in (("starlette", "bare Starlette"), ("fastapi", "FastAPI"))
     ]
 
 
@@ -277,6 +321,7 @@ def _load(
         "p50_ms": result["p50_ms"],
         "p99_ms": result["p99_ms"],
         "non_2xx": result["requests"] - ok,
+        "requests": result["requests"],
     }
 
 
@@ -291,6 +336,7 @@ def _parse_wrk(output: str) -> dict[str, float]:
         return float(match.group(1)) * _UNITS[match.group(2)]
 
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    requests = re.search(r"^\s*(\d+) requests in", output, re.M)
     if rps is None:
         raise RuntimeError(f"no Requests/sec in wrk's output:\n{output}")
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
@@ -305,6 +351,7 @@ def _parse_wrk(output: str) -> dict[str, float]:
         "p50_ms": latency("50"),
         "p99_ms": latency("99"),
         "non_2xx": failed,
+        "requests": float(requests.group(1)) if requests else 0.0,
     }
 
 
