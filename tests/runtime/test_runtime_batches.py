@@ -130,6 +130,28 @@ async def test_a_failure_in_a_batch_loses_none_of_the_rest(
         assert takes == []
 
 
+async def test_a_message_from_another_process_derives_a_stable_id(path: str) -> None:
+    # One whose ids were fixed elsewhere (Redis): what is made from it gets the
+    # same id each time it comes, whichever loop handles it.
+    service = runtime.Service("batches")
+    service.add(Scale("scale"))
+    out = service.tap("scale.out")
+    inlet = service.inlet("scale.in")
+    origin = runtime.envelope.Origin("01890a5d-ac96-774b-bcce-b302099a8057", None)
+    async with service.running():
+        [connection] = inlet.outputs["out"].connections
+        for item in (1, 2):
+            now = time.monotonic()
+            assert connection.offer((now, Envelope(item, 0, now, None, origin)))
+        inlet.send_nowait(4)
+
+    assert out.items == [10, 20, 40]
+    first, second, plain = out.envelopes
+    assert first.id == second.id == runtime.envelope.stable_id(origin.id, "scale.out")
+    assert first.causation_id == origin.id
+    assert plain.id != first.id and not plain.stable
+
+
 class Spread(runtime.Router):
     """0 nowhere, multiples of 3 to both, 7 to an unknown port, else by parity."""
 

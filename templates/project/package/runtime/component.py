@@ -365,30 +365,21 @@ class Component:
                         else:
                             # Envelope.derive, inlined: this runs for every message.
                             correlation = envelope.correlation
-                            derive(
-                                (
-                                    started,
-                                    new_envelope(
-                                        Envelope,
-                                        (
-                                            result,
-                                            next_seq(),
-                                            started,
-                                            (
-                                                envelope
-                                                if correlation is None
-                                                else correlation
-                                            ),
-                                            envelope,
-                                        ),
-                                    ),
-                                )
+                            if correlation is None:
+                                correlation = envelope
+                            fields = (
+                                result,
+                                next_seq(),
+                                started,
+                                correlation,
+                                envelope,
                             )
+                            derive((started, new_envelope(Envelope, fields)))
                         continue
                     if forward is not None:
                         try:
                             append = forward.get(result)
-                        except TypeError:  # unhashable: a list of names
+                        except Exception:  # unhashable (a list of names), or odd
                             append = None
                         if append is not None:
                             append((started, envelope))

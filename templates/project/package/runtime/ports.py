@@ -23,10 +23,10 @@ is already buffered (``Connection.take``, at most ``burst_limit`` messages) and
 hands what it produced to the next stream in one operation (``OutputPort.emit_all``
 -> ``Connection.put``). anyio's public API moves one item per call, so these read
 and fill the stream's buffer directly. Whether that works with the installed anyio
-is checked once, when a connection opens (``Connection.batched``); if not, the same
-methods fall back to the per-item calls. Either way a stream never holds more than
-``buffer_size`` messages, a waiting receiver is handed its item and woken, and
-waiting senders are moved into the room a batch frees, in the order they came.
+is checked once, when a connection opens (``Connection.batched``); if not, the loop
+and ``emit_all`` use the per-item calls instead. Either way a stream never holds
+more than ``buffer_size`` messages, a waiting receiver is handed its item and woken,
+and waiting senders are moved into the room a batch frees, in the order they came.
 
 A connection may instead be carried by Redis (``streams.RedisConnection``, a subclass):
 the receiving component drains it the same way, through ``receiving()``, and reports
@@ -496,6 +496,7 @@ def _batch_state(
             and isinstance(state.waiting_senders, OrderedDict)
             and isinstance(state.waiting_receivers, OrderedDict)
             and isinstance(state.max_buffer_size, int | float)
+            and isinstance(state.open_receive_channels, int)
             and isinstance(receiver.statistics(), MemoryObjectStreamStatistics)
         )
         if not shaped or buffer:
