@@ -127,11 +127,24 @@ def _bare_pytest_project(folder: Path) -> Path:
 
 def _pytest_startup(folder: Path) -> float:
     """One ``python -m pytest`` run, as the gate starts it (same flags, same env)."""
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        **os.environ,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }
     env.pop("PYTHONPATH", None)
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "anyio.pytest_plugin",
+            "-q",
+        ],
         cwd=folder,
         env=env,
         capture_output=True,
