@@ -300,6 +300,8 @@ class Component:
         timed around each call, where a call under the first bucket only counts
         one (the sum of consecutive calls is the span they cover). Everything is
         written to the port before each await, so a scrape sees consistent numbers.
+        (A stream whose internals ``take`` cannot read still gives batches, taken
+        one ``receive_nowait`` at a time.)
         """
         call = self._call
         deliver, flush, forward, derive, by = self._delivery(port)
@@ -425,7 +427,7 @@ class Component:
         # over Redis (acknowledged per message, or encoded when sent), not around
         # async user code (which may wait, and let others run, in mid-batch).
         if (
-            connection.batched
+            connection.transport == "memory"
             and connection.settled is None
             and not self._call_is_async
             and all(
@@ -439,7 +441,7 @@ class Component:
             await self._drain_each(port, connection)
 
     async def _drain_each(self, port: InputPort, connection: Connection) -> None:
-        """The loop one message at a time: Redis, async user code, plain anyio."""
+        """The loop one message at a time: Redis, and async user code."""
         call, call_is_async = self._call, self._call_is_async
         deliver, flush, *_ = self._delivery(port)
         age, latency = port.age, port.latency

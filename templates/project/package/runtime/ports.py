@@ -23,7 +23,7 @@ is already buffered (``Connection.take``, at most ``burst_limit`` messages) and
 hands what it produced to the next stream in one operation (``OutputPort.emit_all``
 -> ``Connection.put``). anyio's public API moves one item per call, so these read
 and fill the stream's buffer directly. Whether that works with the installed anyio
-is checked once, when a connection opens (``Connection.batched``); if not, the loop
+is checked once, when a connection opens (``Connection.batched``); if not, ``take``
 and ``emit_all`` use the per-item calls instead. Either way a stream never holds
 more than ``buffer_size`` messages, a waiting receiver is handed its item and woken,
 and waiting senders are moved into the room a batch frees, in the order they came.
@@ -43,7 +43,7 @@ from time import monotonic
 from typing import Any, ClassVar, Literal, NoReturn, get_args
 
 import anyio
-from anyio import BrokenResourceError, WouldBlock
+from anyio import BrokenResourceError, EndOfStream, WouldBlock
 from anyio.streams.memory import (
     MemoryObjectReceiveStream,
     MemoryObjectSendStream,
@@ -187,8 +187,10 @@ class OutputPort:
         dropped it), else an awaitable that finishes the delivery.
         """
         count = len(entries)
-        if not count:
-            return None
+        if count <= 1:  # one message at a time (the loop for Redis, async code)
+            pending = self.emit(entries[0]) if count else None
+            entries.clear()
+            return pending
         connection = self._batched
         if connection is not None:
             self.sent += count
@@ -355,8 +357,11 @@ class Connection:
         The room this frees goes to waiting senders, in the order they came (as
         ``limit`` calls of ``receive_nowait`` would do). An empty list means
         nothing is buffered: then ``receive_nowait`` (or ``receive``) says why.
-        Needs ``batched``; call it only from the receiving loop.
+        Without ``batched``, one ``receive_nowait`` per entry. Call it only from
+        the receiving loop.
         """
+        if not self.batched:
+            return self._take_each(limit)
         buffer = self._buffer
         if len(buffer) <= limit:
             batch = list(buffer)
@@ -373,6 +378,17 @@ class Connection:
                 buffer.append(entry)
                 event.set()
                 room -= 1
+        return batch
+
+    def _take_each(self, limit: int) -> list[Entry]:
+        assert self.receiver is not None, "connection is not open"
+        receive_nowait = self.receiver.receive_nowait
+        batch: list[Entry] = []
+        try:
+            while len(batch) < limit:
+                batch.append(receive_nowait())
+        except (WouldBlock, EndOfStream):
+            pass  # the loop's own receive says which, when it comes to it
         return batch
 
     def put(self, entries: list[Entry], start: int) -> int:
