@@ -6,12 +6,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
+import httpx
 import orjson
 import pytest
 import redis
 import runtime
 from pydantic import BaseModel
-from runtime import deadletter
+from runtime import deadletter, streams
 
 from tests.redisenv import delete_prefixed, redis_url, unique_prefix
 from tests.runtime.support import Numbers, Recorder
@@ -347,3 +348,57 @@ async def test_once_applies_an_effect_once_per_key(
             release.set()
     assert calls == ["ran", "ran"]
     assert sorted(sink.applied) == [0, 1, 2]
+
+
+@pytest.mark.anyio
+async def test_ingress_503_withdraws_a_message_redis_has_not_got(
+    settings: runtime.ServiceSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A client that gets 503 sends again; the message it gave up on must not reach
+    # Redis as well (it would be applied twice). A message whose write is already
+    # under way when its request times out is waited for, and accepted.
+    under_way, release = anyio.Event(), anyio.Event()
+    script = streams.RedisLink.add_entries
+
+    def held_script(link: streams.RedisLink) -> Any:
+        real = script.fget(link)  # type: ignore[attr-defined]
+
+        async def add(**arguments: Any) -> Any:
+            under_way.set()
+            await release.wait()
+            return await real(**arguments)
+
+        return add
+
+    monkeypatch.setattr(streams.RedisLink, "add_entries", property(held_script))
+    service = runtime.Service("rt", settings=settings)
+    service.add(
+        runtime.ApiEndpoint("orders", route="/orders", schema=Order, timeout_ms=50)
+    )
+    sink = service.add(Recorder("sink", inputs={"in": Order}))
+    service.connect("orders.out", "sink.in", transport="redis")
+    app = runtime.create_app(service)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4321))
+    answers: dict[str, httpx.Response] = {}
+    async with (
+        service.running(),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as http,
+    ):
+
+        async def post(order_id: str) -> None:
+            body = {"order_id": order_id, "amount": 1.0}
+            answers[order_id] = await http.post("/orders", json=body)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(post, "under-way")
+            await under_way.wait()
+            await post("queued")  # times out behind the write under way
+            assert answers["queued"].status_code == 503
+            assert answers["queued"].headers["retry-after"] == "1"
+            release.set()
+        assert answers["under-way"].status_code == 202, answers["under-way"].text
+        await wait_until(lambda: len(sink.items) == 1)
+        await anyio.sleep(0.2)  # a withdrawn message written anyway would show now
+    assert [order.order_id for order in sink.items] == ["under-way"]
+    with client(settings) as c:
+        assert c.xlen(settings.redis_prefix + "rt.orders.out") == 1

@@ -74,6 +74,8 @@ BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 2.0
 READ_BATCH = 256
 WRITE_BATCH = 512
+#: how long a confirmed sender that gave up waits for a write already under way (s)
+CONFIRM_GRACE_S = 5.0
 ACK_DELAY_S = 0.005
 FLUSH_TIMEOUT_S = 5.0
 #: trim the stream every this many maintenance rounds
@@ -249,7 +251,11 @@ class RedisConnection(Connection):
         self.last_written: StreamId | None = None
         self.sender_closed = False
         self._confirm = False
-        self._outbox: deque[bytes] = deque()
+        # encoded messages, oldest first; ``None`` where a confirmed sender gave up
+        # before its message was written (withdrawn: counted, never written)
+        self._outbox: deque[bytes | None] = deque()
+        #: how many messages at the head of the outbox the writer is writing now
+        self._writing = 0
         self._more = anyio.Event()
         self._written = anyio.Event()
         self._dependents: list[RedisConnection] = []
@@ -355,11 +361,35 @@ class RedisConnection(Connection):
                 await self._written.wait()
             self._queue(entry)
             if self._confirm:
-                target = self.queued
-                while self.flushed < target:
-                    await self._written.wait()
+                await self._confirmed(self.queued)
         finally:
             self.source.blocked_seconds += monotonic() - started
+
+    async def _confirmed(self, target: int) -> None:
+        """Wait until the ``target``-th queued message is in Redis.
+
+        A sender that gives up (HTTP ingress answering 503) must not have its
+        message written anyway, or a client's retry would add it twice: a message
+        still waiting in the outbox is withdrawn. One the writer is sending right
+        now cannot be; its fate is known within a round trip, so the sender waits
+        for it (shielded, at most ``CONFIRM_GRACE_S``) and returns normally when it
+        was written: the message was accepted after all.
+        """
+        try:
+            while self.flushed < target:
+                await self._written.wait()
+        except anyio.get_cancelled_exc_class():
+            position = target - self.flushed - 1
+            if position < 0:
+                return  # written just as the wait was cancelled
+            if position >= self._writing:
+                self._outbox[position] = None
+                raise
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CONFIRM_GRACE_S):
+                while self.flushed < target:
+                    await self._written.wait()
+            if self.flushed < target:
+                raise
 
     def _queue(self, entry: Entry) -> None:
         enqueued, envelope = entry
@@ -382,14 +412,22 @@ class RedisConnection(Connection):
                 # pipeline then carries them all, not a round trip for each.
                 await checkpoint()
                 continue
-            batch = list(itertools.islice(self._outbox, WRITE_BATCH))
-            last = await self.link.call(
-                partial(add_entries, keys=[self.stream], args=batch, client=client)
-            )
-            for _ in batch:
+            taken = list(itertools.islice(self._outbox, WRITE_BATCH))
+            batch = [data for data in taken if data is not None]
+            if batch:
+                self._writing = len(taken)
+                try:
+                    last = await self.link.call(
+                        partial(
+                            add_entries, keys=[self.stream], args=batch, client=client
+                        )
+                    )
+                finally:
+                    self._writing = 0
+                self.last_written = stream_id(last)
+            for _ in taken:
                 self._outbox.popleft()
-            self.flushed += len(batch)
-            self.last_written = stream_id(last)
+            self.flushed += len(taken)
             written, self._written = self._written, anyio.Event()
             written.set()
             for dependent in self._dependents:
