@@ -124,6 +124,40 @@ async def test_a_drain_that_takes_too_long_is_cut_and_reported(
     assert any("drain timed out" in r.getMessage() for r in caplog.records)
 
 
+class AddOne(runtime.Transformer):
+    def transform(self, item: int) -> int:
+        return item + 1
+
+
+async def test_a_cut_drain_reports_what_a_component_held_and_had_yet_to_hand_on() -> (
+    None
+):
+    # The transformer takes its input as a batch and hands the results on in one
+    # go; when the sink's buffer is full they wait in the transformer. The report
+    # must count them, not only what sits in the buffers.
+    service = runtime.Service(
+        "svc", settings=runtime.ServiceSettings(drain_timeout_s=0.1)
+    )
+    service.add(AddOne("add_one"))
+    gate = service.add(Gate("stuck"))
+    inlet = service.inlet("add_one.in")
+    service.connect("add_one.out", "stuck.in", buffer_size=2)
+    async with service.running():
+        await inlet.send(0)
+        await wait(gate.holding)
+        for number in range(1, 20):
+            await inlet.send(number)
+        with anyio.fail_after(5):
+            while service.metrics.snapshot()["add_one"]["in"]["messages"] < 20:
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.05)
+
+    report = service.drain_report
+    assert report is not None and not report.completed
+    # 20 sent, the first held by the sink's consume(): 19 left, 2 in the buffer
+    assert report.left == {"stuck.in": 19}, report.left
+
+
 async def test_run_returns_the_report_once_stopped() -> None:
     service = runtime.Service("svc")
     service.add(Recorder("sink"))

@@ -330,6 +330,7 @@ class Component:
                         batch += take(burst_limit - 1)
                     except EndOfStream:
                         return
+                port.holding = len(batch)
                 now = clock()
                 age.observe_since(now, list(map(_stamp, batch)))
                 if call is None:
@@ -398,6 +399,8 @@ class Component:
                 self.handling = None
                 latency.sum += started - since
                 latency_counts[0] += fast
+                # From here on, what is not delivered yet is the output's ``unsent``.
+                port.holding = 0
                 if flush is not None and (pending := flush()) is not None:
                     await pending
                 handled += len(batch)

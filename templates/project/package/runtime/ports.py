@@ -76,6 +76,7 @@ class InputPort:
         "connections",
         "dropped",
         "errors",
+        "holding",
         "latency",
         "name",
         "schema",
@@ -90,6 +91,9 @@ class InputPort:
         self.latency = Histogram(LATENCY_BUCKETS)
         self.dropped = 0
         self.errors = 0
+        #: messages the component has taken from this port as one batch and not yet
+        #: handed on (read when a drain times out, to say what was abandoned)
+        self.holding = 0
 
     @property
     def address(self) -> str:
@@ -298,6 +302,8 @@ class Connection:
         self._send_nowait: Callable[[Entry], None] = _not_open
         #: whether ``take`` and ``put`` move whole batches (see ``open``)
         self.batched = False
+        #: messages a ``send_all`` still waits to deliver (abandoned if cancelled)
+        self.unsent = 0
         self._buffer: deque[Entry] = deque()
         self._state: Any = None
 
@@ -429,10 +435,13 @@ class Connection:
         done = 0
         try:
             while done < count:
+                self.unsent = count - done
                 await self.sender.send(entries[done])
                 done = self.put(entries, done + 1) if self.batched else done + 1
+            self.unsent = 0
         except BrokenResourceError:
             self.source.dropped += count - done
+            self.unsent = 0
         finally:
             self.source.blocked_seconds += monotonic() - started
 
