@@ -35,6 +35,9 @@ EMITTED_DEPENDENCIES = (
     "anyio>=4.4,<5",
     "bcrypt>=4.1,<6",
     "fastapi>=0.111,<1",
+    # uvicorn's fast HTTP parser and event loop: the ingest path reaches its speed
+    # goals on them (docs/benchmarks.md); uvicorn picks them up when installed
+    "httptools>=0.6,<1",
     "limits>=4.2,<6",
     "orjson>=3.9,<4",
     "prometheus-client>=0.20,<1",
@@ -43,6 +46,7 @@ EMITTED_DEPENDENCIES = (
     "starlette>=0.37,<2",
     "structlog>=24.1",
     "uvicorn>=0.30,<1",
+    "uvloop>=0.19,<1; sys_platform != 'win32'",
 )
 EMITTED_TEST_DEPENDENCIES = (
     "black>=24.4",
