@@ -49,6 +49,9 @@ AUTH: dict[str, str | None] = {
     "orders_api": None,
 }
 Headers = Callable[[str | None], dict[str, str]]
+#: the wait before 503 of the endpoint under test in the 503 test, so that it does not
+#: wait the blueprint's own timeout; that one is checked apart, without waiting it
+SHORT_TIMEOUT_MS = 50
 
 
 def client_for(service: Service) -> httpx.AsyncClient:
@@ -172,7 +175,10 @@ async def test_full_pipeline_is_503_with_retry_after(
     endpoint = next(c for c in build_components(defaults=True) if c.name == name)
     assert isinstance(endpoint, ApiEndpoint)
     stuck = Stuck(endpoint.schema)
-    service = Service("endpoint_under_test", settings=test_settings)
+    short = test_settings.model_copy(
+        update={"timeout_overrides": {name: SHORT_TIMEOUT_MS}}
+    )
+    service = Service("endpoint_under_test", settings=short)
     service.add(endpoint)
     service.add(stuck)
     service.connect(f"{name}.out", "stuck.in", buffer_size=1)
@@ -188,7 +194,26 @@ async def test_full_pipeline_is_503_with_retry_after(
         waited = time.monotonic() - started
         stuck.release.set()
     assert refused.status_code == 503
-    assert refused.headers["retry-after"] == str(max(1, math.ceil(timeout_ms / 1000)))
+    # ceil(0.05 s), at least 1: the endpoint's own value, checked below without waiting
+    assert refused.headers["retry-after"] == "1" == endpoint.retry_after
     assert refused.json()["error"] == "unavailable"
     assert refused.json()["correlation_id"] == refused.headers["x-correlation-id"]
-    assert waited >= timeout_ms / 1000 * 0.9
+    assert waited >= SHORT_TIMEOUT_MS / 1000 * 0.9
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "path", "cap_kb", "timeout_ms", "body"), ENDPOINTS, ids=IDS
+)
+def test_wait_before_503_and_retry_after_are_the_blueprints(
+    name: str,
+    method: str,
+    path: str,
+    cap_kb: int,
+    timeout_ms: int,
+    body: dict[str, Any],
+) -> None:
+    endpoint = next(c for c in build_components(defaults=True) if c.name == name)
+    assert isinstance(endpoint, ApiEndpoint)
+    assert endpoint.timeout_s == timeout_ms / 1000
+    # what a 503 of this endpoint says in Retry-After: whole seconds, at least 1
+    assert endpoint.retry_after == str(max(1, math.ceil(timeout_ms / 1000)))

@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import aclosing
 from time import monotonic
 from typing import Any, Literal
 
 import anyio
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from starlette.requests import Request
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from .auth import ApiKeyAuth, BasicAuth, Credentials
 from .component import Component, RunContext
-from .context import current_request, valid_correlation_id
+from .context import CORRELATION_HEADER, current_request, valid_correlation_id
 from .envelope import Envelope
 from .errors import (
     BadRequest,
@@ -39,9 +40,10 @@ from .errors import (
 )
 from .ratelimit import RateLimit, RateLimiter, RateLimitStore, client_key
 
-__all__ = ["ApiEndpoint", "Auth"]
+__all__ = ["ApiEndpoint", "Auth", "accepted"]
 
 _REF_TEMPLATE = "#/components/schemas/{model}"
+_CORRELATION_HEADER = CORRELATION_HEADER.encode()
 _METHODS = frozenset({"POST", "PUT", "PATCH"})
 Auth = Literal["api_key", "basic"]
 #: the OpenAPI security requirement of each kind of ``auth``
@@ -108,7 +110,8 @@ class ApiEndpoint(Component):
         self.retry_after = "1"
         self.configure(timeout_ms=timeout_ms, max_payload_kb=max_payload_kb)
         self._out = self.outputs["out"]
-        self._validate_json = TypeAdapter(schema).validate_json
+        # The core validator itself: TypeAdapter.validate_json only forwards to it.
+        self._validate_json = TypeAdapter(schema).validator.validate_json
         self.auth = auth
         self.rate_limit = rate_limit
         #: who may send; until ``protect`` gives it credentials, nobody (fail closed)
@@ -170,50 +173,82 @@ class ApiEndpoint(Component):
         """Answer 503 from now on."""
         self._accepting = False
 
+    async def respond(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The route, as ASGI: ``take`` the message, then answer 202 with its id."""
+        message_id, correlation = await self.take(scope, receive)
+        await accepted(send, message_id, correlation)
+
     async def handle(self, request: Request) -> Response:
-        """The route: size cap, validation, offer to the output, answer."""
+        """The route, for a Starlette or FastAPI route: ``respond`` as a Response."""
+        message_id, correlation = await self.take(request.scope, request.receive)
+        return Response(
+            content=f'{{"id":"{message_id}"}}',
+            status_code=202,
+            media_type="application/json",
+            headers={"x-correlation-id": correlation},
+        )
+
+    async def take(self, scope: Scope, receive: Receive) -> tuple[str, str]:
+        """Read, check and validate one request's body; hand the message on.
+
+        Returns the message id and the correlation id (the client's, or the new
+        message's own id when the client sent none that looks like an id).
+        """
         if not self._accepting:
             raise self._unavailable("the service is not accepting messages")
         self._in_flight += 1
         try:
-            return await self._accept(request)
+            return await self._accept(scope, receive)
         finally:
             self._in_flight -= 1
             if not self._in_flight and self._idle is not None:
                 self._idle.set()
 
-    async def _accept(self, request: Request) -> Response:
+    async def _accept(self, scope: Scope, receive: Receive) -> tuple[str, str]:
         if self.authenticator is not None or self.limiter is not None:
-            await self._guard(request)
+            await self._guard(scope)
         limit = self.max_payload_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not (declared.isascii() and declared.isdigit()):
-                raise BadRequest("Content-Length is not a number")
-            if int(declared) > limit:
-                raise self._too_large()
-        chunks = []
-        size = 0
-        async with aclosing(request.stream()) as stream:
-            async for chunk in stream:
-                size += len(chunk)
-                if size > limit:
+        for key, declared in scope["headers"]:
+            if key == b"content-length":  # the first one, as Starlette reads it
+                if not declared.isdigit():
+                    raise BadRequest("Content-Length is not a number")
+                if int(declared) > limit:
                     raise self._too_large()
-                chunks.append(chunk)
+                break
+        # The body, read straight from the server with a running cap, so that a
+        # chunked body is refused as soon as it grows past the limit.
+        size = 0
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise self._too_large()
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
-            item = self._validate_json(b"".join(chunks))
+            item = self._validate_json(body)
         except ValidationError as exc:
             raise _invalid(exc) from None
         context = current_request()
-        if context is None:  # served without the app's middleware
-            correlation = valid_correlation_id(request.headers.get("x-correlation-id"))
+        if context is None:  # served without the app's request context
+            correlation = valid_correlation_id(
+                Headers(scope=scope).get(CORRELATION_HEADER)
+            )
         else:
             correlation = context.known_correlation_id
         now = monotonic()
         envelope = Envelope.start(item, now, correlation)
         message_id = envelope.id
-        if context is not None and correlation is None:
-            context.adopt(message_id)  # this message starts the conversation
+        if correlation is None:
+            correlation = message_id  # this message starts the conversation
+            if context is not None:
+                context.adopt(message_id)
         pending = self._out.emit((now, envelope))
         if pending is not None:
             with anyio.move_on_after(self.timeout_s) as waited:
@@ -224,14 +259,9 @@ class ApiEndpoint(Component):
                     f"output {self._out.address} stayed full for "
                     f"{self.timeout_s * 1000:g} ms"
                 )
-        return Response(
-            content=f'{{"id":"{message_id}"}}',
-            status_code=202,
-            media_type="application/json",
-            headers={"x-correlation-id": correlation or message_id},
-        )
+        return message_id, correlation
 
-    async def _guard(self, request: Request) -> None:
+    async def _guard(self, scope: Scope) -> None:
         """Rate limit and credentials, before anything is read.
 
         A limit per client is counted first, so that a flood of guesses is refused
@@ -243,11 +273,12 @@ class ApiEndpoint(Component):
             if context is not None:
                 address = context.client
             else:
-                address = request.client.host if request.client else "unknown"
+                peer = scope.get("client")
+                address = peer[0] if peer else "unknown"
             await limiter.hit(client_key(address))
         if authenticator is None:
             return
-        identity = await authenticator.authenticate(request.headers)
+        identity = await authenticator.authenticate(Headers(scope=scope))
         if limiter is not None and limiter.limit.key == "api_key":
             await limiter.hit(identity)
 
@@ -278,6 +309,23 @@ class ApiEndpoint(Component):
 
     def _unavailable(self, detail: str) -> Unavailable:
         return Unavailable(detail, self.retry_after)
+
+
+async def accepted(send: Send, message_id: str, correlation_id: str) -> None:
+    """Answer 202 ``{"id": <message id>}`` with the correlation id, as ASGI."""
+    body = b'{"id":"%s"}' % message_id.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 202,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+                (_CORRELATION_HEADER, correlation_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _invalid(exc: ValidationError) -> InvalidBody:

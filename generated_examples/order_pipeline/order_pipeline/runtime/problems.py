@@ -81,8 +81,7 @@ class ErrorHandlers:
         app.add_exception_handler(RequestError, self.request_error)  # type: ignore[arg-type]
         app.add_exception_handler(HTTPException, self.http_error)  # type: ignore[arg-type]
         app.add_exception_handler(
-            RequestValidationError,
-            self.validation_error,  # type: ignore[arg-type]
+            RequestValidationError, self.validation_error  # type: ignore[arg-type]
         )
 
     async def request_error(self, request: Request, exc: RequestError) -> Response:

@@ -150,14 +150,14 @@ class Envelope(NamedTuple):
         ``by`` (``component.port``) names where it is made; it fixes the new id when
         this message's own id was fixed elsewhere (see ``Origin``).
         """
-        correlation = self.correlation if self.correlation is not None else self
+        correlation = self.correlation
+        if correlation is None:
+            correlation = self
         parent: Envelope | Origin = self
-        if isinstance(self.parent, Origin):
+        if self.parent.__class__ is Origin:
             own = self.id
             parent = Origin(stable_id(own, by), own)
-        return _new_tuple(
-            Envelope, (item, next(_SEQUENCE), created, correlation, parent)
-        )
+        return _new_tuple(Envelope, (item, next_seq(), created, correlation, parent))
 
     @property
     def id(self) -> str:

@@ -13,9 +13,12 @@ client address), and answers every error in one JSON shape (``problems.py``).
 from __future__ import annotations
 
 import asyncio
+import inspect
+import math
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from time import monotonic
 from types import FrameType
 from typing import Any
 
@@ -24,18 +27,28 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
 
 from .auth import Credentials
-from .context import RequestContextMiddleware, TrustedProxies
-from .errors import SettingsError
+from .context import (
+    CORRELATION_HEADER,
+    RequestContext,
+    RequestContextMiddleware,
+    TrustedProxies,
+)
+from .context import _request as request_context  # set as the middleware sets it
+from .errors import RequestError, SettingsError
+from .ingress import ApiEndpoint, accepted
 from .logs import configure_logging
 from .problems import ErrorHandlers, problem
 from .ratelimit import RateLimit, RateLimitStore
 from .service import Service
 
-__all__ = ["create_app", "serve"]
+__all__ = ["Ingest", "ServiceApp", "create_app", "serve"]
 
 
 class Accepted(BaseModel):
@@ -66,6 +79,7 @@ SECURITY_SCHEMES = {
     "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "basic": {"type": "http", "scheme": "basic"},
 }
+_CORRELATION = CORRELATION_HEADER.encode()
 _RETRY = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
 
 
@@ -77,15 +91,15 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
         async with service.running():
             yield
 
-    app = FastAPI(title=service.name, version=version, lifespan=lifespan)
+    app = ServiceApp(title=service.name, version=version, lifespan=lifespan)
     app.state.service = service
     handlers = ErrorHandlers(service.log)
     handlers.install(app)
+    trusted = TrustedProxies(service.settings.trusted_proxies)
     app.add_middleware(
-        RequestContextMiddleware,
-        trusted=TrustedProxies(service.settings.trusted_proxies),
-        on_error=handlers.unhandled,
+        RequestContextMiddleware, trusted=trusted, on_error=handlers.unhandled
     )
+    app.own_middleware = len(app.user_middleware)
     protect(service)
     for endpoint in service.endpoints:
         responses: dict[int | str, dict[str, Any]] = {
@@ -107,17 +121,21 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
                 "headers": _RETRY,
             }
         # FastAPI's own request handling (dependency solving, response checks)
-        # costs more than the whole ingest, so a plain Starlette route in front
-        # serves the requests; the APIRoute behind it, with the same handler,
-        # documents them in OpenAPI (and would answer the same).
+        # costs more than the whole ingest, so a plain route in front serves the
+        # requests; the APIRoute behind it, with the same handler, documents them
+        # in OpenAPI (and would answer the same). The app also answers them before
+        # its middleware when it can (``ServiceApp``).
+        ingest = Ingest(app, endpoint, trusted, handlers.unhandled)
         app.router.routes.append(
             Route(
                 endpoint.route,
-                endpoint.handle,
+                ingest,
                 methods=[endpoint.method],
                 name=f"{endpoint.name}_ingest",
             )
         )
+        if "{" not in endpoint.route:  # a fixed path: matched exactly
+            app.direct[(endpoint.method, endpoint.route)] = ingest
         app.add_api_route(
             endpoint.route,
             endpoint.handle,
@@ -177,6 +195,164 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+class ServiceApp(FastAPI):
+    """A FastAPI app that answers its ingest requests before FastAPI's middleware.
+
+    Every request to a FastAPI app first crosses its telemetry check, its error,
+    body-limit and AsyncExitStack middlewares and the route scan, which together cost
+    more than the ingest itself. A request whose method and path are exactly an
+    ingest route's is handed to that route at once, through the same request
+    context (correlation id, client address, the 500 guard) and answered by the
+    same error handlers, so it gets the same answer either way. Only while nothing
+    else would see it: once middleware is added to the app (``add_middleware``,
+    ``@app.middleware``), or OpenTelemetry is configured for FastAPI to trace with,
+    or the app is served under a root path, every request takes the full stack.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: the ingest routes answered directly, by (method, path)
+        self.direct: dict[tuple[str, str], Ingest] = {}
+        #: how many of ``user_middleware`` are the runtime's own
+        self.own_middleware = 0
+        self._traced_on = False
+        self._traced_due = -math.inf
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Ingest requests directly when nothing else would see them; else FastAPI."""
+        if scope["type"] == "http":
+            ingest = self.direct.get((scope["method"], scope["path"]))
+            if (
+                ingest is not None
+                and len(self.user_middleware) == self.own_middleware
+                and not (self.root_path or scope.get("root_path"))
+                and not self._traced()
+            ):
+                scope["app"] = self
+                await ingest.direct(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    def _traced(self) -> bool:
+        """Whether FastAPI's own telemetry is on (checked at most once a second).
+
+        FastAPI checks the OpenTelemetry providers on every request, which costs
+        more here than a fifth of the ingest; a provider set up while the app
+        runs is noticed within a second.
+        """
+        now = monotonic()
+        if now >= self._traced_due:
+            native = getattr(self, "_native_telemetry", None)  # FastAPI >= 0.165
+            self._traced_on = native is not None and bool(native.enabled())
+            self._traced_due = now + 1.0
+        return self._traced_on
+
+
+class Ingest:
+    """One endpoint's route, as ASGI: its refusals answered by the app's handlers.
+
+    Served by the app's ``Route`` (inside the app's middleware), and by ``direct``
+    before it (see ``ServiceApp``). A callable object rather than a function, so
+    that Starlette's ``Route`` serves it as ASGI, without Request and Response
+    objects on the way.
+    """
+
+    def __init__(
+        self,
+        app: FastAPI,
+        endpoint: ApiEndpoint,
+        trusted: TrustedProxies,
+        on_error: Callable[[Exception], Response],
+    ) -> None:
+        self.app = app
+        self.endpoint = endpoint
+        self.trusted = trusted
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Take the message and answer 202, or answer the refusal."""
+        try:
+            message_id, correlation = await self.endpoint.take(scope, receive)
+        except RequestError as exc:
+            await self._refuse(exc, scope, receive, send)
+            return
+        except ClientDisconnect:
+            return  # nobody left to answer
+        await accepted(send, message_id, correlation)
+
+    async def direct(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The same, with what ``RequestContextMiddleware`` does around it.
+
+        The request context, the correlation id in every answer and the 500 guard,
+        as the middleware gives them, without its wrapped ``send`` on the accepted
+        path (the 202 carries the correlation id already).
+        """
+        context = RequestContext.of(scope, self.trusted)
+        token = request_context.set(context)
+        try:
+            try:
+                message_id, correlation = await self.endpoint.take(scope, receive)
+            except Exception as exc:
+                await self._failed(exc, scope, receive, send, context)
+                return
+            try:
+                await accepted(send, message_id, correlation)
+            except Exception as exc:  # the answer may have started: only log it
+                self.on_error(exc)
+        finally:
+            request_context.reset(token)
+
+    async def _failed(
+        self,
+        exc: Exception,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        context: RequestContext,
+    ) -> None:
+        """Answer a refusal or a crash as the app's middleware would."""
+        if isinstance(exc, ClientDisconnect):
+            return
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", ()))
+                if not any(key.lower() == _CORRELATION for key, _ in headers):
+                    headers.append((_CORRELATION, context.correlation_id.encode()))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            if not isinstance(exc, RequestError):
+                raise exc
+            await self._refuse(exc, scope, receive, send_with_id)
+        except Exception as failure:
+            response = self.on_error(failure)
+            if not started:
+                await response(scope, receive, send_with_id)
+
+    async def _refuse(
+        self, exc: RequestError, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        # The handler registered for the error's class, as Starlette looks it up,
+        # so that a handler the user registers answers here too.
+        handlers = self.app.exception_handlers
+        handler = next(
+            (handlers[cls] for cls in type(exc).__mro__ if cls in handlers), None
+        )
+        if handler is None:
+            raise exc
+        request = Request(scope, receive)
+        if inspect.iscoroutinefunction(handler):
+            response = await handler(request, exc)
+        else:
+            response = await run_in_threadpool(handler, request, exc)
+        await response(scope, receive, send)
 
 
 def protect(service: Service) -> None:

@@ -10,23 +10,33 @@ data masked, and sent to the ``errors`` port when one is wired; the loop goes on
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
     Awaitable,
+    Callable,
     Iterable,
     Iterator,
     Mapping,
     Sequence,
 )
+from functools import partial
 from time import monotonic
 from typing import Any
 
 import anyio
 from anyio.lowlevel import checkpoint
 
-from .component import ERRORS_PORT, Component, MaybeAwaitable, RunContext, State
-from .envelope import Entry, Envelope, Origin, next_seq
+from .component import (
+    ERRORS_PORT,
+    Component,
+    Delivery,
+    MaybeAwaitable,
+    RunContext,
+    State,
+)
+from .envelope import Entry, Envelope, next_seq
 from .errors import UnknownRouteError, WiringError
 from .ports import InputPort, OutputPort
 
@@ -106,7 +116,19 @@ class Source(Component, ABC):
                 await anyio.sleep(restart_after)
 
     async def _produce(self) -> None:
-        emit = self._out.emit if self._out is not None else self._no_default_output
+        out = self._out
+        emit = out.emit if out is not None else self._no_default_output
+        # With one batched ``block`` connection, an entry that fits goes straight
+        # into the stream's buffer (what send_nowait would do when no receiver is
+        # waiting and the receiver is open); anything else takes ``emit``.
+        port = out if out is not None else self._first_output()
+        state: Any = None
+        if out is not None and (connection := out.batched_connection) is not None:
+            state = connection.stream_state
+        fast = state is not None
+        buffer: deque[Entry] = state.buffer if fast else deque()
+        append, waiting = buffer.append, state.waiting_receivers if fast else {}
+        size = state.max_buffer_size if fast else 0
         burst_limit = self.burst_limit
         produced = 0
         generated = self.generate()
@@ -115,9 +137,17 @@ class Source(Component, ABC):
             async for item in items:
                 now = monotonic()
                 # Envelope.start, inlined: this runs for every message.
-                envelope = _new_envelope(Envelope, (item, next_seq(), now, None, None))
-                pending = emit((now, envelope))
-                if pending is not None:
+                entry = (
+                    now,
+                    _new_envelope(Envelope, (item, next_seq(), now, None, None)),
+                )
+                if fast and not waiting and len(buffer) < size:
+                    if state.open_receive_channels:
+                        append(entry)
+                        port.sent += 1
+                    else:
+                        emit(entry)  # counts the drop
+                elif (pending := emit(entry)) is not None:
                     await pending
                 produced += 1
                 if produced >= burst_limit:
@@ -139,7 +169,31 @@ class Source(Component, ABC):
         )
 
 
-class Transformer(Component, ABC):
+class _OneToOne(Component, ABC):
+    """One input, one output, one user method: what Transformer and Filter share."""
+
+    default_inputs = _ONE_IN
+    default_outputs = _ONE_OUT
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        burst_limit: int = 256,
+    ) -> None:
+        super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
+        self._out = _single_output(self)
+        _require_inputs(self, exactly_one=True)
+        self.use(self._user_method())
+
+    @abstractmethod
+    def _user_method(self) -> Callable[[Any], Any]:
+        """The method the loop calls per item."""
+
+
+class Transformer(_OneToOne):
     """One input, one output: ``transform(item)`` returns the new item or ``None``.
 
     ``None`` drops the message (counted as dropped on the input port). The new item
@@ -147,57 +201,30 @@ class Transformer(Component, ABC):
     """
 
     kind = "transformer"
-    default_inputs = _ONE_IN
-    default_outputs = _ONE_OUT
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        inputs: Mapping[str, Any] | None = None,
-        outputs: Mapping[str, Any] | None = None,
-        burst_limit: int = 256,
-    ) -> None:
-        super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
-        self._out = _single_output(self)
-        self._by = self._out.address
-        _require_inputs(self, exactly_one=True)
-        self.use(self.transform)
-        self._deliver = self._send_result
 
     @abstractmethod
     def transform(self, item: Any) -> MaybeAwaitable[Any]:
         """Return the item to send on, or ``None`` to drop this one."""
 
-    def _send_result(
-        self, port: InputPort, envelope: Envelope, result: Any, now: float
-    ) -> Awaitable[None] | None:
-        if result is None:
-            port.dropped += 1
-            return None
-        if envelope.parent.__class__ is Origin:
-            # from another process: the new id must not change when it comes again
-            return self._out.emit((now, envelope.derive(result, now, self._by)))
-        # Envelope.derive, inlined: this runs for every message.
-        correlation = envelope.correlation
-        return self._out.emit(
-            (
-                now,
-                _new_envelope(
-                    Envelope,
-                    (
-                        result,
-                        next_seq(),
-                        now,
-                        envelope if correlation is None else correlation,
-                        envelope,
-                    ),
-                ),
-            )
-        )
+    def _user_method(self) -> Callable[[Any], Any]:
+        return self.transform
+
+    def _delivery(self, port: InputPort) -> Delivery:
+        out = self._out
+        by = out.address
+        entries: list[Entry] = []
+        append = entries.append
+
+        def deliver(envelope: Envelope, result: Any, now: float) -> None:
+            if result is None:
+                port.dropped += 1
+            else:
+                append((now, envelope.derive(result, now, by)))
+
+        return Delivery(deliver, partial(out.emit_all, entries), derive=append, by=by)
 
 
-class Filter(Component, ABC):
+class Filter(_OneToOne):
     """One input, one output: ``keep(item)`` says whether the message goes on.
 
     A kept message is forwarded unchanged (same message id); a rejected one is
@@ -205,34 +232,26 @@ class Filter(Component, ABC):
     """
 
     kind = "filter"
-    default_inputs = _ONE_IN
-    default_outputs = _ONE_OUT
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        inputs: Mapping[str, Any] | None = None,
-        outputs: Mapping[str, Any] | None = None,
-        burst_limit: int = 256,
-    ) -> None:
-        super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
-        self._out = _single_output(self)
-        _require_inputs(self, exactly_one=True)
-        self.use(self.keep)
-        self._deliver = self._forward_kept
 
     @abstractmethod
     def keep(self, item: Any) -> MaybeAwaitable[bool]:
         """Return whether the item goes on."""
 
-    def _forward_kept(
-        self, port: InputPort, envelope: Envelope, result: Any, now: float
-    ) -> Awaitable[None] | None:
-        if result:
-            return self._out.emit((now, envelope))
-        port.dropped += 1
-        return None
+    def _user_method(self) -> Callable[[Any], Any]:
+        return self.keep
+
+    def _delivery(self, port: InputPort) -> Delivery:
+        entries: list[Entry] = []
+        append = entries.append
+
+        def deliver(envelope: Envelope, result: Any, now: float) -> None:
+            if result:
+                append((now, envelope))
+            else:
+                port.dropped += 1
+
+        flush = partial(self._out.emit_all, entries)
+        return Delivery(deliver, flush, forward={True: append})
 
 
 RouteResult = str | Iterable[str] | None
@@ -263,48 +282,63 @@ class Router(Component, ABC):
         if not self._routes:
             raise WiringError(f"router {name!r} needs at least one output port")
         self.use(self.route)
-        self._deliver = self._send_routed
 
     @abstractmethod
     def route(self, item: Any) -> MaybeAwaitable[RouteResult]:
         """Return the output port name(s) for the item, or ``None`` to drop it."""
 
-    def _send_routed(
-        self, port: InputPort, envelope: Envelope, result: Any, now: float
-    ) -> Awaitable[None] | None:
-        if result is None:
-            port.dropped += 1
-            return None
-        entry = (now, envelope)
-        if isinstance(result, str):
-            output = self._routes.get(result)
-            if output is not None:
-                return output.emit(entry)
-            return self.fail(port, envelope, self._unknown([result]))
-        try:
-            names = list(result)
-        except TypeError:
-            return self.fail(
-                port,
-                envelope,
-                TypeError(
-                    f"route() must return a port name, a list of names or None, "
-                    f"not {type(result).__name__}"
-                ),
+    def _delivery(self, port: InputPort) -> Delivery:
+        outboxes: list[tuple[OutputPort, list[Entry]]] = [
+            (output, []) for output in self._routes.values()
+        ]
+        add = {
+            name: box.append
+            for name, (_, box) in zip(self._routes, outboxes, strict=True)
+        }
+
+        def deliver(
+            envelope: Envelope, result: Any, now: float
+        ) -> Awaitable[None] | None:
+            if result is None:
+                port.dropped += 1
+                return None
+            if isinstance(result, str):
+                append = add.get(result)
+                if append is not None:
+                    append((now, envelope))
+                    return None
+                return self.fail(port, envelope, self._unknown([result]))
+            try:
+                names = list(result)
+            except TypeError:
+                return self.fail(
+                    port,
+                    envelope,
+                    TypeError(
+                        f"route() must return a port name, a list of names or "
+                        f"None, not {type(result).__name__}"
+                    ),
+                )
+            unknown: list[str] = []
+            for name in names:
+                append = add.get(name)
+                if append is None:
+                    unknown.append(name)
+                else:
+                    append((now, envelope))
+            return (
+                self.fail(port, envelope, self._unknown(unknown)) if unknown else None
             )
-        waiting: list[Awaitable[None]] = []
-        unknown: list[str] = []
-        for name in names:
-            output = self._routes.get(name)
-            if output is None:
-                unknown.append(name)
-                continue
-            pending = output.emit(entry)
-            if pending is not None:
-                waiting.append(pending)
-        if unknown:
-            waiting.append(self.fail(port, envelope, self._unknown(unknown)))
-        return _await_each(waiting) if waiting else None
+
+        def flush() -> Awaitable[None] | None:
+            waiting = [
+                pending
+                for output, box in outboxes
+                if box and (pending := output.emit_all(box)) is not None
+            ]
+            return _await_each(waiting) if waiting else None
+
+        return Delivery(deliver, flush, forward=add)
 
     def _unknown(self, names: Sequence[object]) -> UnknownRouteError:
         return UnknownRouteError(
@@ -337,12 +371,15 @@ class Merger(Component):
         super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
         self._out = _single_output(self)
         _require_inputs(self, exactly_one=False)
-        self._deliver = self._forward
 
-    def _forward(
-        self, port: InputPort, envelope: Envelope, result: Any, now: float
-    ) -> Awaitable[None] | None:
-        return self._out.emit((now, envelope))
+    def _delivery(self, port: InputPort) -> Delivery:
+        entries: list[Entry] = []
+        append = entries.append
+
+        def deliver(envelope: Envelope, result: Any, now: float) -> None:
+            append((now, envelope))
+
+        return Delivery(deliver, partial(self._out.emit_all, entries))
 
 
 class Sink(Component, ABC):

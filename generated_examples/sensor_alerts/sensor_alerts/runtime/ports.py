@@ -20,6 +20,16 @@ closed, the receiver's loop ends: that is how a pipeline drains and stops in ord
 Sending never awaits while there is room (``send_nowait``); only a full ``block``
 connection falls back to the awaiting ``send``.
 
+Components move messages in batches where they can: the receiving loop takes what
+is already buffered (``Connection.take``, at most ``burst_limit`` messages) and
+hands what it produced to the next stream in one operation (``OutputPort.emit_all``
+-> ``Connection.put``). anyio's public API moves one item per call, so these read
+and fill the stream's buffer directly. Whether that works with the installed anyio
+is checked once, when a connection opens (``Connection.batched``); if not, ``take``
+and ``emit_all`` use the per-item calls instead. Either way a stream never holds
+more than ``buffer_size`` messages, a waiting receiver is handed its item and woken,
+and waiting senders are moved into the room a batch frees, in the order they came.
+
 A connection may instead be carried by Redis (``streams.RedisConnection``, a subclass):
 the receiving component drains it the same way, through ``receiving()``, and reports
 what became of each message through ``settled``.
@@ -27,14 +37,20 @@ what became of each message through ``settled``.
 
 from __future__ import annotations
 
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from itertools import islice
 from time import monotonic
 from typing import Any, ClassVar, Literal, NoReturn, get_args
 
 import anyio
-from anyio import BrokenResourceError, WouldBlock
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio import BrokenResourceError, EndOfStream, WouldBlock
+from anyio.streams.memory import (
+    MemoryObjectReceiveStream,
+    MemoryObjectSendStream,
+    MemoryObjectStreamStatistics,
+)
 
 from .envelope import Entry, Envelope
 from .errors import WiringError
@@ -62,6 +78,7 @@ class InputPort:
         "connections",
         "dropped",
         "errors",
+        "holding",
         "latency",
         "name",
         "schema",
@@ -76,6 +93,9 @@ class InputPort:
         self.latency = Histogram(LATENCY_BUCKETS)
         self.dropped = 0
         self.errors = 0
+        #: messages the component has taken from this port as one batch and not yet
+        #: handed on (read when a drain times out, to say what was abandoned)
+        self.holding = 0
 
     @property
     def address(self) -> str:
@@ -100,6 +120,7 @@ class OutputPort:
     """
 
     __slots__ = (
+        "_batched",
         "_send_nowait",
         "blocked_seconds",
         "component",
@@ -129,6 +150,8 @@ class OutputPort:
         self.blocked_seconds = 0.0
         self.emit = self._emit_each
         self._send_nowait: Callable[[Entry], None] = _not_open
+        #: the one ``block`` connection that takes whole batches (``emit_all``)
+        self._batched: Connection | None = None
 
     @property
     def address(self) -> str:
@@ -139,15 +162,67 @@ class OutputPort:
         """Choose how ``emit`` works for the connections now open.
 
         A port with one ``block`` connection, the common case, sends straight to
-        its stream: one call less for every message.
+        its stream: one call less for every message, and whole batches at once
+        when the connection can take them.
         """
         connections = self.connections
         sender = connections[0].sender if len(connections) == 1 else None
+        self._batched = None
         if sender is not None and connections[0].overflow == "block":
             self._send_nowait = sender.send_nowait
             self.emit = self._emit_one
+            if connections[0].batched:
+                self._batched = connections[0]
         else:
             self.emit = self._emit_each
+
+    @property
+    def batched(self) -> bool:
+        """Whether ``emit_all`` hands a whole batch to the stream at once."""
+        return self._batched is not None
+
+    @property
+    def batched_connection(self) -> Connection | None:
+        """The one ``block`` connection that takes whole batches, if there is one."""
+        return self._batched
+
+    def emit_all(self, entries: list[Entry]) -> Awaitable[None] | None:
+        """``emit`` every entry, in order, and empty the list.
+
+        Returns ``None`` when every connection took every message (or, by policy,
+        dropped it), else an awaitable that finishes the delivery.
+        """
+        count = len(entries)
+        if count <= 1:  # one message at a time (the loop for Redis, async code)
+            pending = self.emit(entries[0]) if count else None
+            entries.clear()
+            return pending
+        connection = self._batched
+        if connection is not None:
+            self.sent += count
+            done = connection.put(entries, 0)
+            if done == count:
+                entries.clear()
+                return None
+            rest = entries[done:]
+            entries.clear()
+            return connection.send_all(rest)
+        emit = self.emit
+        for index in range(count):
+            pending = emit(entries[index])
+            if pending is not None:
+                rest = entries[index + 1 :]
+                entries.clear()
+                return self._emit_rest(pending, rest)
+        entries.clear()
+        return None
+
+    async def _emit_rest(self, pending: Awaitable[None], rest: list[Entry]) -> None:
+        await pending
+        for entry in rest:
+            more = self.emit(entry)
+            if more is not None:
+                await more
 
     def _emit_one(self, entry: Entry) -> Awaitable[None] | None:
         self.sent += 1
@@ -227,6 +302,21 @@ class Connection:
         #: ``False`` only for a full ``block`` connection (then ``await send``).
         self.offer: Callable[[Entry], bool] = _not_open
         self._send_nowait: Callable[[Entry], None] = _not_open
+        #: whether ``take`` and ``put`` move whole batches (see ``open``)
+        self.batched = False
+        #: messages a ``send_all`` still waits to deliver (abandoned if cancelled)
+        self.unsent = 0
+        self._buffer: deque[Entry] = deque()
+        self._state: Any = None
+
+    @property
+    def stream_state(self) -> Any:
+        """anyio's state of a ``batched`` stream (buffer, waiting tasks), else None.
+
+        Not public anyio API: only for the loops that move entries in bulk, and
+        only where ``batched`` says its shape was checked.
+        """
+        return self._state
 
     def __repr__(self) -> str:
         return (
@@ -240,6 +330,10 @@ class Connection:
             self.buffer_size
         )
         self._send_nowait = self.sender.send_nowait
+        self._state = _batch_state(self.sender, self.receiver)
+        self.batched = self._state is not None
+        if self._state is not None:
+            self._buffer = self._state.buffer
         self.offer = {
             "block": self._offer_block,
             "drop_newest": self._offer_drop_newest,
@@ -262,6 +356,94 @@ class Connection:
             await self.sender.send(entry)
         except BrokenResourceError:
             self.source.dropped += 1
+        finally:
+            self.source.blocked_seconds += monotonic() - started
+
+    def take(self, limit: int) -> list[Entry]:
+        """Up to ``limit`` buffered entries, oldest first, without waiting.
+
+        The room this frees goes to waiting senders, in the order they came (as
+        ``limit`` calls of ``receive_nowait`` would do). An empty list means
+        nothing is buffered: then ``receive_nowait`` (or ``receive``) says why.
+        Without ``batched``, one ``receive_nowait`` per entry. Call it only from
+        the receiving loop.
+        """
+        if not self.batched:
+            return self._take_each(limit)
+        buffer = self._buffer
+        if len(buffer) <= limit:
+            batch = list(buffer)
+            buffer.clear()
+        else:
+            popleft = buffer.popleft
+            batch = [popleft() for _ in range(limit)]
+        state = self._state
+        senders = state.waiting_senders
+        if senders:
+            room = state.max_buffer_size - len(buffer)
+            while senders and room > 0:
+                event, entry = senders.popitem(last=False)
+                buffer.append(entry)
+                event.set()
+                room -= 1
+        return batch
+
+    def _take_each(self, limit: int) -> list[Entry]:
+        assert self.receiver is not None, "connection is not open"
+        receive_nowait = self.receiver.receive_nowait
+        batch: list[Entry] = []
+        try:
+            while len(batch) < limit:
+                batch.append(receive_nowait())
+        except (WouldBlock, EndOfStream):
+            pass  # the loop's own receive says which, when it comes to it
+        return batch
+
+    def put(self, entries: list[Entry], start: int) -> int:
+        """Put ``entries[start:]`` into the stream without waiting, as far as they fit.
+
+        Returns the index of the first entry that did not fit (``len(entries)``
+        when all did, or when the receiver is gone: then they are counted as
+        dropped). Needs ``batched``.
+        """
+        count = len(entries)
+        send_nowait = self._send_nowait
+        state = self._state
+        # The first entry goes through anyio: it raises if the stream is closed,
+        # and hands the entry to a waiting receiver (and wakes it).
+        while start < count and (start == 0 or state.waiting_receivers):
+            try:
+                send_nowait(entries[start])
+            except WouldBlock:
+                return start
+            except BrokenResourceError:
+                self.source.dropped += count - start
+                return count
+            start += 1
+        room = state.max_buffer_size - len(self._buffer)
+        if room >= count - start:
+            self._buffer.extend(islice(entries, start, None) if start else entries)
+            return count
+        if room > 0:
+            self._buffer.extend(islice(entries, start, start + room))
+            start += room
+        return start
+
+    async def send_all(self, entries: list[Entry]) -> None:
+        """Deliver every entry, in order, waiting for room; the wait is blocked time."""
+        assert self.sender is not None, "connection is not open"
+        started = monotonic()
+        count = len(entries)
+        done = 0
+        try:
+            while done < count:
+                self.unsent = count - done
+                await self.sender.send(entries[done])
+                done = self.put(entries, done + 1) if self.batched else done + 1
+            self.unsent = 0
+        except BrokenResourceError:
+            self.source.dropped += count - done
+            self.unsent = 0
         finally:
             self.source.blocked_seconds += monotonic() - started
 
@@ -319,6 +501,42 @@ class Connection:
         except BrokenResourceError:
             self.source.dropped += 1
         return True
+
+
+def _batch_state(
+    sender: MemoryObjectSendStream[Entry], receiver: MemoryObjectReceiveStream[Entry]
+) -> Any:
+    """The stream's shared state, if ``take`` and ``put`` can work on it; else None.
+
+    They read anyio's ``MemoryObjectStreamState`` (the buffer, the waiting senders
+    and receivers), which is not public API. So check, once per connection, that it
+    has the shape they expect and that an item sent with the public API shows up in
+    that buffer; anything else falls back to the per-item calls.
+    """
+    try:
+        state: Any = sender._state
+        if receiver._state is not state:
+            return None
+        buffer = state.buffer
+        shaped = (
+            isinstance(buffer, deque)
+            and isinstance(state.waiting_senders, OrderedDict)
+            and isinstance(state.waiting_receivers, OrderedDict)
+            and isinstance(state.max_buffer_size, int | float)
+            and isinstance(state.open_receive_channels, int)
+            and isinstance(receiver.statistics(), MemoryObjectStreamStatistics)
+        )
+        if not shaped or buffer:
+            return None
+        probe: Any = (0.0, None)
+        sender.send_nowait(probe)
+        seen = len(buffer) == 1 and buffer[0] is probe
+        taken = receiver.receive_nowait()
+        if not seen or taken is not probe or buffer:
+            return None
+    except Exception:
+        return None
+    return state
 
 
 def _not_open(entry: Entry) -> NoReturn:

@@ -45,10 +45,12 @@ from urllib.parse import urlsplit
 import anyio
 import orjson
 import redis.asyncio
+from anyio.lowlevel import checkpoint
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -74,11 +76,23 @@ BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 2.0
 READ_BATCH = 256
 WRITE_BATCH = 512
+#: how long a confirmed sender that gave up waits for a write already under way (s)
+CONFIRM_GRACE_S = 5.0
 ACK_DELAY_S = 0.005
 FLUSH_TIMEOUT_S = 5.0
 #: trim the stream every this many maintenance rounds
 TRIM_EVERY = 10
 StreamId = tuple[int, int]
+#: XADD of every argument to the stream (field ``FIELD``), as one command: one reply
+#: to parse instead of one per entry; a pipeline of XADDs cost redis-py most of a
+#: hop's CPU. Returns the last entry's id.
+ADD_ENTRIES = """
+local id
+for i = 1, #ARGV do
+  id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
+end
+return id
+"""
 
 
 def stream_id(raw: bytes | str) -> StreamId:
@@ -105,6 +119,7 @@ class RedisLink:
         #: why Redis cannot be used right now (``None``: it can)
         self.problem: str | None = f"redis at {self.where}: not connected yet"
         self._client: redis.asyncio.Redis | None = None
+        self._add_entries: AsyncScript | None = None
         self._outage_logged = False
 
     @property
@@ -119,6 +134,13 @@ class RedisLink:
                 socket_timeout=6.0,
             )
         return self._client
+
+    @property
+    def add_entries(self) -> AsyncScript:
+        """``ADD_ENTRIES``, loaded on first use (and again after Redis restarted)."""
+        if self._add_entries is None:
+            self._add_entries = self.client.register_script(ADD_ENTRIES)
+        return self._add_entries
 
     def stream(self, component: str, port: str) -> str:
         """The stream an output port writes: ``<prefix><service>.<component>.<port>``."""
@@ -155,6 +177,7 @@ class RedisLink:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await self._client.aclose()
             self._client = None
+            self._add_entries = None
 
     def _down(self, exc: BaseException) -> None:
         if not self._outage_logged:  # once per outage, not once per retry
@@ -230,7 +253,11 @@ class RedisConnection(Connection):
         self.last_written: StreamId | None = None
         self.sender_closed = False
         self._confirm = False
-        self._outbox: deque[bytes] = deque()
+        # encoded messages, oldest first; ``None`` where a confirmed sender gave up
+        # before its message was written (withdrawn: counted, never written)
+        self._outbox: deque[bytes | None] = deque()
+        #: how many messages at the head of the outbox the writer is writing now
+        self._writing = 0
         self._more = anyio.Event()
         self._written = anyio.Event()
         self._dependents: list[RedisConnection] = []
@@ -336,11 +363,35 @@ class RedisConnection(Connection):
                 await self._written.wait()
             self._queue(entry)
             if self._confirm:
-                target = self.queued
-                while self.flushed < target:
-                    await self._written.wait()
+                await self._confirmed(self.queued)
         finally:
             self.source.blocked_seconds += monotonic() - started
+
+    async def _confirmed(self, target: int) -> None:
+        """Wait until the ``target``-th queued message is in Redis.
+
+        A sender that gives up (HTTP ingress answering 503) must not have its
+        message written anyway, or a client's retry would add it twice: a message
+        still waiting in the outbox is withdrawn. One the writer is sending right
+        now cannot be; its fate is known within a round trip, so the sender waits
+        for it (shielded, at most ``CONFIRM_GRACE_S``) and returns normally when it
+        was written: the message was accepted after all.
+        """
+        try:
+            while self.flushed < target:
+                await self._written.wait()
+        except anyio.get_cancelled_exc_class():
+            position = target - self.flushed - 1
+            if position < 0:
+                return  # written just as the wait was cancelled
+            if position >= self._writing:
+                self._outbox[position] = None
+                raise
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CONFIRM_GRACE_S):
+                while self.flushed < target:
+                    await self._written.wait()
+            if self.flushed < target:
+                raise
 
     def _queue(self, entry: Entry) -> None:
         enqueued, envelope = entry
@@ -352,26 +403,33 @@ class RedisConnection(Connection):
         """Write the queued messages to the stream, in batches, until the sender has
         closed and everything is written; run by the service on the writer."""
         client = self.link.client
+        add_entries = self.link.add_entries
         while True:
             if not self._outbox:
                 if self.sender_closed:
                     return
                 await self._more.wait()
                 self._more = anyio.Event()
+                # Let the senders that are ready finish their bursts first: one
+                # pipeline then carries them all, not a round trip for each.
+                await checkpoint()
                 continue
-            batch = list(itertools.islice(self._outbox, WRITE_BATCH))
-
-            async def add(batch: list[bytes] = batch) -> list[Any]:
-                pipe = client.pipeline(transaction=False)
-                for data in batch:
-                    pipe.xadd(self.stream, {FIELD: data})
-                return list(await pipe.execute())
-
-            ids = await self.link.call(add)
-            for _ in batch:
+            taken = list(itertools.islice(self._outbox, WRITE_BATCH))
+            batch = [data for data in taken if data is not None]
+            if batch:
+                self._writing = len(taken)
+                try:
+                    last = await self.link.call(
+                        partial(
+                            add_entries, keys=[self.stream], args=batch, client=client
+                        )
+                    )
+                finally:
+                    self._writing = 0
+                self.last_written = stream_id(last)
+            for _ in taken:
                 self._outbox.popleft()
-            self.flushed += len(batch)
-            self.last_written = stream_id(ids[-1])
+            self.flushed += len(taken)
             written, self._written = self._written, anyio.Event()
             written.set()
             for dependent in self._dependents:
@@ -469,8 +527,10 @@ class RedisConnection(Connection):
                 if monotonic() >= self._next_claim:
                     self._next_claim = monotonic() + self._interval
                     await self._claim(feed)
-                for entry_id, fields in await self._read_new():
-                    self._last_read = max(self._last_read, stream_id(entry_id))
+                entries = await self._read_new()
+                if entries:  # in stream order: the last is the highest
+                    self._last_read = max(self._last_read, stream_id(entries[-1][0]))
+                for entry_id, fields in entries:
                     await self._deliver(feed, entry_id, fields, attempts=1)
 
     async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
@@ -554,7 +614,10 @@ class RedisConnection(Connection):
             self._bury(entry_id, attempts, data, exc)
             return
         self._held[entry[1].seq] = _Held(entry_id, attempts, data)
-        await feed.send(entry)
+        try:  # without a checkpoint per entry: the read before it was one
+            feed.send_nowait(entry)
+        except anyio.WouldBlock:
+            await feed.send(entry)
 
     def _settle(self, envelope: Envelope, error: Exception | None) -> None:
         held = self._held.pop(envelope.seq, None)
