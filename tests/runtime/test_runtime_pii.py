@@ -243,6 +243,19 @@ def test_a_line_stays_one_line_whatever_the_text() -> None:
     assert json.loads(text)["message"] == "GET /a\u2028b\x85c\nd\re\x1cf"
 
 
+def test_uvicorns_coloured_copy_of_the_message_is_left_out() -> None:
+    record = logging.LogRecord(
+        "uvicorn.error", logging.INFO, "f.py", 1, "Finished server process [%d]",
+        (12,), None,
+    )  # fmt: skip
+    record.color_message = "Finished server process [\x1b[36m%d\x1b[0m]"
+
+    text = runtime.JsonFormatter(MASKER).format(record)
+
+    assert json.loads(text)["message"] == "Finished server process [12]"
+    assert "color_message" not in text and "\\u001b" not in text
+
+
 async def test_every_line_user_code_logs_for_an_item_carries_its_ids(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -36,7 +36,9 @@ _UNMASKED = frozenset(
     {"time", "level", "logger", "service", "component", "port", "message_id"}
     | {"correlation_id"}
 )
-_FORMATTER_ATTRIBUTES = ("message", "asctime", "taskName")
+#: record attributes that are not news: left by a formatter that ran before, and
+#: uvicorn's copy of the message with terminal colour codes
+_FORMATTER_ATTRIBUTES = ("message", "asctime", "taskName", "color_message")
 _NO_MASKING = Masker()
 _TRACEBACKS = logging.Formatter()
 
@@ -157,7 +159,7 @@ class JsonFormatter(structlog.stdlib.ProcessorFormatter):
 def _record_fields(logger: Any, method: str, event: EventDict) -> EventDict:
     """``time``, ``level``, ``logger`` and ``message``, first and in that order."""
     record: logging.LogRecord = event["_record"]
-    for attribute in _FORMATTER_ATTRIBUTES:  # left by a formatter that ran before
+    for attribute in _FORMATTER_ATTRIBUTES:
         event.pop(attribute, None)
     return {
         "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
