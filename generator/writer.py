@@ -36,40 +36,38 @@ def safe_relative(path: str) -> PurePosixPath:
     return pure
 
 
-def target_of(root: Path, path: str) -> Path:
-    """Where ``path`` lands under ``root``; refuses symlinks on the way."""
+def target_of(root: Path, path: str, checked: set[Path] | None = None) -> Path:
+    """Where ``path`` lands under ``root``; refuses symlinks on the way.
+
+    ``checked``: folders already found not to be symlinks, skipped (and added to);
+    for writing many files, each folder is then looked at once.
+    """
     current = root
-    for part in safe_relative(path).parts:
+    *folders, name = safe_relative(path).parts
+    for part in folders:
         current = current / part
+        if checked is not None and current in checked:
+            continue
         if current.is_symlink():
             raise GenerationError(f"refusing to write through the symlink {current}")
+        if checked is not None:
+            checked.add(current)
+    current = current / name
+    if current.is_symlink():
+        raise GenerationError(f"refusing to write through the symlink {current}")
     return current
 
 
 def write_files(root: Path, files: Mapping[str, str | bytes]) -> None:
-    """Write ``files`` (path -> text or bytes) under ``root``; text as UTF-8, as given.
-
-    The same checks as ``target_of``, but each folder is checked (and made) once,
-    not once per file below it.
-    """
+    """Write ``files`` (path -> text or bytes) under ``root``; text as UTF-8, as given."""
     root.mkdir(parents=True, exist_ok=True)
-    folders: set[Path] = set()
+    checked: set[Path] = set()
+    made: set[Path] = set()
     for path, content in sorted(files.items()):
-        parts = safe_relative(path).parts
-        current = root
-        for part in parts[:-1]:
-            current = current / part
-            if current in folders:
-                continue
-            if current.is_symlink():
-                raise GenerationError(
-                    f"refusing to write through the symlink {current}"
-                )
-            current.mkdir(exist_ok=True)
-            folders.add(current)
-        target = current / parts[-1]
-        if target.is_symlink():
-            raise GenerationError(f"refusing to write through the symlink {target}")
+        target = target_of(root, path, checked)
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
         data = content.encode("utf-8") if isinstance(content, str) else content
         target.write_bytes(data)
 
