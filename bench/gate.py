@@ -17,12 +17,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from generator.gate import run_gate
+from generator.gate import pytest_command, run_gate, step_env
 from generator.generation import generate
 
 from .table import REPO, Goal, Row, median
@@ -126,27 +125,12 @@ def _bare_pytest_project(folder: Path) -> Path:
 
 
 def _pytest_startup(folder: Path) -> float:
-    """One ``python -m pytest`` run, as the gate starts it (same flags, same env)."""
-    env = {
-        **os.environ,
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-    }
-    env.pop("PYTHONPATH", None)
+    """One ``python -m pytest`` run, as the gate starts it (same command, same env)."""
     started = time.perf_counter()
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "anyio.pytest_plugin",
-            "-q",
-        ],
+        [*pytest_command(), "-q"],
         cwd=folder,
-        env=env,
+        env=step_env(),
         capture_output=True,
         check=True,
         timeout=120,

@@ -92,7 +92,21 @@ def missing_dependencies() -> list[str]:
     return [name for name in NEEDED if importlib.util.find_spec(name) is None]
 
 
-def _env() -> dict[str, str]:
+def pytest_command() -> list[str]:
+    """How the gate starts the emitted tests: this interpreter, anyio's plugin only."""
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "anyio.pytest_plugin",
+    ]
+
+
+def step_env() -> dict[str, str]:
+    """The environment every step runs in."""
     env = dict(os.environ)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # leave no __pycache__ in the emitted tree
     # Only the plugins the emitted tests use, not every plugin of this environment
@@ -129,7 +143,7 @@ def _run(
             cwd=project,
             capture_output=True,
             text=True,
-            env={**_env(), **(extra_env or {})},
+            env={**step_env(), **(extra_env or {})},
             timeout=timeout,
             check=False,
         )
@@ -197,15 +211,7 @@ def run_gate(
     commands: dict[str, Callable[[], Step]] = {
         "pytest": lambda: _run(
             "pytest",
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-p",
-                "no:cacheprovider",
-                "-p",
-                "anyio.pytest_plugin",
-            ],
+            pytest_command(),
             project,
             timeout=PYTEST_TIMEOUT_S,
             extra_env=_redis_env(project),
