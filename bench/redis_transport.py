@@ -188,15 +188,7 @@ async def faststream(url: str, prefix: str, items: int) -> Result:
         result.count()
 
     result = Result(items)
-    client = await broker.connect()
-    await broker.start()
-    try:
-        with anyio.fail_after(ROUND_TIMEOUT_S):
-            await _publish(broker, client, first, items)
-            await result.done.wait()
-    finally:
-        await broker.stop()
-    return result
+    return await _run_broker(broker, first, result)
 
 
 async def faststream_batch(url: str, prefix: str, items: int) -> Result:
@@ -231,11 +223,17 @@ async def faststream_batch(url: str, prefix: str, items: int) -> Result:
             result.count()
 
     result = Result(items)
+    return await _run_broker(broker, first, result)
+
+
+async def _run_broker(broker: Any, stream: str, result: Result) -> Result:
+    """Start ``broker``, publish ``result.items`` orders to ``stream``, wait for the
+    sink to count them all, stop."""
     client = await broker.connect()
     await broker.start()
     try:
         with anyio.fail_after(ROUND_TIMEOUT_S):
-            await _publish(broker, client, first, items)
+            await _publish(broker, client, stream, result.items)
             await result.done.wait()
     finally:
         await broker.stop()
