@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import httpx
 import runtime
 
 
@@ -53,3 +56,15 @@ async def wait(event: anyio.Event, seconds: float = 5.0) -> None:
     """Wait for ``event``, failing the test instead of hanging."""
     with anyio.fail_after(seconds):
         await event.wait()
+
+
+@asynccontextmanager
+async def client_for(
+    service: runtime.Service, peer: str = "127.0.0.1"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of ``service``'s app, called in process from address ``peer``."""
+    transport = httpx.ASGITransport(
+        app=runtime.create_app(service), client=(peer, 4321)
+    )
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client

@@ -9,19 +9,19 @@ import io
 import sys
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import anyio
 import bcrypt
-import httpx
 import pytest
 import runtime
 import runtime.auth
 from pydantic import BaseModel
 from starlette.datastructures import Headers
+
+from tests.runtime.support import client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -52,13 +52,6 @@ def build(auth: str, **settings: Any) -> tuple[runtime.Service, runtime.Tap]:
         runtime.ApiEndpoint("orders", route="/orders", schema=Order, auth=auth)  # type: ignore[arg-type]
     )
     return service, service.tap("orders.out")
-
-
-@asynccontextmanager
-async def client_for(service: runtime.Service) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=runtime.create_app(service))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
 
 
 def basic(name: str, password: str) -> dict[str, str]:

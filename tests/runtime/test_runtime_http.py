@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 import runtime
 from pydantic import BaseModel
+
+from tests.runtime.support import client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -38,16 +38,6 @@ def build(**settings: Any) -> runtime.Service:
     service.add(runtime.ApiEndpoint("orders", route="/orders", schema=Order))
     service.tap("orders.out")
     return service
-
-
-@asynccontextmanager
-async def client_for(
-    service: runtime.Service, peer: str = "127.0.0.1"
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = runtime.create_app(service)
-    transport = httpx.ASGITransport(app=app, client=(peer, 4321))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
 
 
 def assert_problem(response: httpx.Response, status: int, error: str) -> Any:

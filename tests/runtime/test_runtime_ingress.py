@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -15,7 +14,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.routing import Route
 
-from tests.runtime.support import Gate, wait
+from tests.runtime.support import Gate, client_for, wait
 
 pytestmark = pytest.mark.anyio
 
@@ -39,13 +38,6 @@ def build(**endpoint: Any) -> tuple[runtime.Service, runtime.Tap]:
     options = {"route": "/orders", "schema": Order, "max_payload_kb": 1} | endpoint
     service.add(runtime.ApiEndpoint("orders", **options))
     return service, service.tap("orders.out")
-
-
-@asynccontextmanager
-async def client_for(service: runtime.Service) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=runtime.create_app(service))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
 
 
 async def test_an_accepted_body_answers_202_with_the_message_id() -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -14,10 +12,15 @@ import pytest
 import runtime
 from pydantic import BaseModel
 
+from tests.runtime.support import client_for
+
 pytestmark = pytest.mark.anyio
 
 KEY_A = "test-key-" + "a" * 32  # made up here; never a real secret
 KEY_B = "test-key-" + "b" * 32
+
+#: the address requests come from, unless a test says otherwise
+CLIENT = "198.51.100.7"
 
 
 class Order(BaseModel):
@@ -38,15 +41,6 @@ def build(
     )
     service.tap("orders.out")
     return service
-
-
-@asynccontextmanager
-async def client_for(
-    service: runtime.Service, peer: str = "198.51.100.7"
-) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=runtime.create_app(service), client=(peer, 1))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +65,7 @@ async def post(client: httpx.AsyncClient, times: int, **headers: str) -> list[in
 
 async def test_over_the_limit_is_429_with_retry_after() -> None:
     service = build(runtime.RateLimit(3, 60))
-    async with service.running(), client_for(service) as client:
+    async with service.running(), client_for(service, CLIENT) as client:
         statuses = await post(client, 4)
         refused = await client.post("/orders", json=ORDER)
 
@@ -113,7 +107,7 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_counts_alone() -> No
 async def test_a_limit_per_api_key_counts_each_key_alone() -> None:
     digests = (runtime.api_key_digest(KEY_A), runtime.api_key_digest(KEY_B))
     service = build(runtime.RateLimit(1, 60, "api_key"), "api_key", api_keys=digests)
-    async with service.running(), client_for(service) as client:
+    async with service.running(), client_for(service, CLIENT) as client:
         a = await post(client, 2, **{"x-api-key": KEY_A})
         b = await post(client, 1, **{"x-api-key": KEY_B})
         nobody = await post(client, 1)
@@ -149,7 +143,7 @@ async def test_a_setting_replaces_the_limit_of_an_endpoint() -> None:
         "shop", {"SHOP_RATE_LIMIT__ORDERS": "1/60"}
     )
     service = build(runtime.RateLimit(100, 1), **settings.model_dump())
-    async with service.running(), client_for(service) as client:
+    async with service.running(), client_for(service, CLIENT) as client:
         assert await post(client, 2) == [202, 429]
     with pytest.raises(runtime.SettingsError, match="SHOP_RATE_LIMIT__ORDERS"):
         runtime.ServiceSettings.from_env("shop", {"SHOP_RATE_LIMIT__ORDERS": "lots"})
@@ -202,8 +196,8 @@ async def test_replicas_on_redis_share_one_count() -> None:
     async with (
         first.running(),
         second.running(),
-        client_for(first) as one,
-        client_for(second) as two,
+        client_for(first, CLIENT) as one,
+        client_for(second, CLIENT) as two,
     ):
         statuses = await post(one, 2) + await post(two, 2)
 
@@ -215,7 +209,7 @@ async def test_unreachable_redis_is_503_with_retry_after() -> None:
     service = build(
         runtime.RateLimit(3, 60), rate_limit_storage="redis://127.0.0.1:1/0"
     )
-    async with service.running(), client_for(service) as client:
+    async with service.running(), client_for(service, CLIENT) as client:
         response = await client.post("/orders", json=ORDER)
 
     assert response.status_code == 503

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from runtime import deadletter, streams
 
 from tests.redisenv import delete_prefixed, redis_url, unique_prefix
-from tests.runtime.support import Numbers, Recorder
+from tests.runtime.support import Numbers, Recorder, client_for
 
 
 @pytest.fixture
@@ -377,13 +377,8 @@ async def test_ingress_503_withdraws_a_message_redis_has_not_got(
     )
     sink = service.add(Recorder("sink", inputs={"in": Order}))
     service.connect("orders.out", "sink.in", transport="redis")
-    app = runtime.create_app(service)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4321))
     answers: dict[str, httpx.Response] = {}
-    async with (
-        service.running(),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as http,
-    ):
+    async with service.running(), client_for(service) as http:
 
         async def post(order_id: str) -> None:
             body = {"order_id": order_id, "amount": 1.0}
