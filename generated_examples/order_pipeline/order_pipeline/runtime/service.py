@@ -458,18 +458,7 @@ class Service:
         components.cancel()
 
     def _queued(self) -> dict[str, int]:
-        # In the buffers; taken by the component as a batch and not yet handed on
-        # (counted whole, though part of it may be done); or handed on by the
-        # sender and still waiting for room in this port's buffer.
-        return {
-            port.address: n
-            for port in self._inputs()
-            if (
-                n := port.depth()
-                + port.holding
-                + sum(connection.unsent for connection in port.connections)
-            )
-        }
+        return {port.address: n for port in self._inputs() if (n := port.outstanding())}
 
     def _report(self) -> DrainReport:
         started = self._stop_requested_at

@@ -86,10 +86,10 @@ StreamId = tuple[int, int]
 #: XADD of every argument to the stream (field ``FIELD``), as one command: one reply
 #: to parse instead of one per entry; a pipeline of XADDs cost redis-py most of a
 #: hop's CPU. Returns the last entry's id.
-ADD_ENTRIES = """
+ADD_ENTRIES = f"""
 local id
 for i = 1, #ARGV do
-  id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
+  id = redis.call('XADD', KEYS[1], '*', '{FIELD.decode()}', ARGV[i])
 end
 return id
 """

@@ -16,7 +16,7 @@ import asyncio
 import inspect
 import math
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from time import monotonic
 from types import FrameType
@@ -31,16 +31,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .auth import Credentials
-from .context import (
-    CORRELATION_HEADER,
-    RequestContext,
-    RequestContextMiddleware,
-    TrustedProxies,
-)
-from .context import _request as request_context  # set as the middleware sets it
+from .context import RequestContextMiddleware, TrustedProxies
 from .errors import RequestError, SettingsError
 from .ingress import ApiEndpoint, accepted
 from .logs import configure_logging
@@ -79,7 +73,6 @@ SECURITY_SCHEMES = {
     "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "basic": {"type": "http", "scheme": "basic"},
 }
-_CORRELATION = CORRELATION_HEADER.encode()
 _RETRY = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
 
 
@@ -125,7 +118,7 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
         # requests; the APIRoute behind it, with the same handler, documents them
         # in OpenAPI (and would answer the same). The app also answers them before
         # its middleware when it can (``ServiceApp``).
-        ingest = Ingest(app, endpoint, trusted, handlers.unhandled)
+        ingest = Ingest(app, endpoint)
         app.router.routes.append(
             Route(
                 endpoint.route,
@@ -135,7 +128,11 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
             )
         )
         if "{" not in endpoint.route:  # a fixed path: matched exactly
-            app.direct[(endpoint.method, endpoint.route)] = ingest
+            # the route with the one middleware it needs: the same request context,
+            # correlation id and 500 guard as through the app's own stack
+            app.direct[(endpoint.method, endpoint.route)] = RequestContextMiddleware(
+                ingest, trusted=trusted, on_error=handlers.unhandled
+            )
         app.add_api_route(
             endpoint.route,
             endpoint.handle,
@@ -214,7 +211,7 @@ class ServiceApp(FastAPI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: the ingest routes answered directly, by (method, path)
-        self.direct: dict[tuple[str, str], Ingest] = {}
+        self.direct: dict[tuple[str, str], ASGIApp] = {}
         #: how many of ``user_middleware`` are the runtime's own
         self.own_middleware = 0
         self._traced_on = False
@@ -231,7 +228,7 @@ class ServiceApp(FastAPI):
                 and not self._traced()
             ):
                 scope["app"] = self
-                await ingest.direct(scope, receive, send)
+                await ingest(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 
@@ -253,23 +250,15 @@ class ServiceApp(FastAPI):
 class Ingest:
     """One endpoint's route, as ASGI: its refusals answered by the app's handlers.
 
-    Served by the app's ``Route`` (inside the app's middleware), and by ``direct``
-    before it (see ``ServiceApp``). A callable object rather than a function, so
-    that Starlette's ``Route`` serves it as ASGI, without Request and Response
-    objects on the way.
+    Served by the app's ``Route`` (inside the app's middleware), and, wrapped in the
+    request-context middleware alone, before it (see ``ServiceApp``). A callable
+    object rather than a function, so that Starlette's ``Route`` serves it as ASGI,
+    without Request and Response objects on the way.
     """
 
-    def __init__(
-        self,
-        app: FastAPI,
-        endpoint: ApiEndpoint,
-        trusted: TrustedProxies,
-        on_error: Callable[[Exception], Response],
-    ) -> None:
+    def __init__(self, app: FastAPI, endpoint: ApiEndpoint) -> None:
         self.app = app
         self.endpoint = endpoint
-        self.trusted = trusted
-        self.on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Take the message and answer 202, or answer the refusal."""
@@ -281,60 +270,6 @@ class Ingest:
         except ClientDisconnect:
             return  # nobody left to answer
         await accepted(send, message_id, correlation)
-
-    async def direct(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The same, with what ``RequestContextMiddleware`` does around it.
-
-        The request context, the correlation id in every answer and the 500 guard,
-        as the middleware gives them, without its wrapped ``send`` on the accepted
-        path (the 202 carries the correlation id already).
-        """
-        context = RequestContext.of(scope, self.trusted)
-        token = request_context.set(context)
-        try:
-            try:
-                message_id, correlation = await self.endpoint.take(scope, receive)
-            except Exception as exc:
-                await self._failed(exc, scope, receive, send, context)
-                return
-            try:
-                await accepted(send, message_id, correlation)
-            except Exception as exc:  # the answer may have started: only log it
-                self.on_error(exc)
-        finally:
-            request_context.reset(token)
-
-    async def _failed(
-        self,
-        exc: Exception,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        context: RequestContext,
-    ) -> None:
-        """Answer a refusal or a crash as the app's middleware would."""
-        if isinstance(exc, ClientDisconnect):
-            return
-        started = False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                headers = list(message.get("headers", ()))
-                if not any(key.lower() == _CORRELATION for key, _ in headers):
-                    headers.append((_CORRELATION, context.correlation_id.encode()))
-                    message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            if not isinstance(exc, RequestError):
-                raise exc
-            await self._refuse(exc, scope, receive, send_with_id)
-        except Exception as failure:
-            response = self.on_error(failure)
-            if not started:
-                await response(scope, receive, send_with_id)
 
     async def _refuse(
         self, exc: RequestError, scope: Scope, receive: Receive, send: Send

@@ -110,6 +110,13 @@ class InputPort:
         """How full the fullest incoming buffer is, from 0.0 to 1.0."""
         return max((c.utilization() for c in self.connections), default=0.0)
 
+    def outstanding(self) -> int:
+        """Messages for this port not yet handled: in its buffers, taken as a batch
+        and not yet handed on (counted whole, though part of it may be done), or
+        handed on by a sender still waiting for room here."""
+        unsent = sum(connection.unsent for connection in self.connections)
+        return self.depth() + self.holding + unsent
+
 
 class OutputPort:
     """A named output of a component; ``emit`` hands a message to every connection.
