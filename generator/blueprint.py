@@ -7,6 +7,7 @@ every schema its full list of fields (inherited ones first).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -62,6 +63,14 @@ class Schema:
     extends: str | None
     fields: tuple[SchemaField, ...]
     own_fields: tuple[str, ...]
+    # A valid item with every field filled, as JSON text: derived when the blueprint
+    # is resolved, so that a schema without one is refused by ``validate``.
+    example_json: str = "{}"
+
+    def example(self) -> dict[str, Any]:
+        """A fresh copy of the schema's example item (tests post it, defaults fill it)."""
+        value: dict[str, Any] = json.loads(self.example_json)
+        return value
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,10 @@ class Blueprint:
     redis_url: str = "redis://127.0.0.1:6379/0"
     max_retries: int = 3  # redis deliveries before the dead-letter stream
     claim_idle_ms: int = 30_000  # unacknowledged this long: another replica takes it
+    ci_portwright: str | None = (
+        None  # what CI installs portwright as; None: this version
+    )
+    ci_index_url: str | None = None  # the index CI installs from; None: pip's default
 
     @property
     def uses_redis(self) -> bool:

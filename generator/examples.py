@@ -8,12 +8,14 @@ parser; if a pattern defeats that, the blueprint is reported rather than guessed
 
 from __future__ import annotations
 
+import copy
 import importlib
 import math
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .blueprint import Blueprint, Schema, SchemaField, TypeRef
+from .blueprint import Blueprint, SchemaField, TypeRef
 
 # Python's own regex parser (re._parser since 3.11); typeshed does not describe it.
 sre_parse: Any = importlib.import_module("re._parser")
@@ -34,34 +36,43 @@ class ExampleError(ValueError):
 
 
 def example_item(blueprint: Blueprint, schema: str) -> dict[str, Any]:
-    """A valid JSON object for ``schema``: every field, required or not, filled."""
+    """A valid JSON object for ``schema``: every field, required or not, filled.
+
+    Derived when the blueprint is resolved (so ``validate`` refuses a schema without
+    one); this hands out a fresh copy.
+    """
+    return blueprint.schema(schema).example()
+
+
+def schema_example(
+    fields: Iterable[SchemaField], examples: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """An example for a schema with ``fields``; ``examples`` holds the schemas it uses.
+
+    Raises ExampleError naming the field whose constraints defeat the derivation.
+    """
     return {
-        f.name: example_value(blueprint, f.type, f)
-        for f in blueprint.schema(schema).fields
+        f.name: example_value(f.type, dict(f.constraints), examples) for f in fields
     }
 
 
-def required_example(blueprint: Blueprint, schema: Schema) -> dict[str, Any]:
-    """Example values for the required fields of ``schema`` only."""
-    return {
-        f.name: example_value(blueprint, f.type, f) for f in schema.fields if f.required
-    }
-
-
-def example_value(blueprint: Blueprint, ref: TypeRef, field: SchemaField | None) -> Any:
-    """An example for one type; ``field``'s constraints apply at the top level only."""
-    constraints = dict(field.constraints) if field is not None else {}
+def example_value(
+    ref: TypeRef,
+    constraints: Mapping[str, Any],
+    examples: Mapping[str, Mapping[str, Any]],
+) -> Any:
+    """An example for one type; ``constraints`` apply at the top level only."""
     if ref.kind == "schema":
-        return example_item(blueprint, ref.name)
+        return copy.deepcopy(dict(examples[ref.name]))
     if ref.kind == "list":
         assert ref.item is not None
         count = max(constraints.get("min_length", 0), 1)
         count = min(count, constraints.get("max_length", count))
-        return [example_value(blueprint, ref.item, None) for _ in range(count)]
+        return [example_value(ref.item, {}, examples) for _ in range(count)]
     if ref.name in ("int", "float"):
-        return _number(ref.name == "int", constraints)
+        return _number(ref.name == "int", dict(constraints))
     if ref.name == "str":
-        return _string(constraints)
+        return _string(dict(constraints))
     value = FIXED[ref.name]
     return dict(value) if isinstance(value, dict) else value
 

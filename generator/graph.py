@@ -33,15 +33,18 @@ from .blueprint import (
     TypeRef,
 )
 from .errors import BlueprintError, Problem
+from .examples import ExampleError, example_value, schema_example
 from .field_types import TypeSyntaxError, allowed_constraints, parse_type
 from .model import (
     ENDPOINT,
+    LOGIC_KINDS,
     BlueprintSpec,
     ComponentSpec,
     ConnectionSpec,
     RateLimitSpec,
     SchemaSpec,
 )
+from .names import component_classes
 from .yaml_source import Loc, SourceDoc
 
 CONSTRAINTS = ("gt", "ge", "lt", "le", "min_length", "max_length", "pattern")
@@ -67,6 +70,7 @@ class _Resolver:
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
         self.known_schemas = set(spec.schemas) | {ERROR_SCHEMA}
+        self.examples: dict[str, dict[str, Any]] = {}  # each schema's, once derived
 
     def error(self, loc: Loc, message: str) -> None:
         self.problems.append(self.doc.problem(loc, message))
@@ -101,6 +105,8 @@ class _Resolver:
             redis_url=self.spec.defaults.redis_url,
             max_retries=self.spec.defaults.max_retries,
             claim_idle_ms=self.spec.defaults.claim_idle_ms,
+            ci_portwright=self.spec.ci.portwright,
+            ci_index_url=self.spec.ci.index_url,
         )
 
     # -- schemas ---------------------------------------------------------------------
@@ -214,9 +220,12 @@ class _Resolver:
                 for key in CONSTRAINTS
                 if getattr(field, key) is not None
             )
+            before = len(self.problems)
             self.check_constraints(loc, ref, dict(constraints))
             if field.has_default:
                 self.check_default(loc, ref, field.default, dict(constraints))
+            if len(self.problems) == before:
+                self.check_example(loc, ref, dict(constraints))
             fields.append(
                 SchemaField(
                     name=field_name,
@@ -229,9 +238,52 @@ class _Resolver:
                     declared_in=name,
                 )
             )
+        example: dict[str, Any] = {}
+        if all(s in self.examples for f in fields for s in f.type.schemas()):
+            try:
+                example = schema_example(fields, self.examples)
+            except ExampleError:  # reported on the field by check_example
+                pass
+            else:
+                self.examples[name] = example
         return Schema(
-            name, spec.description, spec.extends, tuple(fields), tuple(spec.fields)
+            name,
+            spec.description,
+            spec.extends,
+            tuple(fields),
+            tuple(spec.fields),
+            json.dumps(example),
         )
+
+    def check_example(
+        self, loc: Loc, ref: TypeRef, constraints: dict[str, Any]
+    ) -> None:
+        """Report a field whose constraints defeat the example every emitted test needs."""
+        if ref.schemas():  # an example of each schema is checked with that schema
+            return
+        where: Loc = (*loc, "pattern") if "pattern" in constraints else loc
+        try:
+            value = example_value(ref, constraints, self.examples)
+        except ExampleError as exc:
+            self.error(
+                where,
+                f"{exc}; the emitted tests need a valid example of every schema: "
+                "simplify the constraint",
+            )
+            return
+        key = tuple((k, type(bound), bound) for k, bound in sorted(constraints.items()))
+        adapter = default_checker(ref, key)
+        if adapter is None:
+            return
+        try:
+            adapter.validate_json(json.dumps(value), strict=True)
+        except ValidationError as exc:
+            self.error(
+                where,
+                f"portwright cannot derive a valid example for type '{ref}' under these "
+                f"constraints (its try, {value!r}: {exc.errors()[0]['msg']}); the emitted "
+                "tests need one: loosen the constraints",
+            )
 
     def check_constraints(
         self, loc: Loc, ref: TypeRef, constraints: dict[str, Any]
@@ -368,7 +420,32 @@ class _Resolver:
                 **extra,
             )
         self.check_renames()
+        self.check_class_names()
         return out
+
+    def check_class_names(self) -> None:
+        """Each class the emitted code makes from a name is made once.
+
+        Schemas are classes, and a component with user code makes ``Name``,
+        ``NameBase`` and ``NamePort``; the modules import them side by side, so one
+        name made twice would shadow the other (``score`` and schema ``Score``,
+        ``a_b`` and ``a__b``, ``score`` and ``score_base``).
+        """
+        owners = {name: f"schema {name!r}" for name in self.spec.schemas}
+        for name, spec in self.spec.components.items():
+            if spec.kind not in LOGIC_KINDS:
+                continue
+            for made in component_classes(name):
+                if made in owners:
+                    self.error(
+                        ("components", name),
+                        f"component {name!r} makes the class {made!r}, which "
+                        f"{owners[made]} makes too; rename one of them",
+                    )
+                    break
+            else:
+                for made in component_classes(name):
+                    owners[made] = f"component {name!r}"
 
     def rate_limit(
         self, name: str, auth: str | None, spec: RateLimitSpec | None

@@ -31,6 +31,8 @@ Kind = Literal[
     "source", "api_endpoint", "transformer", "filter", "router", "merger", "sink"
 ]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
+# The kinds whose component runs the user's code: each gets a user file and classes.
+LOGIC_KINDS = ("source", "transformer", "filter", "router", "sink")
 
 DEFAULT_PII_FIELDS = (
     "email", "password", "ssn", "phone", "token", "api_key", "secret", "credit_card",
@@ -64,13 +66,23 @@ PayloadKb = Annotated[int, Field(strict=True, gt=0, le=1_048_576)]
 BurstLimit = Annotated[int, Field(strict=True, gt=0, le=1_000_000)]
 Number = Annotated[int, Field(strict=True)] | Annotated[float, Field(strict=True)]
 
-ROUTE = re.compile(r"^(POST|PUT|PATCH) (/[A-Za-z0-9._~-]+)+/?$")
+# A segment may not be "." or "..": clients resolve those away (RFC 3986, 5.2.4), and
+# the request would reach another path than the endpoint's.
+ROUTE = re.compile(r"^(POST|PUT|PATCH) (/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)+/?$")
 RESERVED_PATHS = frozenset(
     {"/health", "/ready", "/metrics", "/docs", "/redoc", "/openapi.json"}
 )
 
 
 def _route(value: str) -> str:
+    path = value.split(" ", 1)[-1]
+    if any(segment in (".", "..") for segment in path.split("/")):
+        raise PydanticCustomError(
+            "portwright_route",
+            "route {route} has a '.' or '..' segment, which clients resolve away; "
+            "write the path it stands for",
+            {"route": repr(value)},
+        )
     if not ROUTE.fullmatch(value):
         raise PydanticCustomError(
             "portwright_route",
@@ -78,7 +90,7 @@ def _route(value: str) -> str:
             "and a path of letters, digits and ._~- (e.g. 'POST /orders')",
             {"route": repr(value)},
         )
-    if value.split(" ", 1)[1].rstrip("/") in RESERVED_PATHS:
+    if path.rstrip("/") in RESERVED_PATHS:
         raise PydanticCustomError(
             "portwright_route",
             "route {route} uses a path every service already serves; choose another",
@@ -167,6 +179,59 @@ class Defaults(Spec):
     max_retries: MaxRetries = 3
     #: how long an item may stay unacknowledged before another replica takes it
     claim_idle_ms: ClaimIdleMs = 30_000
+
+
+# What the emitted CI installs portwright from: a pip requirement that names portwright
+# (versions from an index, or 'portwright @ <url>'). It is written in double quotes on
+# a shell line of YAML, so quotes, '$', '`', '\\' and spaces (but the one around '@')
+# are refused.
+_URL = r"[A-Za-z0-9._~:/?#\[\]@&()*+,;=%-]+"
+_VERSION = r"(==|>=|<=|~=|!=|<|>)[0-9A-Za-z.*+-]+"
+PORTWRIGHT_REQUIREMENT = re.compile(
+    rf"^portwright(\[[a-z0-9_,-]+\])?({_VERSION}(,{_VERSION})*"
+    rf"| @ (git\+)?(https|http|ssh|file)://{_URL})?$"
+)
+INDEX_URL = re.compile(rf"^https?://{_URL}$")
+
+
+def _requirement(value: str) -> str:
+    if not PORTWRIGHT_REQUIREMENT.fullmatch(value):
+        raise PydanticCustomError(
+            "portwright_requirement",
+            "{value} is not a pip requirement of portwright without spaces or quotes: "
+            "write 'portwright==0.1.0' (from the index) or "
+            "'portwright @ git+https://host/portwright@v0.1.0' (from a URL)",
+            {"value": repr(value)},
+        )
+    return value
+
+
+def _index_url(value: str) -> str:
+    if not INDEX_URL.fullmatch(value):
+        raise PydanticCustomError(
+            "portwright_index_url",
+            "{value} is not an http(s) URL without spaces or quotes "
+            "(e.g. 'https://pypi.example.com/simple/')",
+            {"value": repr(value)},
+        )
+    return value
+
+
+Requirement = Annotated[
+    str, Field(strict=True, max_length=1000), AfterValidator(_requirement)
+]
+IndexUrl = Annotated[
+    str, Field(strict=True, max_length=1000), AfterValidator(_index_url)
+]
+
+
+class CiSpec(Spec):
+    """Where the emitted project's CI installs portwright from (its drift check runs it)."""
+
+    #: a pip requirement naming portwright; 'portwright==<this version>' when absent
+    portwright: Requirement | None = None
+    #: the package index pip installs the project from in CI, instead of PyPI
+    index_url: IndexUrl | None = None
 
 
 class FieldSpec(Spec):
@@ -358,6 +423,8 @@ class BlueprintSpec(Spec):
     schemas: dict[SchemaName, SchemaSpec] = Field(default_factory=dict)
     components: dict[ComponentName, AnyComponent]
     connections: list[ConnectionSpec] = Field(default_factory=list)
+    #: where the emitted CI installs portwright from
+    ci: CiSpec = Field(default_factory=CiSpec)
     #: modules the emitted code may not import (added to the default 'observability')
     forbidden_imports: list[
         Annotated[

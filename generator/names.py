@@ -13,12 +13,32 @@ FIELD = re.compile(r"^[a-z][a-z0-9_]*$")
 SCHEMA = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 MAX_NAME = 64
 
+# Every list below is what the emitted code really binds, imports or uses:
+# tests/test_reserved_names.py renders every example and a blueprint with every
+# feature, collects those names with ``ast``, and fails naming any that is missing.
+# (docs/design.md, "Reserved names", says why a test and not a render in ``validate``.)
+
+# Modules the emitted code imports (outside the standard library) ...
+_IMPORTED_MODULES = frozenset({
+    "anyio", "bcrypt", "fastapi", "httpx", "limits", "orjson", "prometheus_client",
+    "pydantic", "pytest", "redis", "starlette", "structlog", "uvicorn",
+})  # fmt: skip
+# ... and those its dependencies bring and import in turn: a package named like one
+# would be imported in its place, since the project's folder is first on sys.path.
+_DEPENDENCY_MODULES = frozenset({
+    "annotated_doc", "annotated_types", "black", "blackd", "blib2to3", "certifi",
+    "click", "deprecated", "h11", "hiredis", "httpcore", "httptools", "idna",
+    "iniconfig", "mypy_extensions", "opentelemetry", "packaging", "pathspec",
+    "platformdirs", "pluggy", "py", "pydantic_core", "pygments", "pytokens", "ruff",
+    "typing_extensions", "typing_inspection", "uvloop", "wrapt",
+})  # fmt: skip
 # The emitted package must not shadow a module the service imports.
-_PACKAGE_CLASHES = frozenset(sys.stdlib_module_names) | {
-    "anyio", "fastapi", "starlette", "uvicorn", "pydantic", "pydantic_core",
-    "prometheus_client", "structlog", "httpx", "pytest", "tests", "test",
-    "generator", "portwright", "runtime", "typing_extensions", "orjson",
-}  # fmt: skip
+_PACKAGE_CLASHES = (
+    frozenset(sys.stdlib_module_names)
+    | _IMPORTED_MODULES
+    | _DEPENDENCY_MODULES
+    | {"tests", "test", "generator", "portwright", "runtime"}
+)
 # Component names become module names in the emitted package and names in its wiring;
 # these are the builtins and module-level names the emitted code itself relies on.
 _COMPONENT_CLASHES = frozenset(
@@ -29,16 +49,29 @@ _COMPONENT_CLASHES = frozenset(
         "main", "config", "self", "cls", "build_service", "create_app",
     }
 )  # fmt: skip
-# Field names become attributes of pydantic models.
+# Field names become attributes of pydantic models, in a class body beside the type
+# names schemas.py annotates them with (a field 'date' of type date breaks pydantic).
 _FIELD_CLASHES = frozenset(
     name for name in dir(pydantic.BaseModel) if not name.startswith("__")
 )
-# Schema names become classes in schemas.py beside these imports.
-RESERVED_SCHEMAS = frozenset(
-    {"ErrorRecord", "BaseModel", "ConfigDict", "Field", "Annotated", "Any", "UUID"}
+_FIELD_TYPE_NAMES = frozenset(
+    {"bool", "date", "datetime", "dict", "float", "int", "list", "str"}
 )
 
 
+# Schema names become classes in schemas.py, imported by the modules beside these
+# names (and a component's class name is made beside them too): every CamelCase name
+# an emitted module binds or uses.
+RESERVED_SCHEMAS = frozenset({
+    "AUTH", "AUTHENTICATED", "Annotated", "Any", "ApiEndpoint", "AsyncIterator",
+    "BaseModel", "CONNECTIONS", "Callable", "Component", "ConfigDict", "ENDPOINTS",
+    "ENTRIES", "Endpoint", "ErrorRecord", "FIELDS", "FORGED", "FastAPI", "Field",
+    "Filter", "Headers", "IDS", "INTERRUPTED", "INVALID", "Iterator", "JSON",
+    "KeyboardInterrupt", "LIMITED", "Literal", "Mapping", "Merger", "ModuleType",
+    "OneItem", "Overflow", "PEER", "Path", "ROUTES", "RateLimit", "Router", "SERVICE",
+    "Service", "ServiceError", "ServiceSettings", "Sink", "Source", "Stuck",
+    "Transformer", "Transport", "UTC", "UUID", "VALID", "ValidationError", "ValueError",
+})  # fmt: skip
 def _common(value: str, pattern: re.Pattern[str], what: str, shape: str) -> str | None:
     if not pattern.fullmatch(value):  # not match: "$" also matches before a final "\n"
         return f"{what} {value!r} is not a valid name: use {shape}"
@@ -62,6 +95,15 @@ def component_name_problem(value: str) -> str | None:
     problem = _common(value, SNAKE, "component name", "snake_case (^[a-z_][a-z0-9_]*$)")
     if problem is None and value in _COMPONENT_CLASHES:
         problem = f"component name {value!r} shadows a name the emitted code uses; choose another"
+    if problem is None and value.startswith("__") and value.endswith("__"):
+        # components/<name>.py: '__init__' would be the package's own module
+        problem = f"component name {value!r} is a special module name; choose another"
+    clash = next((c for c in component_classes(value) if c in RESERVED_SCHEMAS), None)
+    if problem is None and clash is not None:
+        problem = (
+            f"component name {value!r} makes the class {clash!r}, a name the emitted "
+            "code uses; choose another"
+        )
     return problem
 
 
@@ -85,6 +127,11 @@ def field_name_problem(value: str) -> str | None:
     problem = _common(value, FIELD, "field name", "snake_case (^[a-z][a-z0-9_]*$)")
     if problem is None and (value in _FIELD_CLASHES or value.startswith("model_")):
         problem = f"field name {value!r} shadows an attribute of pydantic's BaseModel"
+    if problem is None and value in _FIELD_TYPE_NAMES:
+        problem = (
+            f"field name {value!r} shadows the type of that name in the emitted "
+            "schemas.py; choose another"
+        )
     return problem
 
 
@@ -104,3 +151,9 @@ def class_name(snake: str) -> str:
         "".join(part[:1].upper() + part[1:] for part in snake.split("_") if part)
         or "Component"
     )
+
+
+def component_classes(snake: str) -> tuple[str, str, str]:
+    """The classes a component with user code makes: its own, its base, its ports."""
+    name = class_name(snake)
+    return name, f"{name}Base", f"{name}Port"

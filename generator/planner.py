@@ -18,6 +18,7 @@ from . import __version__
 from .blueprint import ERRORS_PORT, Blueprint, Component, Port
 from .examples import example_item
 from .filters import pyrepr
+from .model import LOGIC_KINDS as LOGIC_KINDS  # re-exported: regenerate reads it
 from .names import class_name
 from .pytypes import field_code, schema_imports, uses_field
 from .schema_cases import schema_cases
@@ -28,7 +29,6 @@ PACKAGE_DIR = "package/"
 PER_COMPONENT = "package/components/component.py.jinja"
 BLUEPRINT_COPY = ".portwright/blueprint.yaml"
 MANIFEST = ".portwright/manifest.json"
-LOGIC_KINDS = ("source", "transformer", "filter", "router", "sink")
 # What an emitted project depends on: the same ranges portwright's own install brings,
 # so that the gate can run an emitted project's tests in portwright's interpreter.
 EMITTED_DEPENDENCIES = (
@@ -147,6 +147,9 @@ def project_context(blueprint: Blueprint) -> dict[str, Any]:
         "description": blueprint.description or f"The {blueprint.name} service.",
         "version": blueprint.version,
         "generator_version": __version__,
+        "portwright_requirement": blueprint.ci_portwright
+        or f"portwright=={__version__}",
+        "pip_index_url": blueprint.ci_index_url,
         "dependencies": list(EMITTED_DEPENDENCIES),
         "test_dependencies": list(EMITTED_TEST_DEPENDENCIES),
         "forbidden_imports": sorted(

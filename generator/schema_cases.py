@@ -34,6 +34,10 @@ def schema_cases(blueprint: Blueprint) -> list[dict[str, Any]]:
     return cases
 
 
+def _examples(blueprint: Blueprint) -> dict[str, dict[str, Any]]:
+    return {schema.name: schema.example() for schema in blueprint.schemas}
+
+
 def rejected_values(blueprint: Blueprint, field: SchemaField) -> list[tuple[str, Any]]:
     """``(why, value)`` pairs that the field's type or constraints must reject."""
     ref = field.type
@@ -64,7 +68,7 @@ def rejected_values(blueprint: Blueprint, field: SchemaField) -> list[tuple[str,
     elif ref.kind == "list":
         assert ref.item is not None
         out.append(("type", "not a list"))
-        item = example_value(blueprint, ref.item, None)
+        item = example_value(ref.item, {}, _examples(blueprint))
         if c.get("min_length", 0) > 0:
             out.append(("min_length", [item] * (c["min_length"] - 1)))
         if "max_length" in c:
