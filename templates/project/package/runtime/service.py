@@ -98,6 +98,9 @@ class Service:
         #: the Redis client, once a connection is carried by Redis
         self.redis: RedisLink | None = None
         self._failure: StartupError | None = None
+        #: where this process serves HTTP (``serve`` sets it); with Redis, each
+        #: replica lists itself there under this address (``replicas``)
+        self.url: str | None = None
 
     def __repr__(self) -> str:
         return f"Service({self.name!r}, state={self.state.value!r})"
@@ -338,7 +341,7 @@ class Service:
         try:
             async with anyio.create_task_group() as watchers:
                 if self.redis is not None:
-                    watchers.start_soon(self.redis.monitor)
+                    watchers.start_soon(self.redis.monitor, self._announcement())
                 # ``links``: the components, and what writes their messages to Redis
                 # (it ends once they closed their outputs and all is written).
                 async with anyio.create_task_group() as links:
@@ -434,6 +437,14 @@ class Service:
         for component in self.local_components():
             component.request_stop()
         context.stopping.set()
+
+    def _announcement(self) -> tuple[str, bytes] | None:
+        """This replica's record in Redis, when it serves HTTP."""
+        if self.redis is None or self.url is None:
+            return None
+        from .replicas import announcement
+
+        return announcement(self, self.url)
 
     def _dedup(self) -> Dedup:
         settings = self.settings

@@ -27,6 +27,7 @@ ready, and nothing is dropped: senders wait, receivers keep what they hold.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
@@ -119,6 +120,8 @@ class RedisLink:
         self._client: redis.asyncio.Redis | None = None
         self._add_entries: AsyncScript | None = None
         self._outage_logged = False
+        #: the key of this replica's record, while it keeps one (``monitor``)
+        self.announced: str | None = None
 
     @property
     def client(self) -> redis.asyncio.Redis:
@@ -163,16 +166,31 @@ class RedisLink:
                 self._up()
             return result
 
-    async def monitor(self) -> None:
-        """Ping Redis every second, so ``/ready`` follows it even when idle."""
+    async def monitor(self, announce: tuple[str, bytes] | None = None) -> None:
+        """Ping Redis every second, so ``/ready`` follows it even when idle.
+
+        ``announce`` (a key and its value): this replica's record, which the ping
+        writes instead (expiring after ``replicas.TTL_S``), so that it is listed
+        while it lives; ``close`` deletes it.
+        """
+        command: Callable[[], Awaitable[Any]] = self.client.ping
+        if announce is not None:
+            from .replicas import TTL_S
+
+            command = partial(self.client.set, *announce, ex=TTL_S)
+            self.announced = announce[0]
         while True:
-            await self.call(self.client.ping)
+            await self.call(command)
             await anyio.sleep(1.0)
 
     async def close(self) -> None:
-        """Close the client's connections."""
+        """Withdraw this replica's record (when Redis answers), close the client."""
         if self._client is not None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                if self.announced is not None and self.problem is None:
+                    with contextlib.suppress(*UNREACHABLE):  # else it expires
+                        await self._client.delete(self.announced)
+                    self.announced = None
                 await self._client.aclose()
             self._client = None
             self._add_entries = None
@@ -256,6 +274,9 @@ class RedisConnection(Connection):
         self._outbox: deque[bytes | None] = deque()
         #: how many messages at the head of the outbox the writer is writing now
         self._writing = 0
+        #: confirmed senders waiting now; the write under way (to abandon)
+        self._confirming = 0
+        self._write_scope: anyio.CancelScope | None = None
         self._more = anyio.Event()
         self._written = anyio.Event()
         self._dependents: list[RedisConnection] = []
@@ -375,6 +396,14 @@ class RedisConnection(Connection):
         for it (shielded, at most ``CONFIRM_GRACE_S``) and returns normally when it
         was written: the message was accepted after all.
         """
+        self._confirming += 1
+        try:
+            await self._confirmation(target)
+        finally:
+            self._confirming -= 1
+            self._abandon_if_unaccepted()
+
+    async def _confirmation(self, target: int) -> None:
         try:
             while self.flushed < target:
                 await self._written.wait()
@@ -416,14 +445,23 @@ class RedisConnection(Connection):
             batch = [data for data in taken if data is not None]
             if batch:
                 self._writing = len(taken)
+                scope = self._write_scope = anyio.CancelScope()
                 try:
-                    last = await self.link.call(
-                        partial(
-                            add_entries, keys=[self.stream], args=batch, client=client
+                    with scope:
+                        last = await self.link.call(
+                            partial(
+                                add_entries,
+                                keys=[self.stream],
+                                args=batch,
+                                client=client,
+                            )
                         )
-                    )
                 finally:
                     self._writing = 0
+                    self._write_scope = None
+                if scope.cancelled_caught:
+                    self._abandon()
+                    return
                 self.last_written = stream_id(last)
             for _ in taken:
                 self._outbox.popleft()
@@ -441,6 +479,42 @@ class RedisConnection(Connection):
         self.sender_closed = True
         self._more.set()
         self._wake()
+        self._abandon_if_unaccepted()
+
+    def _abandon_if_unaccepted(self) -> None:
+        """Stop a write that carries nothing accepted, so the drain need not wait.
+
+        With ``confirm`` (HTTP ingress), a message counts as accepted only once it
+        is written; when the sender has closed and no sender still waits, every
+        message left was answered 503, and a write retried while Redis is
+        unreachable would hold the stop for the whole drain timeout.
+        """
+        scope = self._write_scope
+        if (
+            scope is not None
+            and self._confirm
+            and self.sender_closed
+            and not self._confirming
+        ):
+            scope.cancel()
+
+    def _abandon(self) -> None:
+        left = sum(data is not None for data in self._outbox)
+        self.link.log.warning(
+            "%s: %d messages answered 503 are not written to %s (stopping while "
+            "redis at %s is unreachable)",
+            self.source.address,
+            left,
+            self.stream,
+            self.link.where,
+        )
+        self._outbox.clear()
+        self.flushed = self.queued
+        written, self._written = self._written, anyio.Event()
+        written.set()
+        for sibling in self.source.connections:
+            if isinstance(sibling, RedisConnection):
+                sibling._wake()
 
     def close(self) -> None:
         """Close the local buffer (idempotent)."""
@@ -520,7 +594,9 @@ class RedisConnection(Connection):
         feed = self._feed
         assert feed is not None
         async with feed:  # closing it ends the component's loop once drained
-            await self._create_group()
+            # Interruptible like a read: a replica asked to stop while Redis is
+            # unreachable holds nothing yet, and must not wait out the drain timeout.
+            await self._until_finished(self._add_group)
             while not self._finished():
                 if monotonic() >= self._next_claim:
                     self._next_claim = monotonic() + self._interval
@@ -577,14 +653,15 @@ class RedisConnection(Connection):
         await anyio.sleep(BACKOFF_MAX_S)
 
     async def _create_group(self) -> None:
-        client = self.link.client
+        await self.link.call(self._add_group)
+
+    async def _add_group(self) -> None:
+        """Create the group (one attempt); one that exists already is fine."""
         try:
             # From the stream's start: entries written before any reader existed
             # are delivered too.
-            await self.link.call(
-                lambda: client.xgroup_create(
-                    self.stream, self.group, id="0", mkstream=True
-                )
+            await self.link.client.xgroup_create(
+                self.stream, self.group, id="0", mkstream=True
             )
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
