@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -143,7 +144,9 @@ async def test_a_chunked_body_under_the_cap_is_accepted() -> None:
             yield payload[start : start + 10]
 
     async with service.running(), client_for(service) as client:
-        response = await client.post("/orders", content=body())
+        response = await client.post(
+            "/orders", content=body(), headers={"content-type": "application/json"}
+        )
 
     assert response.status_code == 202
     assert tap.items == [Order(**ORDER)]
@@ -236,3 +239,60 @@ def test_endpoints_refuse_impossible_options() -> None:
     service.add(runtime.ApiEndpoint("a", route="/x", schema=Order))
     with pytest.raises(runtime.WiringError, match="already served"):
         service.add(runtime.ApiEndpoint("b", route="/x", schema=Order))
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"content-type": "text/plain"}, {"content-type": "application/x-json-ish"}],
+    ids=["none", "text", "not-json"],
+)
+async def test_a_body_not_sent_as_json_is_415(headers: dict[str, str]) -> None:
+    service, tap = build()
+    async with service.running(), client_for(service) as client:
+        response = await client.post(
+            "/orders", content=b'{"order_id": "o-1"}', headers=headers
+        )
+
+    assert response.status_code == 415, response.text
+    assert response.json()["error"] == "unsupported_media_type"
+    assert tap.envelopes == []
+
+
+@pytest.mark.parametrize(
+    "media",
+    ["application/json; charset=utf-8", "Application/JSON", "application/order+json"],
+)
+async def test_json_content_types_with_parameters_or_suffix_are_accepted(
+    media: str,
+) -> None:
+    service, tap = build()
+    async with service.running(), client_for(service) as client:
+        response = await client.post(
+            "/orders",
+            content=json.dumps(ORDER).encode(),
+            headers={"content-type": media},
+        )
+
+    assert response.status_code == 202, response.text
+    assert len(tap.envelopes) == 1
+
+
+async def test_openapi_describes_each_operation_as_given_and_documents_415() -> None:
+    service = runtime.Service("shop")
+    service.add(runtime.ApiEndpoint("orders", route="/orders", schema=Order))
+    service.add(runtime.ApiEndpoint("refunds", route="/refunds", schema=Order))
+    app = runtime.create_app(
+        service,
+        description="A shop.",
+        endpoint_descriptions={"orders": "Takes an order to score."},
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        spec = (await client.get("/openapi.json")).json()
+
+    assert spec["info"]["description"] == "A shop."
+    orders = spec["paths"]["/orders"]["post"]
+    assert orders["description"] == "Takes an order to score."
+    assert spec["paths"]["/refunds"]["post"]["description"] == "A shop."
+    assert "415" in orders["responses"]
+    assert "The route" not in json.dumps(spec)  # no internal docstring leaks

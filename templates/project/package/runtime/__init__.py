@@ -26,6 +26,7 @@ from .errors import (
     Unauthorized,
     Unavailable,
     UnknownRouteError,
+    UnsupportedMediaType,
     WiringError,
 )
 from .ingress import ApiEndpoint
@@ -89,6 +90,7 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "UnknownRouteError",
+    "UnsupportedMediaType",
     "WiringError",
     "api_key_digest",
     "configure_logging",

@@ -11,10 +11,11 @@ client address), and answers every error in one JSON shape (``problems.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from time import monotonic
 from types import FrameType
@@ -35,6 +36,7 @@ from .auth import Credentials
 from .context import RequestContextMiddleware, TrustedProxies
 from .errors import RequestError, SettingsError
 from .ingress import ApiEndpoint, accepted
+from .listener import listen, url_of
 from .logs import configure_logging
 from .problems import ErrorHandlers, problem
 from .ratelimit import RateLimit, RateLimitStore
@@ -71,18 +73,34 @@ SECURITY_SCHEMES = {
     "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "basic": {"type": "http", "scheme": "basic"},
 }
+#: the exit status of a process stopped by SIGINT, as shells report it (128 + 2)
+INTERRUPTED = 130
 _RETRY = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
 
 
-def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
-    """The app serving ``service``'s ingress routes, health, readiness and metrics."""
+def create_app(
+    service: Service,
+    *,
+    version: str = "0.1.0",
+    description: str = "",
+    endpoint_descriptions: Mapping[str, str] | None = None,
+) -> FastAPI:
+    """The app serving ``service``'s ingress routes, health, readiness and metrics.
+
+    ``description`` describes the service in OpenAPI; each endpoint's operation is
+    described by its entry in ``endpoint_descriptions`` (the blueprint's), or else
+    by the service's description.
+    """
+    described = dict(endpoint_descriptions or {})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with service.running():
             yield
 
-    app = ServiceApp(title=service.name, version=version, lifespan=lifespan)
+    app = ServiceApp(
+        title=service.name, version=version, description=description, lifespan=lifespan
+    )
     app.state.service = service
     handlers = ErrorHandlers(service.log)
     handlers.install(app)
@@ -96,6 +114,7 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
         responses: dict[int | str, dict[str, Any]] = {
             400: {"model": Problem, "description": "Unreadable request headers"},
             413: {"model": Problem, "description": "Body too large"},
+            415: {"model": Problem, "description": "Body not sent as JSON"},
             422: {"model": Invalid, "description": "Body does not match"},
             503: {
                 "model": Problem,
@@ -137,6 +156,9 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
             methods=[endpoint.method],
             name=endpoint.name,
             summary=f"Send a message to {endpoint.name}",
+            description=described.get(endpoint.name)
+            or description
+            or f"The body, validated, becomes a message of {endpoint.name}.",
             status_code=202,
             response_model=Accepted,
             responses=responses,
@@ -177,7 +199,10 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
         # not know their schemas: register them as components.
         if app.openapi_schema is None:
             schema = get_openapi(
-                title=app.title, version=app.version, routes=app.routes
+                title=app.title,
+                version=app.version,
+                description=app.description or None,
+                routes=app.routes,
             )
             components = schema.setdefault("components", {})
             schemas = components.setdefault("schemas", {})
@@ -332,12 +357,20 @@ def protect(service: Service) -> None:
             )
 
 
-def serve(app: FastAPI, *, host: str | None = None, port: int | None = None) -> None:
-    """Serve ``app`` with uvicorn until SIGTERM/SIGINT, then drain and exit.
+def serve(
+    app: FastAPI, *, host: str | None = None, port: int | range | None = None
+) -> int:
+    """Serve ``app`` with uvicorn until SIGTERM/SIGINT, then drain; the exit status.
 
     On the signal the service stops at once (ingress answers 503, sources stop)
     while uvicorn finishes open requests; the app's shutdown then waits for the
-    drain (at most ``drain_timeout_s``).
+    drain (at most ``drain_timeout_s``). Stopped by SIGINT (Ctrl-C), it returns 130,
+    as a shell reports an interrupted command, without a ``KeyboardInterrupt``;
+    stopped by SIGTERM, uvicorn ends the process by that signal once drained.
+
+    ``port`` may be a range: the first free port of it is taken, so that the same
+    command starts several replicas (``listener``). Where it serves is logged and,
+    with Redis, listed (``replicas``). Raises ``SettingsError`` when it cannot listen.
     """
     service: Service = app.state.service
     settings = service.settings
@@ -345,10 +378,15 @@ def serve(app: FastAPI, *, host: str | None = None, port: int | None = None) -> 
     configure_logging(
         service.name, settings.log_level, service.masker, also=("uvicorn",)
     )
+    if not isinstance(port, range):
+        number = settings.port if port is None else port
+        port = range(number, number + 1)
+    sock = listen(host or settings.host, port)
+    service.url = url_of(sock)
     config = uvicorn.Config(
         app,
         host=host or settings.host,
-        port=settings.port if port is None else port,
+        port=sock.getsockname()[1],
         log_level=settings.log_level.lower(),
         log_config=None,
         # The client's address is decided by the app's trusted proxies alone:
@@ -356,7 +394,17 @@ def serve(app: FastAPI, *, host: str | None = None, port: int | None = None) -> 
         proxy_headers=False,
         lifespan="on",
     )
-    _DrainingServer(config, service).run()
+    server = _DrainingServer(config, service)
+    service.log.info(
+        "serving on %s (/health, /ready, /metrics)",
+        service.url,
+        extra={"url": service.url},
+    )
+    # uvicorn raises the SIGINT it handled again once it has drained, which asyncio
+    # turns into KeyboardInterrupt: the drain is done, there is nothing to say.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
+    return INTERRUPTED if server.interrupted else 0
 
 
 class _DrainingServer(uvicorn.Server):
@@ -366,6 +414,8 @@ class _DrainingServer(uvicorn.Server):
         super().__init__(config)
         self._service = service
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: a SIGINT (Ctrl-C) asked it to stop
+        self.interrupted = False
 
     async def serve(self, sockets: Any = None) -> None:
         """Remember the loop, so that the signal handler can reach the service."""
@@ -374,6 +424,7 @@ class _DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """Stop the service (on its loop), then let uvicorn shut down."""
+        self.interrupted = self.interrupted or sig == signal.SIGINT
         if self._loop is not None and sig in (signal.SIGINT, signal.SIGTERM):
             self._loop.call_soon_threadsafe(self._service.stop)
         super().handle_exit(sig, frame)

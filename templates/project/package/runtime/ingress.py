@@ -34,6 +34,7 @@ from .errors import (
     InvalidBody,
     PayloadTooLarge,
     Unavailable,
+    UnsupportedMediaType,
     WiringError,
 )
 from .ratelimit import RateLimit, RateLimiter, RateLimitStore, client_key
@@ -201,13 +202,17 @@ class ApiEndpoint(Component):
         if self.authenticator is not None or self.limiter is not None:
             await self._guard(scope)
         limit = self.max_payload_bytes
-        for key, declared in scope["headers"]:
-            if key == b"content-length":  # the first one, as Starlette reads it
-                if not declared.isdigit():
-                    raise BadRequest("Content-Length is not a number")
-                if int(declared) > limit:
-                    raise self._too_large()
-                break
+        length = media = None
+        for key, value in scope["headers"]:  # the first of each, as Starlette reads
+            if key == b"content-length" and length is None:
+                length = value
+            elif key == b"content-type" and media is None:
+                media = value
+        if length is not None:
+            if not length.isdigit():
+                raise BadRequest("Content-Length is not a number")
+            if int(length) > limit:
+                raise self._too_large()
         # The body, read straight from the server with a running cap, so that a
         # chunked body is refused as soon as it grows past the limit.
         size = 0
@@ -224,6 +229,11 @@ class ApiEndpoint(Component):
             if not message.get("more_body", False):
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        # after the size checks: a body too large is refused as that, whatever it is
+        if media is None or not _is_json(media):
+            raise UnsupportedMediaType(
+                "the body must be sent as JSON (Content-Type: application/json)"
+            )
         try:
             item = self._validate_json(body)
         except ValidationError as exc:
@@ -302,6 +312,14 @@ class ApiEndpoint(Component):
 
     def _unavailable(self, detail: str) -> Unavailable:
         return Unavailable(detail, self.retry_after)
+
+
+def _is_json(content_type: bytes) -> bool:
+    """Whether a Content-Type is JSON: ``application/json`` or ``.../x+json``."""
+    media = content_type.partition(b";")[0].strip().lower()
+    return media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    )
 
 
 async def accepted(send: Send, message_id: str, correlation_id: str) -> None:
