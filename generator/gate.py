@@ -2,25 +2,36 @@
 
 The gate runs in this interpreter: portwright's own install brings every dependency an
 emitted project has, so a fresh machine needs nothing beyond portwright's install.
+
+It judges the files portwright owns on everything (lint, black, the import guard) and
+the user's files only on what breaks the service: a syntax error or an undefined name
+(ruff's fatal rules), unresolved conflict markers, a failing test. Every step is
+bounded: each emitted test by pytest-timeout, each step as a whole by a time limit
+that kills its process group.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import GenerationError
 from .formatting import ruff_command
 from .imports_guard import ProjectImports, check_imports
+from .merging import find_markers
+from .planner import MANIFEST
 from .render import verbatim_files
+from .writer import Manifest
 
 # What the emitted tests import; all of them come with portwright's own install.
 NEEDED = (
@@ -36,8 +47,32 @@ NEEDED = (
     "bcrypt",
     "redis",
     "orjson",
+    "pytest_timeout",
 )
-PYTEST_TIMEOUT_S = 600
+#: one emitted test's time limit (pytest-timeout), unless the variable says otherwise
+TEST_TIMEOUT_VARIABLE = "PORTWRIGHT_TEST_TIMEOUT_S"
+TEST_TIMEOUT_S = 60.0
+#: a whole step's time limit; past it the step's process group is killed
+STEP_TIMEOUT_VARIABLE = "PORTWRIGHT_STEP_TIMEOUT_S"
+STEP_TIMEOUT_S = 600.0
+#: what fails the gate in a user's file: syntax errors and undefined names (the rest
+#: of the lint, and formatting, are the user's business)
+USER_RULES = "E9,F63,F7,F82"
+#: folders no step looks into (the tools' own defaults leave them out too)
+SKIPPED_FOLDERS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".venv",
+        "venv",
+        ".portwright",
+        "__pycache__",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".mypy_cache",
+        "node_modules",
+    }
+)
 #: the Redis the emitted tests may use (``bash .ci/run`` starts one and sets it)
 REDIS_URL_VARIABLE = "PORTWRIGHT_REDIS_URL"
 
@@ -72,6 +107,18 @@ class GateResult:
         """How long the gate took, start to end."""
         return self.wall_seconds or self.busy_seconds
 
+    def relocated(self, old: Path, new: Path) -> GateResult:
+        """The same result, its output naming ``new`` wherever it named ``old``."""
+        steps = tuple(
+            replace(
+                s,
+                output=s.output.replace(str(old), str(new)),
+                summary=s.summary.replace(str(old), str(new)),
+            )
+            for s in self.steps
+        )
+        return GateResult(steps, self.wall_seconds)
+
     @property
     def busy_seconds(self) -> float:
         """The sum of the steps' own times (they overlap)."""
@@ -92,8 +139,37 @@ def missing_dependencies() -> list[str]:
     return [name for name in NEEDED if importlib.util.find_spec(name) is None]
 
 
+def _seconds(variable: str, default: float) -> float:
+    """A time limit from the environment (a positive number of seconds), or ``default``."""
+    text = os.environ.get(variable, "")
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        raise GenerationError(
+            f"{variable}={text!r} is not a number of seconds"
+        ) from None
+    if value <= 0:
+        raise GenerationError(f"{variable}={text!r} must be more than 0 seconds")
+    return value
+
+
+def test_timeout() -> float:
+    """The time limit of one emitted test."""
+    return _seconds(TEST_TIMEOUT_VARIABLE, TEST_TIMEOUT_S)
+
+
+def step_timeout() -> float:
+    """The time limit of one gate step."""
+    return _seconds(STEP_TIMEOUT_VARIABLE, STEP_TIMEOUT_S)
+
+
 def pytest_command() -> list[str]:
-    """How the gate starts the emitted tests: this interpreter, anyio's plugin only."""
+    """How the gate starts the emitted tests: this interpreter, anyio's plugin, bounded.
+
+    Each test gets ``test_timeout()`` (a hang fails that test, by name); the session
+    stops a little before the step's own limit, so that pytest still reports.
+    """
+    step = step_timeout()
     return [
         sys.executable,
         "-m",
@@ -102,6 +178,11 @@ def pytest_command() -> list[str]:
         "no:cacheprovider",
         "-p",
         "anyio.pytest_plugin",
+        "-p",
+        "pytest_timeout",
+        f"--timeout={test_timeout():g}",
+        f"--session-timeout={max(step * 0.9, step - 30):g}",
+        "-rfE",
     ]
 
 
@@ -129,32 +210,82 @@ def _redis_env(project: Path) -> dict[str, str]:
     return {} if variable in os.environ else {variable: url}
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A bounded process's end: its exit code (None: killed at its limit), its output."""
+
+    returncode: int | None
+    output: str
+
+
+def run_bounded(
+    command: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None
+) -> Finished:
+    """Run ``command``; past ``timeout`` seconds kill it and everything it started.
+
+    The command leads a process group of its own, so that a test's server or worker
+    process cannot outlive the step (or keep its output pipe open).
+    """
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        output, _ = process.communicate()
+        return Finished(None, output or "")
+    except BaseException:
+        _kill_group(process)
+        process.wait()
+        raise
+    return Finished(process.returncode, output)
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):  # already gone, with its group
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 def _run(
     name: str,
     command: list[str],
     project: Path,
-    timeout: float = 300,
     extra_env: dict[str, str] | None = None,
 ) -> Step:
     start = time.perf_counter()
-    try:
-        done = subprocess.run(
-            command,
-            cwd=project,
-            capture_output=True,
-            text=True,
-            env={**step_env(), **(extra_env or {})},
-            timeout=timeout,
-            check=False,
-        )
-        output = (done.stdout + done.stderr).strip()
-        ok = done.returncode == 0
-    except subprocess.TimeoutExpired:
-        output, ok = f"timed out after {timeout:.0f} s", False
+    limit = step_timeout()
+    done = run_bounded(command, project, limit, {**step_env(), **(extra_env or {})})
+    output = done.output.strip()
+    if done.returncode is None:
+        output += f"\nkilled after {limit:g} s, the time limit of a gate step"
+    seconds = time.perf_counter() - start
+    return Step(name, done.returncode == 0, seconds, output, _summary(name, output))
+
+
+def _summary(name: str, output: str) -> str:
+    """The last line of the output; for pytest, with the tests that failed, by name."""
     lines = [line for line in output.splitlines() if line.strip()]
-    return Step(
-        name, ok, time.perf_counter() - start, output, lines[-1] if lines else ""
+    last = lines[-1] if lines else ""
+    if name != "pytest":
+        return last
+    failed = [
+        line.split(" ", 1)[1]
+        for line in lines
+        if line.startswith(("FAILED ", "ERROR "))
+    ]
+    if not failed:
+        return last
+    shown = "; ".join(failed[:3]) + (
+        f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
     )
+    return f"{last.strip('= ')}: {shown}"
 
 
 def _guard(project: Path) -> Step:
@@ -167,22 +298,108 @@ def _guard(project: Path) -> Step:
     )
 
 
-def _unchanged_copies(project: Path) -> list[str]:
-    """``--extend-exclude`` for the files that are byte for byte the runtime shipped.
+@dataclass(frozen=True)
+class Files:
+    """The project's Python files: portwright's (from the manifest) and the user's."""
+
+    owned: tuple[str, ...]
+    #: component files and every file portwright did not write
+    users: tuple[str, ...]
+    #: every path the manifest lists (conflict markers are looked for there)
+    written: tuple[str, ...]
+
+    @classmethod
+    def read(cls, project: Path) -> Files:
+        """Sort ``project``'s files by owner; a project without a manifest is refused."""
+        manifest = Manifest.read(project)
+        if manifest is None:
+            raise GenerationError(
+                f"{project} has no {MANIFEST}; the gate judges a project portwright "
+                "generated"
+            )
+        owned = {p for p, (owner, _) in manifest.files.items() if owner == "generator"}
+        python = sorted(_python_files(project))
+        return cls(
+            tuple(p for p in python if p in owned),
+            tuple(p for p in python if p not in owned),
+            tuple(sorted(manifest.files)),
+        )
+
+
+def _python_files(project: Path) -> Iterator[str]:
+    for folder, folders, names in os.walk(project):
+        folders[:] = sorted(f for f in folders if f not in SKIPPED_FOLDERS)
+        base = Path(folder).relative_to(project)
+        for name in names:
+            if name.endswith(".py"):
+                yield (base / name).as_posix()
+
+
+def _unchanged_copies(project: Path) -> set[str]:
+    """The files that are byte for byte the runtime shipped.
 
     Those are black-checked in portwright's own tree (and by its tests, as emitted);
     checking them again in every gate would double black's time. Any other file,
     a copy someone edited included, is checked.
     """
     package = ProjectImports.read(project).package
-    same = [
+    return {
         path
         for path, data in verbatim_files(package).items()
         if path.endswith(".py") and _read(project / path) == data
-    ]
-    if not same:
-        return []
-    return ["--extend-exclude", "^/(" + "|".join(re.escape(p) for p in same) + ")$"]
+    }
+
+
+def _black(project: Path, paths: list[str]) -> Step:
+    if not paths:
+        return Step("black", True, 0.0, "", "nothing of portwright's changed")
+    # one worker: a pool of processes would each import black again, beside pytest
+    command = [sys.executable, "-m", "black", "--check", "--workers", "1", "--"]
+    return _run("black", [*command, *paths], project)
+
+
+def _markers(project: Path, files: Files) -> Step:
+    start = time.perf_counter()
+    found = find_markers(project, files.written)
+    output = "\n".join(str(m) for m in found)
+    summary = (
+        f"{found[0]} (and {len(found) - 1} more)"
+        if len(found) > 1
+        else str(found[0]) if found else "no conflict markers"
+    )
+    return Step("conflicts", not found, time.perf_counter() - start, output, summary)
+
+
+def _user_lint(project: Path, files: Files) -> Step:
+    if not files.users:
+        return Step("your code", True, 0.0, "", "no files of yours")
+    step = _run(
+        "your code",
+        ruff_command(
+            "check",
+            "--no-cache",
+            "--select",
+            USER_RULES,
+            "--output-format",
+            "concise",
+            "--",
+            *files.users,
+        ),
+        project,
+    )
+    if step.ok:
+        return replace(step, summary=f"{len(files.users)} file(s) of yours: no errors")
+    broken = sorted(
+        {line.split(":", 1)[0] for line in step.output.splitlines() if ".py:" in line}
+    )
+    return replace(
+        step,
+        summary=(
+            f"your file(s) {', '.join(broken) or '(see below)'} would break the "
+            "service (a syntax error or an undefined name): fix them and run the "
+            "command again; style and formatting in your files are yours to choose"
+        ),
+    )
 
 
 def _read(path: Path) -> bytes | None:
@@ -208,36 +425,32 @@ def run_gate(
             f"{', '.join(missing)}; reinstall portwright with its dependencies"
         )
     started = time.perf_counter()
+    files = Files.read(project)
+    unchanged = _unchanged_copies(project)
+    formatted = [p for p in files.owned if p not in unchanged]
     commands: dict[str, Callable[[], Step]] = {
         "pytest": lambda: _run(
-            "pytest",
-            pytest_command(),
-            project,
-            timeout=PYTEST_TIMEOUT_S,
-            extra_env=_redis_env(project),
+            "pytest", pytest_command(), project, extra_env=_redis_env(project)
         ),
-        # one worker: a pool of processes would each import black again, beside pytest
-        "black": lambda: _run(
-            "black",
-            [
-                sys.executable,
-                "-m",
-                "black",
-                "--check",
-                "--workers",
-                "1",
-                *_unchanged_copies(project),
-                ".",
-            ],
-            project,
+        "black": lambda: _black(project, formatted),
+        "ruff": lambda: _run(
+            "ruff", ruff_command("check", "--no-cache", "--", *files.owned), project
         ),
-        "ruff": lambda: _run("ruff", ruff_command("check", "--no-cache", "."), project),
+        "your code": lambda: _user_lint(project, files),
     }
     with ThreadPoolExecutor(max_workers=len(commands)) as pool:
         running = {name: pool.submit(make) for name, make in commands.items()}
+        markers = _markers(project, files)
         guard = _guard(project)
         done = {name: future.result() for name, future in running.items()}
-    steps = (done["ruff"], done["black"], guard, done["pytest"])
+    steps = (
+        markers,
+        done["ruff"],
+        done["black"],
+        done["your code"],
+        guard,
+        done["pytest"],
+    )
     for step in steps:
         if on_step is not None:
             on_step(step)

@@ -52,6 +52,7 @@ EMITTED_TEST_DEPENDENCIES = (
     "black>=24.4",
     "httpx>=0.27,<1",
     "pytest>=8.2",
+    "pytest-timeout>=2.3",
     "ruff>=0.6",
 )
 DEFAULT_FORBIDDEN_IMPORTS = ("observability",)
