@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ import typer
 
 from . import __version__
 from .drift import check_project
-from .errors import BlueprintError, GenerationError, PortwrightError
+from .errors import BlueprintError, CheckFailed, GenerationError, PortwrightError
 from .gate import Step, run_gate
 from .generation import generate as generate_project
 from .imports_guard import check_imports
@@ -30,7 +31,7 @@ app = typer.Typer(
 
 EXIT_INVALID = 2
 EXIT_INTERNAL = 1
-EXIT_FAILED = 1  # a check that ran and found problems (gate, import guard)
+EXIT_FAILED = 1  # a check that ran and found problems (gate, conflicts, import guard)
 
 
 def _version(value: bool) -> None:
@@ -86,6 +87,24 @@ def _print_step(step: Step) -> None:
             typer.echo(f"       {line}")
 
 
+def _gate_printer() -> Callable[[Step], None]:
+    """Print each step, under a ``gate:`` heading printed with the first one.
+
+    Only a gate that runs gets the heading: an error before it (a missing or invalid
+    blueprint, a refused folder) is not the gate's.
+    """
+    started = False
+
+    def print_step(step: Step) -> None:
+        nonlocal started
+        if not started:
+            typer.echo("gate:")
+            started = True
+        _print_step(step)
+
+    return print_step
+
+
 @app.command()
 def generate(
     blueprint: Annotated[Path, typer.Argument(help="The blueprint file.")],
@@ -99,10 +118,8 @@ def generate(
     ] = True,
 ) -> None:
     """Generate the service project for BLUEPRINT into OUTPUT, gated."""
-    if gate:
-        typer.echo("gate:")
     done = generate_project(
-        blueprint, output, force=force, gate=gate, on_step=_print_step
+        blueprint, output, force=force, gate=gate, on_step=_gate_printer()
     )
     typer.echo(f"wrote {done.files} files to {done.dest}")
     for path in done.kept_user_files:
@@ -137,7 +154,7 @@ def regenerate(
 ) -> None:
     """Bring PROJECT up to date with its blueprint; your code is merged, never lost."""
     done = regenerate_project(
-        project, blueprint, dry_run=dry_run, gate=gate, on_step=_print_step
+        project, blueprint, dry_run=dry_run, gate=gate, on_step=_gate_printer()
     )
     if done.recovered:
         typer.echo("completed a regeneration that had been interrupted")
@@ -149,7 +166,8 @@ def regenerate(
             )
     changed = len(done.plan.changes)
     if dry_run:
-        typer.echo(f"dry run: {changed} file(s) would change; nothing written")
+        judged = " (the gate passed on the result)" if done.gate is not None else ""
+        typer.echo(f"dry run: {changed} file(s) would change{judged}; nothing written")
     elif not done.written:
         typer.echo("up to date: nothing changed")
     else:
@@ -191,7 +209,7 @@ def gate_command(
         raise GenerationError(
             f"{project} has no pyproject.toml; is it a generated project?"
         )
-    result = run_gate(project, _print_step)
+    result = run_gate(project, _gate_printer())
     typer.echo(f"gate {'passed' if result.ok else 'FAILED'} in {result.seconds:.1f} s")
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
@@ -214,6 +232,9 @@ def main() -> None:
     """Entry point: no traceback reaches a user; 2 for bad input, 1 for internal failure."""
     try:
         app()  # usage errors exit 2 and typer.Exit carries its code: both are SystemExit
+    except CheckFailed as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
     except PortwrightError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_INVALID)

@@ -44,3 +44,7 @@ class BlueprintError(PortwrightError):
 
 class GenerationError(PortwrightError):
     """Generating, writing or gating a project failed for a reason the user can act on."""
+
+
+class CheckFailed(PortwrightError):
+    """A check ran and failed (the gate, unresolved conflicts): the CLI exits 1."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .blueprint import Blueprint
-from .errors import GenerationError
+from .errors import CheckFailed, GenerationError
 from .examples import ExampleError
 from .formatting import format_files
 from .gate import GateResult, Step, run_gate
@@ -19,11 +21,28 @@ from .render import render_plan, template_names, templates_root
 from .writer import (
     Manifest,
     check_destination,
-    install,
+    is_empty,
+    place,
     read_tree,
     staging_dir,
     write_files,
 )
+
+STATE = ".portwright"
+#: never copied into the gate's copy of a folder (no step looks into them)
+NOT_COPIED = frozenset(
+    {
+        ".git",
+        ".venv",
+        "venv",
+        "__pycache__",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".mypy_cache",
+    }
+)
+#: regenerate's own state: the backup and pending files of a run, orphans, the journal
+STATE_NOT_COPIED = frozenset({"backup", "pending", "orphans", "journal.json"})
 
 
 @dataclass(frozen=True)
@@ -80,32 +99,21 @@ def generate(
 ) -> Generated:
     """Generate the project for ``blueprint_path`` into ``dest``; gate it first.
 
-    A failing gate leaves ``dest`` untouched and keeps the staged tree for inspection.
+    The gate judges exactly the tree ``dest`` will hold (with ``--force``, the files
+    already there included); a failing gate leaves ``dest`` untouched.
     """
     start = time.perf_counter()
     blueprint = load_blueprint(blueprint_path)
     text = blueprint_path.read_text(encoding="utf-8")
     check_destination(dest, force)
-    staging = staging_dir(dest)
-    try:
-        built = build(blueprint, text, staging)
-        result = run_gate(staging, on_step) if gate else None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if result is not None and not result.ok:
-        failed = dest.parent / f"{dest.name}.portwright-failed"
-        shutil.rmtree(failed, ignore_errors=True)
-        staging.rename(failed)
-        failing = ", ".join(s.name for s in result.steps if not s.ok)
-        raise GateFailed(
-            f"the gate failed ({failing}); {dest} is untouched; the failed project is kept in {failed}",
-            result,
-        )
-    try:
-        kept = install(staging, dest, built.manifest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # moved away, or refused
+    with tempfile.TemporaryDirectory(prefix="portwright-render-") as temporary:
+        built = build(blueprint, text, Path(temporary) / "project")
+    kept: list[str] = []
+
+    def put(root: Path) -> None:
+        kept[:] = place(root, built.contents, built.manifest)
+
+    result = land(dest, put, gate=gate, on_step=on_step)
     return Generated(
         dest,
         blueprint.name,
@@ -116,7 +124,109 @@ def generate(
     )
 
 
-class GateFailed(GenerationError):
+def failed_dir(dest: Path) -> Path:
+    """Where a tree that failed its gate is kept for inspection."""
+    return dest.parent / f"{dest.name}.portwright-failed"
+
+
+def land(
+    dest: Path,
+    change: Callable[[Path], None],
+    *,
+    gate: bool,
+    on_step: Callable[[Step], None] | None = None,
+    dry_run: bool = False,
+) -> GateResult | None:
+    """Make ``change`` to ``dest``, after the gate passed on exactly the tree it leaves.
+
+    The one way ``generate`` and ``regenerate`` (``--dry-run`` included) write: a copy
+    of ``dest`` as it is (caches and version control left out) gets ``change``, the gate
+    judges that copy, and only then is ``change`` made to ``dest`` (an absent or empty
+    ``dest`` simply becomes the gated copy). A failing gate leaves ``dest`` untouched,
+    keeps the copy in ``failed_dir(dest)`` and raises ``GateFailed``; a run that lands
+    removes the copy an earlier failure left. ``dry_run``: judge, change nothing.
+    """
+    if not gate and not is_empty(dest):
+        if not dry_run:
+            change(dest)
+            shutil.rmtree(failed_dir(dest), ignore_errors=True)
+        return None
+    tree = candidate(dest, change)
+    try:
+        result = prove(dest, tree, on_step, keep=not dry_run) if gate else None
+        if not dry_run:
+            if is_empty(dest):
+                if dest.exists():
+                    dest.rmdir()
+                os.replace(tree, dest)
+            else:
+                change(dest)
+            shutil.rmtree(failed_dir(dest), ignore_errors=True)
+        return result
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)  # moved into place, kept, or judged
+
+
+def candidate(dest: Path, change: Callable[[Path], None]) -> Path:
+    """A folder beside ``dest`` holding what ``dest`` will hold after ``change``."""
+    tree = staging_dir(dest)
+    try:
+        if dest.is_dir():
+            shutil.copytree(
+                dest, tree, dirs_exist_ok=True, ignore=_not_copied(dest), symlinks=True
+            )
+        change(tree)
+    except BaseException:
+        shutil.rmtree(tree, ignore_errors=True)
+        raise
+    return tree
+
+
+def prove(
+    dest: Path,
+    tree: Path,
+    on_step: Callable[[Step], None] | None,
+    *,
+    keep: bool = True,
+) -> GateResult:
+    """Gate ``tree``, what ``dest`` will hold; on failure keep it and raise ``GateFailed``.
+
+    The steps' output names files in ``tree``, a folder about to go: it is shown with
+    the folder the user can open instead (the kept copy, or ``dest`` itself).
+    """
+    result = run_gate(tree)
+    shown = failed_dir(dest) if keep else dest
+    if not result.ok:
+        result = result.relocated(tree, shown)
+    for step in result.steps:
+        if on_step is not None:
+            on_step(step)
+    if result.ok:
+        return result
+    failing = ", ".join(s.name for s in result.steps if not s.ok)
+    if keep:
+        shutil.rmtree(shown, ignore_errors=True)
+        tree.rename(shown)
+        where = f"{dest} is untouched; what it would hold is kept in {shown}"
+    else:
+        where = "dry run: nothing written"
+    raise GateFailed(f"the gate failed ({failing}); {where}", result)
+
+
+def _not_copied(dest: Path) -> Callable[[str, list[str]], set[str]]:
+    """What the gate's copy leaves out: version control, environments, caches, state."""
+    state = dest / STATE
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = {name for name in names if name in NOT_COPIED}
+        if Path(folder) == state:
+            skipped |= {name for name in names if name in STATE_NOT_COPIED}
+        return skipped
+
+    return ignore
+
+
+class GateFailed(CheckFailed):
     """The emitted project did not pass its gate."""
 
     def __init__(self, message: str, result: GateResult) -> None:

@@ -7,34 +7,22 @@ project and a git-tracked template (see docs/design.md).
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .blueprint import Blueprint
-from .errors import BlueprintError, GenerationError
-from .gate import GateResult, Step, run_gate
-from .generation import GateFailed, build
+from .errors import BlueprintError, CheckFailed, GenerationError
+from .gate import GateResult, Step
+from .generation import build, land
 from .journal import apply, recover
 from .loader import load_document
+from .merging import find_markers
 from .planner import BLUEPRINT_COPY, LOGIC_KINDS, MANIFEST
 from .update import Tree, UpdatePlan, decide
 from .writer import Manifest, target_of
 from .yaml_source import parse_source
-
-#: never copied into the gate's staging copy of a project
-_NOT_COPIED = {
-    ".git",
-    ".venv",
-    "venv",
-    "__pycache__",
-    ".pytest_cache",
-    ".ruff_cache",
-    ".mypy_cache",
-}
-_STATE_NOT_COPIED = {"backup", "pending", "orphans", "journal.json"}
 
 
 @dataclass(frozen=True)
@@ -121,63 +109,44 @@ def regenerate(
     gate: bool = True,
     on_step: Callable[[Step], None] | None = None,
 ) -> Regenerated:
-    """Update ``project``; gated, atomic, and a no-op when nothing changed."""
+    """Update ``project``; gated, atomic, and a no-op when nothing changed.
+
+    ``dry_run`` does everything but write: it plans, and gates the updated copy, so it
+    fails where the real run would.
+    """
     recovered = False if dry_run else recover(project)
+    refuse_markers(project)
     plan = plan_update(project, new_file)
     manifest_json = plan.manifest.to_json()
     current = project / MANIFEST
     same_manifest = (
         current.is_file() and current.read_text(encoding="utf-8") == manifest_json
     )
-    if dry_run or (not plan.changes and same_manifest):
+    if not plan.changes and same_manifest:
         return Regenerated(plan, False, recovered, None)
-    result = None
-    if gate and not plan.conflicts:
-        result = _gate_copy(project, plan, manifest_json, on_step)
-    apply(project, plan.changes, manifest_json)
-    return Regenerated(plan, True, recovered, result)
-
-
-def _gate_copy(
-    project: Path,
-    plan: UpdatePlan,
-    manifest_json: str,
-    on_step: Callable[[Step], None] | None,
-) -> GateResult:
-    """Run the gate on a copy of the project with the update applied."""
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{project.name}.portwright-", dir=project.parent)
+    # Conflicts are written for the user to resolve, ungated: the markers alone would
+    # fail the gate; the gate judges the project once they are resolved.
+    result = land(
+        project,
+        lambda root: apply(root, plan.changes, manifest_json),
+        gate=gate and not plan.conflicts,
+        on_step=on_step,
+        dry_run=dry_run,
     )
-    try:
-        shutil.copytree(
-            project, staging, dirs_exist_ok=True, ignore=_ignore(project), symlinks=True
+    return Regenerated(plan, not dry_run, recovered, result)
+
+
+def refuse_markers(project: Path) -> None:
+    """Refuse to go on while a file portwright wrote still holds conflict markers."""
+    manifest = Manifest.read(project)
+    if manifest is None:
+        return
+    found = find_markers(project, manifest.files)
+    if found:
+        lines = "\n".join(
+            f"{project / m.path}{str(m).removeprefix(m.path)}" for m in found
         )
-        apply(staging, plan.changes, manifest_json)
-        result = run_gate(staging, on_step)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if not result.ok:
-        failed = project.parent / f"{project.name}.portwright-failed"
-        shutil.rmtree(failed, ignore_errors=True)
-        staging.rename(failed)
-        failing = ", ".join(s.name for s in result.steps if not s.ok)
-        raise GateFailed(
-            f"the gate failed ({failing}); {project} is untouched; the updated project is "
-            f"kept in {failed}",
-            result,
+        raise CheckFailed(
+            f"{len(found)} conflict(s) of the last regenerate are not resolved; "
+            f"resolve them, then run the command again:\n{lines}"
         )
-    shutil.rmtree(staging, ignore_errors=True)
-    return result
-
-
-def _ignore(project: Path) -> Callable[[str, list[str]], set[str]]:
-    state = project / ".portwright"
-
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        skipped = {name for name in names if name in _NOT_COPIED}
-        if Path(folder) == state:
-            skipped |= {name for name in names if name in _STATE_NOT_COPIED}
-        return skipped
-
-    return ignore

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -161,31 +159,32 @@ def check_destination(dest: Path, force: bool) -> None:
     )
 
 
-def install(staging: Path, dest: Path, manifest: Manifest) -> list[str]:
-    """Move the staged project into ``dest``; returns the user files kept as they were.
+def is_empty(dest: Path) -> bool:
+    """Whether ``dest`` is absent or an empty folder (one rename can then fill it)."""
+    return not dest.exists() or (dest.is_dir() and not any(dest.iterdir()))
 
-    An absent or empty ``dest`` is replaced by one rename. Otherwise (``--force``)
-    generator-owned files are written over and user-owned files are written only where
-    absent: user code is never overwritten.
+
+def place(
+    root: Path,
+    contents: Mapping[str, bytes],
+    manifest: Manifest,
+) -> list[str]:
+    """Write a rendered project over ``root``; returns the user files kept as they were.
+
+    Generator-owned files are written over and user-owned files only where absent:
+    user code is never overwritten. Files portwright did not plan stay as they are.
+    Every target is checked before anything is written: a symlink on the way to the
+    last file must not leave the first ones written.
     """
-    if not dest.exists() or (dest.is_dir() and not any(dest.iterdir())):
-        if dest.exists():
-            dest.rmdir()
-        os.replace(staging, dest)
-        return []
-    # Every target is checked before anything moves: a symlink on the way to the
-    # last file must not leave the first ones written.
-    targets = {path: target_of(dest, path) for path in manifest.files}
-    manifest_target = target_of(dest, MANIFEST)
-    kept = []
-    for path, (owner, _digest) in sorted(manifest.files.items()):
-        target = targets[path]
-        if owner == "user" and target.exists():
-            kept.append(path)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(target_of(staging, path), target)
-    manifest_target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(target_of(staging, MANIFEST), manifest_target)
-    shutil.rmtree(staging, ignore_errors=True)
+    targets = {path: target_of(root, path) for path in [*contents, MANIFEST]}
+    kept = sorted(
+        path
+        for path in contents
+        if manifest.files[path][0] == "user" and targets[path].exists()
+    )
+    files: dict[str, str | bytes] = {
+        path: data for path, data in contents.items() if path not in kept
+    }
+    files[MANIFEST] = manifest.to_json()
+    write_files(root, files)
     return kept

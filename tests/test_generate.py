@@ -1,5 +1,6 @@
 """``portwright generate`` end to end: real projects, their real gate, as a user runs it."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -180,3 +181,100 @@ def test_hostile_text_generates_a_project_that_passes_its_gate_and_runs_none_of_
     schemas = (dest / "hostile_svc" / "schemas.py").read_text()
     compile(schemas, "schemas.py", "exec")
     assert "import os" not in schemas.split('"""')[-1].split("class Msg")[0]
+
+
+LOOP = """\
+portwright: 1
+name: looper
+schemas:
+  Job:
+    fields:
+      job_id: {type: str, max_length: 64}
+components:
+  api:
+    kind: api_endpoint
+    route: POST /jobs
+    output: Job
+  work:
+    kind: transformer
+    input: Job
+    output: Job
+  done:
+    kind: sink
+    input: Job
+  never:
+    kind: sink
+    input: Job
+  side:
+    kind: transformer
+    input: Job
+    output: Job
+connections:
+  - api.out -> work.in
+  - {from: work.out, to: work.in, feedback: true}
+  - work.out -> done.in
+  - side.out -> never.in
+  - api.out -> side.in
+"""
+
+
+def test_a_feedback_loop_passes_its_own_gate(tmp_path: Path) -> None:
+    # with the default code an item circulates in the loop for ever; the emitted
+    # tests must still end, and pass (pytest-timeout bounds this test if they do not)
+    blueprint = tmp_path / "loop.yaml"
+    blueprint.write_text(LOOP)
+    done = run_cli("generate", str(blueprint), "-o", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "gate passed:" in done.stdout
+
+
+def _paths_exist(text: str, root: Path) -> None:
+    """Every path under ``root`` that ``text`` names exists."""
+    for named in re.findall(re.escape(str(root)) + r"[^\s:,;'\")]*", text):
+        assert Path(named).exists(), f"names a path that is gone: {named}"
+
+
+def test_force_gates_exactly_the_tree_it_leaves(tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    dest.mkdir()
+    # not Python, but it decides how the project's tests run
+    (dest / "pytest.ini").write_text("[pytest]\naddopts = --no-such-option\n")
+    done = run_cli("generate", str(EXAMPLES[0]), "-o", str(dest), "--force")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "FAIL pytest" in done.stdout
+    assert "the gate failed (pytest)" in done.stderr
+    assert [p.name for p in dest.iterdir()] == ["pytest.ini"]
+    failed = tmp_path / "out.portwright-failed"
+    assert (failed / "pytest.ini").is_file()
+    _paths_exist(done.stdout + done.stderr, tmp_path)
+    # a user file kept by --force is judged too, by what breaks the service
+    (dest / "pytest.ini").unlink()
+    component = dest / EXAMPLES[0].stem / "components" / "score.py"
+    component.parent.mkdir(parents=True)
+    component.write_text("X = undefined_name\n")
+    done = run_cli("generate", str(EXAMPLES[0]), "-o", str(dest), "--force")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"your file(s) {EXAMPLES[0].stem}/components/score.py" in done.stdout
+    # without it, the next run lands, and removes what the failed one left
+    component.unlink()
+    done = run_cli("generate", str(EXAMPLES[0]), "-o", str(dest), "--force")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not failed.exists()
+    assert run_cli("gate", str(dest)).returncode == 0
+
+
+@pytest.mark.parametrize("case", ["missing", "invalid", "refused"])
+def test_errors_before_the_gate_are_not_printed_under_it(
+    case: str, tmp_path: Path
+) -> None:
+    blueprint = tmp_path / "bp.yaml"
+    dest = tmp_path / "out"
+    if case == "invalid":
+        blueprint.write_text("portwright: 1\nname: Not A Name\n")
+    elif case == "refused":
+        shutil.copy(EXAMPLES[0], blueprint)
+        dest.mkdir()
+        (dest / "notes.md").write_text("mine")
+    done = run_cli("generate", str(blueprint), "-o", str(dest))
+    assert done.returncode == 2
+    assert "gate:" not in done.stdout

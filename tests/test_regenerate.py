@@ -280,17 +280,76 @@ def test_check_catches_drift_and_passes_after_regenerate(project: Path) -> None:
 
 
 def test_a_failing_gate_leaves_the_project_as_it_was(project: Path) -> None:
-    # A user file that breaks the lint: the gate must refuse the update.
+    # A user file that breaks the service: the gate must refuse the update.
     score = project / PKG / "components" / "score.py"
-    score.write_text("import os\n" + score.read_text())
+    score.write_text(score.read_text() + "\nBROKEN = undefined_name\n")
     edit(blueprint_of(project), "buffer_size: 64", "buffer_size: 65")
     before = tree(project)
     done = cli("regenerate", str(project))
-    assert done.returncode == 2
-    assert "the gate failed (ruff" in done.stderr
-    assert "F401" in done.stdout
+    assert done.returncode == 1  # a check that ran and failed
+    assert "the gate failed (your code" in done.stderr
+    assert f"your file(s) {PKG}/components/score.py would break the service" in (
+        done.stdout
+    )
+    assert "F821" in done.stdout
     assert tree(project) == before
-    shutil.rmtree(project.parent / "project.portwright-failed", ignore_errors=True)
+    failed = project.parent / "project.portwright-failed"
+    assert str(failed) in done.stderr and failed.is_dir()
+    # fixed, the next run lands and removes what the failed one left
+    score.write_text(score.read_text().replace("undefined_name", "1"))
+    regenerate_ok(project)
+    assert not failed.exists()
+
+
+def test_dry_run_predicts_a_failing_gate(project: Path) -> None:
+    score = project / PKG / "components" / "score.py"
+    score.write_text(score.read_text() + "\nBROKEN = undefined_name\n")
+    edit(blueprint_of(project), "buffer_size: 64", "buffer_size: 65")
+    before = tree(project)
+    done = cli("regenerate", str(project), "--dry-run")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "FAIL your code" in done.stdout
+    assert "dry run: nothing written" in done.stderr
+    assert tree(project) == before
+    assert not (project.parent / "project.portwright-failed").exists()
+    for line in (done.stdout + done.stderr).split():
+        if line.startswith(str(project.parent)):
+            assert Path(line.rstrip(":;,)")).exists(), line
+
+
+def test_a_users_own_formatting_does_not_block_regenerate(project: Path) -> None:
+    score = project / PKG / "components" / "score.py"
+    score.write_text(score.read_text().replace('"""What score does."""', "'mine'"))
+    edit(blueprint_of(project), "buffer_size: 64", "buffer_size: 65")
+    out = regenerate_ok(project)
+    assert f"change    {PKG}/wiring.py" in out
+    assert "'mine'" in score.read_text()
+
+
+def test_conflict_markers_fail_check_gate_and_regenerate(project: Path) -> None:
+    by_risk = project / PKG / "components" / "by_risk.py"
+    edit(by_risk, '        return "high"', '        return "low"  # USER: all low')
+    bp = blueprint_of(project)
+    edit(
+        bp,
+        "outputs: {high: ScoredOrder, low: ScoredOrder}",
+        "outputs: {urgent: ScoredOrder, low: ScoredOrder}",
+    )
+    edit(bp, "by_risk.high -> review_queue.in", "by_risk.urgent -> review_queue.in")
+    done = cli("regenerate", str(project))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"{PKG}/components/by_risk.py" in done.stderr
+    line = by_risk.read_text().splitlines().index("<<<<<<< yours (on disk)") + 1
+    where = f"{PKG}/components/by_risk.py:{line}: unresolved conflict"
+    checked = cli("check", str(project))
+    assert checked.returncode == 1
+    assert where in checked.stdout
+    gated = cli("gate", str(project))
+    assert gated.returncode == 1
+    assert where in gated.stdout
+    again = cli("regenerate", str(project))
+    assert again.returncode == 1
+    assert f"{project}/{where}" in again.stderr
 
 
 def test_an_interrupted_regeneration_leaves_a_whole_tree(

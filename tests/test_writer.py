@@ -9,7 +9,7 @@ from generator.planner import MANIFEST
 from generator.writer import (
     Manifest,
     check_destination,
-    install,
+    place,
     safe_relative,
     target_of,
     write_files,
@@ -51,18 +51,14 @@ def test_a_generated_folder_points_to_regenerate(tmp_path: Path) -> None:
         check_destination(tmp_path, force=False)
 
 
-def test_install_with_force_keeps_user_files(tmp_path: Path) -> None:
+def test_place_with_force_keeps_user_files(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     write_files(dest, {"pkg/components/a.py": "mine = 1\n", "other.txt": "keep me\n"})
-    staging = tmp_path / "staging"
-    files = {"pkg/components/a.py": "skeleton = 1\n", "pkg/schemas.py": "x = 1\n"}
-    write_files(staging, files)
+    files = {"pkg/components/a.py": b"skeleton = 1\n", "pkg/schemas.py": b"x = 1\n"}
     manifest = Manifest.build(
-        {p: t.encode() for p, t in files.items()},
-        {"pkg/components/a.py": "user", "pkg/schemas.py": "generator"},
+        files, {"pkg/components/a.py": "user", "pkg/schemas.py": "generator"}
     )
-    write_files(staging, {MANIFEST: manifest.to_json()})
-    kept = install(staging, dest, manifest)
+    kept = place(dest, files, manifest)
     assert kept == ["pkg/components/a.py"]
     assert (dest / "pkg/components/a.py").read_text() == "mine = 1\n"
     assert (dest / "pkg/schemas.py").read_text() == "x = 1\n"
