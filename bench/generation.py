@@ -36,8 +36,8 @@ from pathlib import Path
 import copier
 
 import generator.generation as generation
-from generator.graph import default_checker
 from generator.render import environment
+from generator.resolve import default_checker
 
 from . import synthetic
 from .table import Goal, Row, median

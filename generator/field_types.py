@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from .blueprint import TypeRef
 from .names import SCHEMA
-
-SCALARS = ("str", "int", "float", "bool", "datetime", "date", "uuid", "dict")
-NUMERIC = frozenset({"int", "float"})
-SIZED = frozenset({"str", "list", "dict"})
+from .scalars import LIST_CONSTRAINTS, SCALARS
 
 
 class TypeSyntaxError(ValueError):
@@ -61,10 +58,8 @@ def _split_union(text: str) -> list[str]:
 
 def allowed_constraints(ref: TypeRef) -> frozenset[str]:
     """The constraints that make sense for ``ref`` (optional or not)."""
-    if ref.kind == "scalar" and ref.name in NUMERIC:
-        return frozenset({"gt", "ge", "lt", "le"})
-    if ref.kind == "scalar" and ref.name == "str":
-        return frozenset({"min_length", "max_length", "pattern"})
-    if ref.kind == "list" or ref.name == "dict":
-        return frozenset({"min_length", "max_length"})
+    if ref.kind == "list":
+        return frozenset(LIST_CONSTRAINTS)
+    if ref.kind == "scalar":
+        return frozenset(SCALARS[ref.name].constraints)
     return frozenset()

@@ -14,7 +14,6 @@ from pydantic_core import ErrorDetails
 
 from .blueprint import Blueprint
 from .errors import BlueprintError, Problem
-from .graph import did_you_mean, resolve
 from .model import (
     COMPONENT_MODELS,
     KINDS,
@@ -25,6 +24,7 @@ from .model import (
     RateLimitSpec,
     SchemaSpec,
 )
+from .resolve import did_you_mean, resolve
 from .yaml_source import Loc, SourceDoc, parse_source, read_source
 
 

@@ -6,23 +6,7 @@ from dataclasses import dataclass
 
 from .blueprint import Schema, SchemaField, TypeRef
 from .filters import pyrepr
-
-_SCALAR_CODE = {
-    "str": "str",
-    "int": "int",
-    "float": "float",
-    "bool": "bool",
-    "datetime": "datetime",
-    "date": "date",
-    "uuid": "UUID",
-    "dict": "dict[str, Any]",
-}
-_SCALAR_IMPORTS = {
-    "datetime": ("datetime", "datetime"),
-    "date": ("datetime", "date"),
-    "uuid": ("uuid", "UUID"),
-    "dict": ("typing", "Any"),
-}
+from .scalars import SCALARS
 
 
 def annotation(ref: TypeRef) -> str:
@@ -33,7 +17,7 @@ def annotation(ref: TypeRef) -> str:
     elif ref.kind == "schema":
         core = ref.name
     else:
-        core = _SCALAR_CODE[ref.name]
+        core = SCALARS[ref.name].annotation
     return f"{core} | None" if ref.optional else core
 
 
@@ -42,8 +26,7 @@ def imports_for(ref: TypeRef) -> set[tuple[str, str]]:
     if ref.kind == "list":
         assert ref.item is not None
         return imports_for(ref.item)
-    found = _SCALAR_IMPORTS.get(ref.name) if ref.kind == "scalar" else None
-    return {found} if found else set()
+    return set(SCALARS[ref.name].imports) if ref.kind == "scalar" else set()
 
 
 @dataclass(frozen=True)

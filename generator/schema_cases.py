@@ -11,6 +11,7 @@ from typing import Any
 
 from .blueprint import Blueprint, SchemaField
 from .examples import example_item, example_value
+from .scalars import SCALARS
 
 _NON_MATCHING = ("", "!", " ", "0", "example text", "\u00e9", "A" * 300)
 
@@ -41,40 +42,39 @@ def _examples(blueprint: Blueprint) -> dict[str, dict[str, Any]]:
 def rejected_values(blueprint: Blueprint, field: SchemaField) -> list[tuple[str, Any]]:
     """``(why, value)`` pairs that the field's type or constraints must reject."""
     ref = field.type
-    c = dict(field.constraints)
-    out: list[tuple[str, Any]] = []
-    if ref.kind == "scalar" and ref.name in ("int", "float"):
-        out.append(("type", "not a number"))
-        if "gt" in c:
-            out.append(("gt", c["gt"]))
-        if "ge" in c:
-            out.append(("ge", c["ge"] - 1))
-        if "lt" in c:
-            out.append(("lt", c["lt"]))
-        if "le" in c:
-            out.append(("le", c["le"] + 1))
-    elif ref.kind == "scalar" and ref.name == "str":
-        out.append(("type", {"not": "a string"}))
-        if c.get("min_length", 0) > 0:
-            out.append(("min_length", "x" * (c["min_length"] - 1)))
-        if "max_length" in c:
-            out.append(("max_length", "x" * (c["max_length"] + 1)))
-        if "pattern" in c:
-            miss = next(
-                (s for s in _NON_MATCHING if re.search(c["pattern"], s) is None), None
-            )
-            if miss is not None:
-                out.append(("pattern", miss))
-    elif ref.kind == "list":
+    if ref.kind == "schema":
+        return [("type", "not an object")]
+    if ref.kind == "list":
         assert ref.item is not None
-        out.append(("type", "not a list"))
         item = example_value(ref.item, {}, _examples(blueprint))
-        if c.get("min_length", 0) > 0:
-            out.append(("min_length", [item] * (c["min_length"] - 1)))
-        if "max_length" in c:
-            out.append(("max_length", [item] * (c["max_length"] + 1)))
-    elif ref.kind == "schema":
-        out.append(("type", "not an object"))
-    elif ref.name in ("datetime", "date", "uuid"):
-        out.append(("type", "not-a-" + ref.name))
+        wrong: tuple[Any, ...] = ("not a list",)
+        unit: Any = [item]
+    else:
+        scalar = SCALARS[ref.name]
+        wrong, unit = scalar.rejected, scalar.unit
+    out = [("type", value) for value in wrong]
+    return out + _beyond(dict(field.constraints), unit)
+
+
+def _beyond(c: dict[str, Any], unit: Any) -> list[tuple[str, Any]]:
+    """Values just outside each constraint; ``unit`` repeated breaks the lengths."""
+    out: list[tuple[str, Any]] = []
+    if "gt" in c:
+        out.append(("gt", c["gt"]))
+    if "ge" in c:
+        out.append(("ge", c["ge"] - 1))
+    if "lt" in c:
+        out.append(("lt", c["lt"]))
+    if "le" in c:
+        out.append(("le", c["le"] + 1))
+    if unit is not None and c.get("min_length", 0) > 0:
+        out.append(("min_length", unit * (c["min_length"] - 1)))
+    if unit is not None and "max_length" in c:
+        out.append(("max_length", unit * (c["max_length"] + 1)))
+    if "pattern" in c:
+        miss = next(
+            (s for s in _NON_MATCHING if re.search(c["pattern"], s) is None), None
+        )
+        if miss is not None:
+            out.append(("pattern", miss))
     return out

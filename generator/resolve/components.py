@@ -1,0 +1,224 @@
+"""Components: their ports, the port rules of their kind, routes, renames, class names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..blueprint import ERROR_SCHEMA, ERRORS_PORT, Component, Port, RateLimit
+from ..model import LOGIC_KINDS, ComponentSpec, RateLimitSpec
+from ..names import component_classes
+from ..yaml_source import Loc
+from .checks import Checks
+
+
+class ComponentRules(Checks):
+    """Resolve each component: its ports and the settings it inherits."""
+
+    def components(self) -> dict[str, Component]:
+        out: dict[str, Component] = {}
+        routes: dict[tuple[str, str], str] = {}
+        defaults = self.spec.defaults
+        for name, spec in self.spec.components.items():
+            inputs = self.ports(name, spec, "in")
+            outputs = self.ports(name, spec, "out")
+            self.check_port_counts(name, spec, inputs, outputs)
+            extra: dict[str, Any] = {}
+            if spec.kind == "api_endpoint":
+                method, path = spec.route.split(" ", 1)
+                key = (method, path.rstrip("/") or "/")
+                if key in routes:
+                    self.error(
+                        ("components", name, "route"),
+                        f"route {spec.route!r} is already used by component {routes[key]!r}",
+                    )
+                routes.setdefault(key, name)
+                extra = {
+                    "method": method,
+                    "path": path,
+                    "timeout_ms": spec.timeout_ms or defaults.timeout_ms,
+                    "max_payload_kb": spec.max_payload_kb or defaults.max_payload_kb,
+                    "auth": spec.auth,
+                    "rate_limit": self.rate_limit(name, spec.auth, spec.rate_limit),
+                }
+            burst = getattr(spec, "burst_limit", None) or defaults.burst_limit
+            out[name] = Component(
+                name=name,
+                kind=spec.kind,
+                description=spec.description,
+                inputs=inputs,
+                outputs=outputs,
+                burst_limit=burst,
+                renamed_from=spec.renamed_from,
+                **extra,
+            )
+        self.check_renames()
+        self.check_class_names()
+        return out
+
+    def check_class_names(self) -> None:
+        """Each class the emitted code makes from a name is made once.
+
+        Schemas are classes, and a component with user code makes ``Name``,
+        ``NameBase`` and ``NamePort``; the modules import them side by side, so one
+        name made twice would shadow the other (``score`` and schema ``Score``,
+        ``a_b`` and ``a__b``, ``score`` and ``score_base``).
+        """
+        owners = {name: f"schema {name!r}" for name in self.spec.schemas}
+        for name, spec in self.spec.components.items():
+            if spec.kind not in LOGIC_KINDS:
+                continue
+            for made in component_classes(name):
+                if made in owners:
+                    self.error(
+                        ("components", name),
+                        f"component {name!r} makes the class {made!r}, which "
+                        f"{owners[made]} makes too; rename one of them",
+                    )
+                    break
+            else:
+                for made in component_classes(name):
+                    owners[made] = f"component {name!r}"
+
+    def rate_limit(
+        self, name: str, auth: str | None, spec: RateLimitSpec | None
+    ) -> RateLimit | None:
+        """The endpoint's limit; counting per API key needs API keys to count."""
+        if spec is None:
+            return None
+        if spec.key == "api_key" and auth != "api_key":
+            self.error(
+                ("components", name, "rate_limit", "key"),
+                f"rate_limit key 'api_key' counts per API key, but component {name!r} "
+                f"{'has no auth' if auth is None else f'uses auth {auth!r}'}; add "
+                "'auth: api_key' or use key 'client'",
+            )
+        return RateLimit(spec.requests, spec.per_seconds, spec.key)
+
+    def check_renames(self) -> None:
+        """A former name must be free and claimed by one component only."""
+        claimed: dict[str, str] = {}
+        for name, spec in self.spec.components.items():
+            old = spec.renamed_from
+            if old is None:
+                continue
+            loc: Loc = ("components", name, "renamed_from")
+            if old == name:
+                self.error(loc, f"component {name!r} cannot be renamed from itself")
+            elif old in self.spec.components:
+                self.error(
+                    loc,
+                    f"{old!r} is still a component; a renamed component's old name must be gone",
+                )
+            elif old in claimed:
+                self.error(
+                    loc, f"{old!r} is already claimed by component {claimed[old]!r}"
+                )
+            claimed.setdefault(old, name)
+
+    def ports(self, name: str, spec: ComponentSpec, direction: str) -> tuple[Port, ...]:
+        single_key, many_key = (
+            ("input", "inputs") if direction == "in" else ("output", "outputs")
+        )
+        single: str | None = getattr(spec, single_key, None)
+        many: dict[str, str] | None = getattr(spec, many_key, None)
+        if single is not None and many is not None:
+            self.error(
+                ("components", name, many_key),
+                f"give either '{single_key}' or '{many_key}', not both",
+            )
+        declared: dict[str, str] = {}
+        if single is not None:
+            declared = {
+                direction: single
+            }  # the shorthands name their port 'in' / 'out'
+        elif many is not None:
+            declared = dict(many)
+        ports = []
+        for port, schema in declared.items():
+            loc = self.port_loc(name, spec, direction, port)
+            self.schema_ref(
+                loc, schema, f"port {name}.{port}"
+            )  # kept either way: no cascade
+            if direction == "out" and port == ERRORS_PORT and schema != ERROR_SCHEMA:
+                self.error(
+                    loc,
+                    f"the 'errors' output carries the built-in ErrorRecord, not {schema!r}",
+                )
+                continue
+            ports.append(Port(name, port, schema, direction))
+        return tuple(ports)
+
+    def check_port_counts(
+        self,
+        name: str,
+        spec: ComponentSpec,
+        inputs: tuple[Port, ...],
+        outputs: tuple[Port, ...],
+    ) -> None:
+        kind = getattr(spec, "kind", "")
+        data_out = [p for p in outputs if p.name != ERRORS_PORT]
+        if kind == "sink" and not inputs:
+            self.error(
+                ("components", name),
+                "a sink needs at least one input ('input' or 'inputs')",
+            )
+        if kind == "merger" and not inputs:
+            self.error(
+                ("components", name), "a merger needs at least one input ('inputs')"
+            )
+        if (
+            kind in ("transformer", "filter", "router")
+            and len(inputs) != 1
+            and not self._port_errors(name)
+        ):
+            self.error(
+                ("components", name),
+                f"a {kind} has exactly one input ('input: Schema')",
+            )
+        if (
+            kind in ("source", "router")
+            and not data_out
+            and not self._port_errors(name)
+        ):
+            self.error(
+                ("components", name), f"a {kind} needs at least one output ('outputs')"
+            )
+        if (
+            kind in ("api_endpoint", "transformer", "filter", "merger")
+            and len(data_out) != 1
+            and not self._port_errors(name)
+        ):
+            self.error(
+                ("components", name),
+                f"{'an' if kind == 'api_endpoint' else 'a'} {kind} has exactly one output "
+                "besides 'errors' ('output: Schema')",
+            )
+        if kind == "api_endpoint" and any(p.name == ERRORS_PORT for p in outputs):
+            self.error(
+                ("components", name),
+                "an api_endpoint answers bad requests itself; it has no 'errors' output",
+            )
+        if (
+            kind == "filter"
+            and inputs
+            and data_out
+            and not self.is_subschema(inputs[0].schema, data_out[0].schema)
+        ):
+            self.error(
+                self.port_loc(name, spec, "out", data_out[0].name),
+                f"a filter passes items through unchanged: its output schema {data_out[0].schema!r} "
+                f"must be its input schema {inputs[0].schema!r} or one it extends",
+            )
+        if kind == "merger" and data_out:
+            for port in inputs:
+                if not self.is_subschema(port.schema, data_out[0].schema):
+                    self.error(
+                        self.port_loc(name, spec, "in", port.name),
+                        f"merger input {port.name!r} carries {port.schema!r}, which is not the "
+                        f"output schema {data_out[0].schema!r} nor extends it",
+                    )
+
+    def _port_errors(self, name: str) -> bool:
+        """Whether a port of ``name`` was already reported (its counts would mislead)."""
+        prefix = f"components.{name}."
+        return any(p.key.startswith(prefix) for p in self.problems)
