@@ -2,8 +2,9 @@
 
 These models check the shape of a blueprint: keys, types, ranges and names. The rules
 that need the whole graph (ports, connections, schemas that refer to each other) live
-in ``graph.py``; ``resolve.py`` turns a checked blueprint into the fully resolved form
-the planner reads.
+in the ``resolve`` package, which turns a checked blueprint into the fully resolved
+form the planner reads; what each kind of component and each scalar type means is in
+the tables of ``kinds.py`` and ``scalars.py``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ Kind = Literal[
     "source", "api_endpoint", "transformer", "filter", "router", "merger", "sink"
 ]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
-# The kinds whose component runs the user's code: each gets a user file and classes.
-LOGIC_KINDS = ("source", "transformer", "filter", "router", "sink")
 
 DEFAULT_PII_FIELDS = (
     "email", "password", "ssn", "phone", "token", "api_key", "secret", "credit_card",

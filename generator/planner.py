@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from string import Template
 from typing import Any, Literal
 
 from . import __version__
 from .blueprint import ERRORS_PORT, Blueprint, Component, Port
 from .examples import example_item
 from .filters import pyrepr
-from .model import LOGIC_KINDS as LOGIC_KINDS  # re-exported: regenerate reads it
+from .imports import Imports
+from .kinds import COMPONENT_KINDS, Method
+from .kinds import LOGIC_KINDS as LOGIC_KINDS  # re-exported: regenerate reads it
 from .names import class_name
 from .pytypes import field_code, schema_imports, uses_field
 from .schema_cases import schema_cases
@@ -51,20 +54,14 @@ EMITTED_DEPENDENCIES = (
 EMITTED_TEST_DEPENDENCIES = (
     "black>=24.4",
     "httpx>=0.27,<1",
+    # the type check of portwright's gate and of the emitted CI (docs/design.md)
+    "pyrefly>=1.5,<1.6",
     "pytest>=8.2",
+    "pytest-cov>=5",
     "pytest-timeout>=2.3",
     "ruff>=0.6",
 )
 DEFAULT_FORBIDDEN_IMPORTS = ("observability",)
-BASE_CLASSES = {
-    "source": "Source",
-    "api_endpoint": "ApiEndpoint",
-    "transformer": "Transformer",
-    "filter": "Filter",
-    "router": "Router",
-    "merger": "Merger",
-    "sink": "Sink",
-}
 
 
 @dataclass(frozen=True)
@@ -172,32 +169,59 @@ def project_context(blueprint: Blueprint) -> dict[str, Any]:
         "connections": connections_context(blueprint),
         "endpoints": endpoints_context(blueprint),
         "entries": entries_context(blueprint),
+        "roles": roles_context(blueprint),
         "schema_cases": schema_cases(blueprint),
         **imports_context(blueprint),
     }
 
 
 def imports_context(blueprint: Blueprint) -> dict[str, Any]:
-    """Which schemas and helpers the wiring and the base classes import."""
+    """The import lines of the modules that hold every component: bases and wiring."""
     logic = [c for c in blueprint.components if c.kind in LOGIC_KINDS]
     other = [c for c in blueprint.components if c.kind not in LOGIC_KINDS]
+    bases = Imports()
+    for component in logic:
+        kind = COMPONENT_KINDS[component.kind]
+        assert kind.method is not None  # what LOGIC_KINDS means
+        bases.add_all(kind.method.imports)
+        if not kind.method.is_async:  # see base_returns
+            bases.add("collections.abc", "Awaitable")
+        if kind.port_alias:
+            bases.add("typing", "Literal")
+        if kind.carry_over and carried_fields(blueprint, component)["error_record"]:
+            bases.add("datetime", "UTC", "datetime")  # the ErrorRecord's time
+    bases.add(".runtime", *(COMPONENT_KINDS[c.kind].runtime_class for c in logic))
+    if logic:
+        bases.add(".schemas", *_schemas_of(logic))
+    wiring = Imports().add("collections.abc", "Mapping").add(".", "bases")
+    for component in logic:
+        wiring.add(f".components.{component.name}", class_name(component.name))
+    wiring.add(".runtime", "Component", "Overflow", "Service", "ServiceSettings")
+    wiring.add(".runtime", "Transport")
+    wiring.add(".runtime", *(COMPONENT_KINDS[c.kind].runtime_class for c in other))
+    if any(c.rate_limit for c in blueprint.components):
+        wiring.add(".runtime", "RateLimit")
+    if other:
+        wiring.add(".schemas", *_schemas_of(other))
+    wiring.add(".settings", "SERVICE", "load_settings")
+    return {"bases_imports": bases.sections(), "wiring_imports": wiring.sections()}
 
-    def schemas_of(components: list[Component]) -> list[str]:
-        return sorted({p.schema for c in components for p in (*c.inputs, *c.outputs)})
 
+def _schemas_of(components: list[Component]) -> set[str]:
+    return {p.schema for c in components for p in (*c.inputs, *c.outputs)}
+
+
+def roles_context(blueprint: Blueprint) -> dict[str, list[str]]:
+    """The components by the part they play, as the README groups them into replicas."""
+    kinds = {c.name: COMPONENT_KINDS[c.kind] for c in blueprint.components}
     return {
-        "bases_schemas": schemas_of(logic),
-        "wiring_schemas": schemas_of(other),
-        "runtime_kinds_logic": sorted({BASE_CLASSES[c.kind] for c in logic}),
-        "runtime_kinds_wiring": sorted({BASE_CLASSES[c.kind] for c in other}),
-        "has_router": any(c.kind == "router" for c in logic),
-        "has_source": any(c.kind == "source" for c in logic),
-        "error_record_transform": any(
-            c.kind == "transformer"
-            and c.data_outputs[0].schema == "ErrorRecord"
-            and c.inputs[0].schema != "ErrorRecord"
-            for c in logic
-        ),
+        "endpoints": [c.name for c in blueprint.components if c.path is not None],
+        "workers": [
+            name
+            for name, kind in kinds.items()
+            if kind.inputs is not None and kind.outputs is not None
+        ],
+        "sinks": [name for name, kind in kinds.items() if kind.outputs is None],
     }
 
 
@@ -241,15 +265,15 @@ def _rate_limit(component: Component) -> dict[str, Any] | None:
 def component_context(blueprint: Blueprint, component: Component) -> dict[str, Any]:
     """One component: its ports, settings and the defaults its user file starts with."""
     data_out = component.data_outputs
+    kind = COMPONENT_KINDS[component.kind]
     context: dict[str, Any] = {
         "name": component.name,
         "kind": component.kind,
         "class_name": class_name(component.name),
-        "runtime_class": BASE_CLASSES[component.kind],
+        "runtime_class": kind.runtime_class,
         "description": component.description,
-        "user_owned": component.kind in LOGIC_KINDS,
-        "inputs_code": _ports_code(component.inputs),
-        "outputs_code": _ports_code(component.outputs),
+        "user_owned": kind.user_owned,
+        "arguments": _arguments(component, kind.arguments),
         "inputs": _ports(component.inputs),
         "outputs": _ports(component.outputs),
         "data_outputs": [p.name for p in data_out],
@@ -261,12 +285,89 @@ def component_context(blueprint: Blueprint, component: Component) -> dict[str, A
         "max_payload_kb": component.max_payload_kb,
         "auth": component.auth,
         "rate_limit": _rate_limit(component),
+        "port_alias": (
+            "Literal[" + ", ".join(pyrepr(p.name) for p in data_out) + "]"
+            if kind.port_alias
+            else None
+        ),
+        "carry": carried_fields(blueprint, component) if kind.carry_over else None,
         "in_schema": component.inputs[0].schema if component.inputs else None,
         "out_schema": data_out[0].schema if data_out else None,
+        "user_method": (
+            None if kind.method is None else method_code(component, kind.method)
+        ),
     }
-    if component.kind == "transformer":
-        context["carry"] = carried_fields(blueprint, component)
     return context
+
+
+def _arguments(component: Component, names: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(keyword, code)`` of the runtime call that makes ``component``, in ``names``."""
+    limit = component.rate_limit
+    data_out = component.data_outputs
+    code: dict[str, str | None] = {
+        "inputs": _ports_code(component.inputs) if component.inputs else None,
+        "outputs": _ports_code(component.outputs) if component.outputs else None,
+        "burst_limit": str(component.burst_limit),
+        "route": pyrepr(component.path),
+        "method": pyrepr(component.method),
+        "schema": data_out[0].schema if data_out else None,
+        "timeout_ms": str(component.timeout_ms),
+        "max_payload_kb": str(component.max_payload_kb),
+        "auth": pyrepr(component.auth) if component.auth else None,
+        "rate_limit": (
+            f"RateLimit({limit.requests}, {limit.per_seconds}, {pyrepr(limit.key)})"
+            if limit is not None
+            else None
+        ),
+    }
+    return [(name, value) for name in names if (value := code[name]) is not None]
+
+
+def base_returns(method: Method, returns: str) -> str:
+    """What the base's method returns: a user's method may be ``async def``, so an
+    awaitable of the same is accepted too (an async generator is its own kind)."""
+    return returns if method.is_async else f"{returns} | Awaitable[{returns}]"
+
+
+def method_code(component: Component, method: Method) -> dict[str, Any]:
+    """The user method of ``component``: signatures, docstrings, default body, imports.
+
+    The base class and the user file print the same method; the user file imports
+    what its signature names.
+    """
+    data_out = component.data_outputs
+    inputs = list(dict.fromkeys(p.schema for p in component.inputs))
+    alias = class_name(component.name) + "Port"
+    values = {
+        "inputs": " | ".join(inputs),
+        "output": data_out[0].schema if data_out else "",
+        "port": alias,
+        "first": pyrepr(data_out[0].name) if data_out else "",
+    }
+
+    def fill(text: str) -> str:
+        return Template(text).substitute(values)
+
+    head = f"{'async ' if method.is_async else ''}def {method.name}"
+    params = fill(f"self, {method.params}" if method.params else "self")
+    returns = fill(method.returns)
+    uses = [
+        *(inputs if "$inputs" in method.params else []),
+        *([values["output"]] if "$output" in method.params + method.returns else []),
+    ]
+    user = Imports().add_all(method.imports)
+    user.add("..bases", class_name(component.name) + "Base")
+    if "$port" in method.returns:
+        user.add("..bases", alias)
+    user.add("..schemas", *uses)
+    return {
+        "signature": f"{head}({params}) -> {returns}:",
+        "base_signature": f"{head}({params}) -> {base_returns(method, returns)}:",
+        "base_doc": fill(method.base_doc),
+        "user_doc": fill(method.user_doc),
+        "body": [fill(line) for line in method.body],
+        "imports": user.sections(),
+    }
 
 
 def carried_fields(blueprint: Blueprint, component: Component) -> dict[str, Any]:
@@ -323,12 +424,13 @@ def endpoints_context(blueprint: Blueprint) -> list[dict[str, Any]]:
     """Each HTTP endpoint with a valid body and the limits its tests check."""
     out = []
     for c in blueprint.components:
-        if c.kind != "api_endpoint":
+        if c.path is None:  # not served over HTTP
             continue
         schema = c.data_outputs[0].schema
         out.append(
             {
                 "name": c.name,
+                "description": c.description,
                 "method": c.method,
                 "path": c.path,
                 "schema": schema,
@@ -348,7 +450,7 @@ def entries_context(blueprint: Blueprint) -> list[dict[str, Any]]:
     """Every entry point (endpoints and sources) and the sinks its item reaches by default."""
     entries = []
     for component in blueprint.components:
-        if component.kind not in ("api_endpoint", "source"):
+        if COMPONENT_KINDS[component.kind].inputs is not None:  # items enter elsewhere
             continue
         for port in component.data_outputs:
             if port.schema == "ErrorRecord":
@@ -382,7 +484,7 @@ def reached_sinks(blueprint: Blueprint, start: Port) -> set[str]:
         seen.add(port.ref)
         for conn in blueprint.connections_from(port.ref):
             target = blueprint.component(conn.target.component)
-            if target.kind == "sink":
+            if COMPONENT_KINDS[target.kind].outputs is None:  # a path ends there
                 reached.add(conn.target.ref)
             elif target.data_outputs:
                 pending.append(target.data_outputs[0])

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..blueprint import ERROR_SCHEMA, ERRORS_PORT, Component, Port, RateLimit
-from ..model import LOGIC_KINDS, ComponentSpec, RateLimitSpec
+from ..kinds import COMPONENT_KINDS, LOGIC_KINDS, ComponentKind
+from ..model import ApiEndpointSpec, ComponentSpec, RateLimitSpec
 from ..names import component_classes
 from ..yaml_source import Loc
 from .checks import Checks
@@ -21,9 +22,11 @@ class ComponentRules(Checks):
         for name, spec in self.spec.components.items():
             inputs = self.ports(name, spec, "in")
             outputs = self.ports(name, spec, "out")
-            self.check_port_counts(name, spec, inputs, outputs)
+            self.check_port_counts(
+                name, spec, COMPONENT_KINDS[spec.kind], inputs, outputs
+            )
             extra: dict[str, Any] = {}
-            if spec.kind == "api_endpoint":
+            if isinstance(spec, ApiEndpointSpec):
                 method, path = spec.route.split(" ", 1)
                 key = (method, path.rstrip("/") or "/")
                 if key in routes:
@@ -152,71 +155,61 @@ class ComponentRules(Checks):
         self,
         name: str,
         spec: ComponentSpec,
+        kind: ComponentKind,
         inputs: tuple[Port, ...],
         outputs: tuple[Port, ...],
     ) -> None:
-        kind = getattr(spec, "kind", "")
-        data_out = [p for p in outputs if p.name != ERRORS_PORT]
-        if kind == "sink" and not inputs:
+        data_out = tuple(p for p in outputs if p.name != ERRORS_PORT)
+        self.check_count(name, kind, "in", inputs)
+        self.check_count(name, kind, "out", data_out)
+        if not kind.errors_output and len(data_out) < len(outputs):
             self.error(
                 ("components", name),
-                "a sink needs at least one input ('input' or 'inputs')",
+                f"{kind.article} {kind.name} answers bad requests itself; it has no "
+                "'errors' output",
             )
-        if kind == "merger" and not inputs:
-            self.error(
-                ("components", name), "a merger needs at least one input ('inputs')"
-            )
-        if (
-            kind in ("transformer", "filter", "router")
-            and len(inputs) != 1
-            and not self._port_errors(name)
-        ):
-            self.error(
-                ("components", name),
-                f"a {kind} has exactly one input ('input: Schema')",
-            )
-        if (
-            kind in ("source", "router")
-            and not data_out
-            and not self._port_errors(name)
-        ):
-            self.error(
-                ("components", name), f"a {kind} needs at least one output ('outputs')"
-            )
-        if (
-            kind in ("api_endpoint", "transformer", "filter", "merger")
-            and len(data_out) != 1
-            and not self._port_errors(name)
-        ):
-            self.error(
-                ("components", name),
-                f"{'an' if kind == 'api_endpoint' else 'a'} {kind} has exactly one output "
-                "besides 'errors' ('output: Schema')",
-            )
-        if kind == "api_endpoint" and any(p.name == ERRORS_PORT for p in outputs):
-            self.error(
-                ("components", name),
-                "an api_endpoint answers bad requests itself; it has no 'errors' output",
-            )
-        if (
-            kind == "filter"
-            and inputs
-            and data_out
-            and not self.is_subschema(inputs[0].schema, data_out[0].schema)
-        ):
-            self.error(
-                self.port_loc(name, spec, "out", data_out[0].name),
-                f"a filter passes items through unchanged: its output schema {data_out[0].schema!r} "
-                f"must be its input schema {inputs[0].schema!r} or one it extends",
-            )
-        if kind == "merger" and data_out:
+        if kind.forwards and data_out:
+            out = data_out[0].schema
+            if kind.inputs is not None and kind.inputs.most == 1:
+                if inputs and not self.is_subschema(inputs[0].schema, out):
+                    self.error(
+                        self.port_loc(name, spec, "out", data_out[0].name),
+                        f"{kind.article} {kind.name} passes items through unchanged: "
+                        f"its output schema {out!r} must be its input schema "
+                        f"{inputs[0].schema!r} or one it extends",
+                    )
+                return
             for port in inputs:
-                if not self.is_subschema(port.schema, data_out[0].schema):
+                if not self.is_subschema(port.schema, out):
                     self.error(
                         self.port_loc(name, spec, "in", port.name),
-                        f"merger input {port.name!r} carries {port.schema!r}, which is not the "
-                        f"output schema {data_out[0].schema!r} nor extends it",
+                        f"{kind.name} input {port.name!r} carries {port.schema!r}, which "
+                        f"is not the output schema {out!r} nor extends it",
                     )
+
+    def check_count(
+        self, name: str, kind: ComponentKind, direction: str, ports: tuple[Port, ...]
+    ) -> None:
+        """Report ports too few or too many for ``kind`` (the 'errors' output aside)."""
+        rule = kind.inputs if direction == "in" else kind.outputs
+        if rule is None:  # the model has no key to declare them
+            return
+        # An output with a wrong schema is dropped, and reported; inputs never are.
+        if (direction == "out" or rule.most is not None) and self._port_errors(name):
+            return
+        noun = "input" if direction == "in" else "output"
+        if rule.most == 1 and len(ports) != 1:
+            besides = "" if direction == "in" else " besides 'errors'"
+            self.error(
+                ("components", name),
+                f"{kind.article} {kind.name} has exactly one {noun}{besides} "
+                f"({rule.hint})",
+            )
+        elif len(ports) < rule.least:
+            self.error(
+                ("components", name),
+                f"{kind.article} {kind.name} needs at least one {noun} ({rule.hint})",
+            )
 
     def _port_errors(self, name: str) -> bool:
         """Whether a port of ``name`` was already reported (its counts would mislead)."""

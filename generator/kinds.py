@@ -1,0 +1,187 @@
+"""The component kinds of blueprint-v1: one row per kind, every fact about it.
+
+The loader checks a component's ports against its row, the planner builds each
+component's runtime call, user method and imports from it, and the templates print
+what the planner made of it. A new kind is a row here, a model of the keys it takes
+(``model.py``), its runtime class and whatever its templates print; nothing else
+asks which kind a component is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Ports:
+    """How many ports a kind has on one side, and how a blueprint declares them."""
+
+    least: int
+    most: int | None  # None: as many as the blueprint names
+    hint: str  # the keys that declare them, quoted in messages
+
+
+@dataclass(frozen=True)
+class Method:
+    """The one method a user overrides, with the default body both classes start with.
+
+    ``$inputs`` (the input schemas, as a union), ``$output`` (the first output's
+    schema), ``$port`` (the name of the alias of the output port names) and
+    ``$first`` (the first output port, as a literal) are filled in per component.
+    """
+
+    name: str
+    params: str  # after ``self``
+    returns: str
+    body: tuple[str, ...]  # lines, indented relative to the method
+    base_doc: str  # the generated base class's docstring: what the default does
+    user_doc: str  # the user file's docstring: what to write
+    is_async: bool = False
+    imports: tuple[tuple[str, str], ...] = ()  # ``(module, name)`` the signature uses
+
+
+@dataclass(frozen=True)
+class ComponentKind:
+    """One kind of component."""
+
+    name: str
+    runtime_class: str  # the class of the emitted runtime that runs it
+    inputs: Ports | None  # None: it takes no input (items enter the service here)
+    outputs: Ports | None  # data outputs, 'errors' aside; None: it ends a path
+    # The runtime call's keyword arguments, in order; one that is None is left out.
+    arguments: tuple[str, ...]
+    errors_output: bool = True  # may declare the 'errors' output
+    # items leave as they came: each input's schema is the output's or extends it
+    forwards: bool = False
+    method: Method | None = None  # None: no user code, no user file
+    port_alias: bool = False  # its outputs' names as a ``Literal`` alias (``XPort``)
+    carry_over: bool = False  # its default builds the output from the input's fields
+
+    @property
+    def user_owned(self) -> bool:
+        """Whether a component of this kind runs user code, in a file the user owns."""
+        return self.method is not None
+
+    @property
+    def article(self) -> str:
+        """``a`` or ``an``, as messages say it before the kind's name."""
+        return "an" if self.name[0] in "aeiou" else "a"
+
+
+_ONE_IN = Ports(1, 1, "'input: Schema'")
+_ONE_OUT = Ports(1, 1, "'output: Schema'")
+_PORTS = ("inputs", "outputs", "burst_limit")
+
+COMPONENT_KINDS: dict[str, ComponentKind] = {
+    kind.name: kind
+    for kind in (
+        ComponentKind(
+            "source",
+            "Source",
+            inputs=None,
+            outputs=Ports(1, None, "'outputs'"),
+            arguments=_PORTS,
+            method=Method(
+                "generate",
+                "",
+                "AsyncIterator[$output]",
+                ("items: list[$output] = []", "for item in items:", "    yield item"),
+                "Yield the items this source produces; by default it produces none.",
+                "Yield the items to send; ``await self.emit(port, item)`` picks "
+                "another output.",
+                is_async=True,
+                imports=(("collections.abc", "AsyncIterator"),),
+            ),
+        ),
+        ComponentKind(
+            "api_endpoint",
+            "ApiEndpoint",
+            inputs=None,
+            outputs=_ONE_OUT,
+            arguments=(
+                "route",
+                "method",
+                "schema",
+                "timeout_ms",
+                "max_payload_kb",
+                "auth",
+                "rate_limit",
+            ),
+            errors_output=False,
+        ),
+        ComponentKind(
+            "transformer",
+            "Transformer",
+            inputs=_ONE_IN,
+            outputs=_ONE_OUT,
+            arguments=_PORTS,
+            method=Method(
+                "transform",
+                "item: $inputs",
+                "$output | None",
+                ("return self.carry_over(item)",),
+                "Return the new item for ``item``, or None to drop it (counted).",
+                "Return the $output for ``item``, or None to drop it.",
+            ),
+            carry_over=True,
+        ),
+        ComponentKind(
+            "filter",
+            "Filter",
+            inputs=_ONE_IN,
+            outputs=_ONE_OUT,
+            arguments=_PORTS,
+            forwards=True,
+            method=Method(
+                "keep",
+                "item: $inputs",
+                "bool",
+                ("return True",),
+                "Whether ``item`` goes on; by default every item does.",
+                "Whether ``item`` goes on to the next component.",
+            ),
+        ),
+        ComponentKind(
+            "router",
+            "Router",
+            inputs=_ONE_IN,
+            outputs=Ports(1, None, "'outputs'"),
+            arguments=_PORTS,
+            method=Method(
+                "route",
+                "item: $inputs",
+                "$port | list[$port] | None",
+                ("return $first",),
+                "The output port(s) for ``item``, or None to drop it; by default the "
+                "first.",
+                "The output port(s) for ``item`` (any of $port), or None to drop it.",
+            ),
+            port_alias=True,
+        ),
+        ComponentKind(
+            "merger",
+            "Merger",
+            inputs=Ports(1, None, "'inputs'"),
+            outputs=_ONE_OUT,
+            arguments=_PORTS,
+            forwards=True,
+        ),
+        ComponentKind(
+            "sink",
+            "Sink",
+            inputs=Ports(1, None, "'input' or 'inputs'"),
+            outputs=None,
+            arguments=_PORTS,
+            method=Method(
+                "consume",
+                "item: $inputs",
+                "None",
+                ('self.log.info("consumed", extra={"item": item})',),
+                "Keep ``item``; by default it is logged (personal data masked).",
+                "Keep ``item`` (store it, call an API, ...).",
+            ),
+        ),
+    )
+}
+# The kinds whose component runs the user's code: each gets a user file and classes.
+LOGIC_KINDS = tuple(name for name, kind in COMPONENT_KINDS.items() if kind.user_owned)
