@@ -165,3 +165,9 @@ def test_a_new_scalar_type_is_one_row(
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert " passed" in run.stdout
+
+
+def test_the_format_docs_name_every_scalar_type() -> None:
+    docs = (ROOT / "docs" / "blueprint.md").read_text(encoding="utf-8")
+    for name in scalars.SCALARS:
+        assert f"`{name}`" in docs, name
