@@ -1,11 +1,12 @@
-"""The generation gate: lint, format check, import guard and the emitted tests.
+"""The generation gate: lint, format check, import guard, type check, emitted tests.
 
 The gate runs in this interpreter: portwright's own install brings every dependency an
 emitted project has, so a fresh machine needs nothing beyond portwright's install.
 
 It judges the files portwright owns on everything (lint, black, the import guard) and
 the user's files only on what breaks the service: a syntax error or an undefined name
-(ruff's fatal rules), unresolved conflict markers, a failing test. Every step is
+(ruff's fatal rules), unresolved conflict markers, a type error (the strict type check
+covers every file), a failing test. Every step is
 bounded: each emitted test by pytest-timeout, each step as a whole by a time limit
 that kills its process group.
 """
@@ -19,6 +20,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +33,7 @@ from .imports_guard import ProjectImports, check_imports
 from .merging import find_markers
 from .planner import MANIFEST
 from .render import verbatim_files
+from .typecheck import parse, schema_fields, typecheck_command
 from .writer import Manifest
 
 # What the emitted tests import; all of them come with portwright's own install.
@@ -48,6 +51,7 @@ NEEDED = (
     "redis",
     "orjson",
     "pytest_timeout",
+    "pyrefly",
 )
 #: one emitted test's time limit (pytest-timeout), unless the variable says otherwise
 TEST_TIMEOUT_VARIABLE = "PORTWRIGHT_TEST_TIMEOUT_S"
@@ -402,6 +406,32 @@ def _user_lint(project: Path, files: Files) -> Step:
     )
 
 
+def _types(project: Path) -> Step:
+    """The strict type check of every file; errors as ``path:line: message``."""
+    with tempfile.TemporaryDirectory(prefix="portwright-types-") as folder:
+        report = Path(folder) / "errors.json"
+        step = _run("types", [*typecheck_command(), "-o", f"json:{report}"], project)
+        text = _read(report)
+    try:
+        problems = parse(
+            (text or b"").decode("utf-8", "replace"), schema_fields(project)
+        )
+    except ValueError:  # no report: pyrefly itself failed (its output says why)
+        return replace(step, ok=False, summary=step.summary or "no type report")
+    if not problems:
+        return replace(step, ok=step.ok, output="", summary="no type errors")
+    files = sorted({p.path for p in problems})
+    shown = ", ".join(files[:3]) + (
+        f" and {len(files) - 3} more" if len(files) > 3 else ""
+    )
+    return replace(
+        step,
+        ok=False,
+        output="\n".join(str(p) for p in problems),
+        summary=f"{len(problems)} type error(s) in {shown}",
+    )
+
+
 def _read(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
@@ -410,13 +440,19 @@ def _read(path: Path) -> bytes | None:
 
 
 def run_gate(
-    project: Path, on_step: Callable[[Step], None] | None = None
+    project: Path,
+    on_step: Callable[[Step], None] | None = None,
+    *,
+    types: bool = True,
 ) -> GateResult:
     """Run every step in ``project`` (all run, even after a failure, to report them all).
 
-    The steps are independent, so the three tools run side by side while the import
-    guard runs here: the gate takes about as long as its longest step, the emitted
-    tests. ``on_step`` still sees the steps in their order.
+    The type check runs first, alone: pyrefly uses every core, and beside the emitted
+    tests on two cores it slowed the gate by more than its own time (docs/design.md).
+    Then the lint steps and the tests, independent, run side by side while the import
+    guard runs here. ``on_step`` sees the steps in their order: conflicts, ruff,
+    black, your code, import guard, types, pytest. ``types=False`` leaves the type
+    check out (the benchmark's "before").
     """
     missing = missing_dependencies()
     if missing:
@@ -426,6 +462,7 @@ def run_gate(
         )
     started = time.perf_counter()
     files = Files.read(project)
+    checked = (_types(project),) if types else ()
     unchanged = _unchanged_copies(project)
     formatted = [p for p in files.owned if p not in unchanged]
     commands: dict[str, Callable[[], Step]] = {
@@ -449,6 +486,7 @@ def run_gate(
         done["black"],
         done["your code"],
         guard,
+        *checked,
         done["pytest"],
     )
     for step in steps:

@@ -42,7 +42,7 @@ def field_code(field: SchemaField) -> FieldCode:
     """The source of one field, constraints and description kept."""
     args: list[str] = []
     if not field.required:
-        args.append(f"default={pyrepr(field.default)}")
+        args.append(f"default={_default(field)}")
     args.extend(f"{key}={pyrepr(value)}" for key, value in field.constraints)
     if field.description:
         args.append(f"description={pyrepr(field.description)}")
@@ -50,6 +50,30 @@ def field_code(field: SchemaField) -> FieldCode:
         args.append('json_schema_extra={"x-pii": True}')
     value = f"Field({', '.join(args)})" if args else None
     return FieldCode(field.name, annotation(field.type), value)
+
+
+def _default(field: SchemaField) -> str:
+    """The default's literal; an empty list or dict typed (``list[str]()``).
+
+    A strict type check cannot tell what a bare ``[]`` holds; ``default_factory``
+    would type it too, but drop the default from the OpenAPI document.
+    """
+    typed = annotation(field.type)
+    if field.default in ([], {}) and _one_generic(typed, ("list[", "dict[")):
+        return f"{typed}()"
+    return pyrepr(field.default)
+
+
+def _one_generic(code: str, heads: tuple[str, ...]) -> bool:
+    """Whether ``code`` is one subscripted ``list[...]``/``dict[...]``, nothing around."""
+    if not code.startswith(heads) or not code.endswith("]"):
+        return False
+    depth = 0
+    for index, char in enumerate(code):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if depth == 0 and char == "]":
+            return index == len(code) - 1
+    return False
 
 
 def schema_imports(schemas: tuple[Schema, ...]) -> list[str]:

@@ -49,7 +49,15 @@ def test_black_fails_the_gate_on_an_edited_copy(built: Built) -> None:
     )
     seen: list[str] = []
     result = run_gate(built.staging, lambda step: seen.append(step.name))
-    assert seen == ["conflicts", "ruff", "black", "your code", "import guard", "pytest"]
+    assert seen == [
+        "conflicts",
+        "ruff",
+        "black",
+        "your code",
+        "import guard",
+        "types",
+        "pytest",
+    ]
     assert [s.name for s in result.steps] == seen
     failed = [s for s in result.steps if not s.ok]
     assert [s.name for s in failed] == ["black"], [s.output for s in failed]
