@@ -9,10 +9,9 @@ from pathlib import Path
 
 from .errors import GenerationError
 from .generation import build
-from .journal import JOURNAL
+from .layout import BLUEPRINT_COPY, JOURNAL, MANIFEST
 from .loader import load_blueprint
 from .merging import find_markers
-from .planner import BLUEPRINT_COPY, MANIFEST
 from .regeneration import plan_update
 from .writer import Manifest, target_of
 

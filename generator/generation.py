@@ -15,8 +15,9 @@ from .errors import CheckFailed, GenerationError
 from .examples import ExampleError
 from .formatting import format_files
 from .gate import GateResult, Step, run_gate
+from .layout import FAILED_SUFFIX, MANIFEST, RUN_STATE, STATE
 from .loader import load_blueprint
-from .planner import MANIFEST, Plan, plan
+from .planner import Plan, plan
 from .render import render_plan, template_names, templates_root
 from .writer import (
     Manifest,
@@ -28,7 +29,6 @@ from .writer import (
     write_files,
 )
 
-STATE = ".portwright"
 #: never copied into the gate's copy of a folder (no step looks into them)
 NOT_COPIED = frozenset(
     {
@@ -41,8 +41,6 @@ NOT_COPIED = frozenset(
         ".mypy_cache",
     }
 )
-#: regenerate's own state: the backup and pending files of a run, orphans, the journal
-STATE_NOT_COPIED = frozenset({"backup", "pending", "orphans", "journal.json"})
 
 
 @dataclass(frozen=True)
@@ -126,7 +124,7 @@ def generate(
 
 def failed_dir(dest: Path) -> Path:
     """Where a tree that failed its gate is kept for inspection."""
-    return dest.parent / f"{dest.name}.portwright-failed"
+    return dest.parent / f"{dest.name}{FAILED_SUFFIX}"
 
 
 def land(
@@ -220,7 +218,7 @@ def _not_copied(dest: Path) -> Callable[[str, list[str]], set[str]]:
     def ignore(folder: str, names: list[str]) -> set[str]:
         skipped = {name for name in names if name in NOT_COPIED}
         if Path(folder) == state:
-            skipped |= {name for name in names if name in STATE_NOT_COPIED}
+            skipped |= {name for name in names if name in RUN_STATE}
         return skipped
 
     return ignore

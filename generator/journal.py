@@ -18,14 +18,10 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from .planner import MANIFEST
+from .layout import BACKUP, JOURNAL, MANIFEST, PENDING
 from .update import FileAction
 from .writer import target_of
 
-STATE = ".portwright"
-PENDING = f"{STATE}/pending"
-BACKUP = f"{STATE}/backup"
-JOURNAL = f"{STATE}/journal.json"
 #: seconds to pause between moves; only for tests that interrupt a run on purpose
 _PAUSE_S = float(os.environ.get("PORTWRIGHT_APPLY_PAUSE_S", "0") or 0)
 

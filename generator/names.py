@@ -8,6 +8,8 @@ import sys
 
 import pydantic
 
+from .scalars import SCALARS
+
 SNAKE = re.compile(r"^[a-z_][a-z0-9_]*$")
 FIELD = re.compile(r"^[a-z][a-z0-9_]*$")
 SCHEMA = re.compile(r"^[A-Z][A-Za-z0-9]*$")
@@ -54,9 +56,15 @@ _COMPONENT_CLASHES = frozenset(
 _FIELD_CLASHES = frozenset(
     name for name in dir(pydantic.BaseModel) if not name.startswith("__")
 )
-_FIELD_TYPE_NAMES = frozenset(
-    {"bool", "date", "datetime", "dict", "float", "int", "list", "str"}
-)
+
+
+def _field_type_names() -> set[str]:
+    """The names schemas.py annotates fields with (read from the scalar table)."""
+    return (
+        {"list"}
+        | {s.annotation.split("[")[0] for s in SCALARS.values()}
+        | {name for s in SCALARS.values() for _module, name in s.imports}
+    )
 
 
 # Schema names become classes in schemas.py, imported by the modules beside these
@@ -127,7 +135,7 @@ def field_name_problem(value: str) -> str | None:
     problem = _common(value, FIELD, "field name", "snake_case (^[a-z][a-z0-9_]*$)")
     if problem is None and (value in _FIELD_CLASHES or value.startswith("model_")):
         problem = f"field name {value!r} shadows an attribute of pydantic's BaseModel"
-    if problem is None and value in _FIELD_TYPE_NAMES:
+    if problem is None and value in _field_type_names():
         problem = (
             f"field name {value!r} shadows the type of that name in the emitted "
             "schemas.py; choose another"

@@ -22,6 +22,8 @@ from .filters import pyrepr
 from .imports import Imports
 from .kinds import COMPONENT_KINDS, Method
 from .kinds import LOGIC_KINDS as LOGIC_KINDS  # re-exported: regenerate reads it
+from .layout import BLUEPRINT_COPY as BLUEPRINT_COPY  # re-exported: the gate reads it
+from .layout import MANIFEST as MANIFEST  # re-exported: the gate reads it
 from .names import class_name
 from .pytypes import field_code, schema_imports, uses_field
 from .schema_cases import schema_cases
@@ -30,8 +32,6 @@ Owner = Literal["generator", "user"]
 
 PACKAGE_DIR = "package/"
 PER_COMPONENT = "package/components/component.py.jinja"
-BLUEPRINT_COPY = ".portwright/blueprint.yaml"
-MANIFEST = ".portwright/manifest.json"
 # What an emitted project depends on: the same ranges portwright's own install brings,
 # so that the gate can run an emitted project's tests in portwright's interpreter.
 EMITTED_DEPENDENCIES = (

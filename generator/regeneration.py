@@ -17,9 +17,10 @@ from .errors import BlueprintError, CheckFailed, GenerationError
 from .gate import GateResult, Step
 from .generation import build, land
 from .journal import apply, recover
+from .kinds import LOGIC_KINDS
+from .layout import BLUEPRINT_COPY, MANIFEST
 from .loader import load_document
 from .merging import find_markers
-from .planner import BLUEPRINT_COPY, LOGIC_KINDS, MANIFEST
 from .update import Tree, UpdatePlan, decide
 from .writer import Manifest, target_of
 from .yaml_source import parse_source

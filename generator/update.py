@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from . import __version__
+from .layout import MANIFEST, ORPHANS
 from .merging import merge_text
-from .planner import MANIFEST, Owner
+from .planner import Owner
 from .writer import Manifest, sha256
 
 Action = Literal[
@@ -29,7 +30,6 @@ Action = Literal[
     "keep",
     "unchanged",
 ]
-ORPHANS = ".portwright/orphans"
 #: what each action means, for --dry-run and the summary
 MEANING: dict[str, str] = {
     "add": "new file",

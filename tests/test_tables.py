@@ -153,6 +153,8 @@ def test_a_new_scalar_type_is_one_row(
     assert "from datetime import time\n" in models
     assert "    at: time\n" in models
     assert "not-a-time" in files["tests/test_schemas.py"]
+    with pytest.raises(BlueprintError, match="'time' shadows the type of that name"):
+        load_text(text.replace("at: time", "time: time"), "t.yaml")
     with pytest.raises(BlueprintError, match="constraint 'max_length' does not apply"):
         load_text(text.replace("at: time", "at: {type: time, max_length: 3}"), "t.yaml")
     # the emitted project's own schema tests prove the example and the refusal
