@@ -1,15 +1,18 @@
-"""The gate on each example blueprint: every step's time, against pytest's own start-up.
+"""The gate on each example blueprint: before and after the type check, cold and warm.
 
 Each round generates the example afresh (``gate=False``) into a new folder and runs
 ``generator.gate.run_gate`` on it, as ``portwright generate`` does on its staging
-folder: a new path, and an empty black cache (``BLACK_CACHE_DIR``), so black checks
-every file as it does on a first generation. The baseline, in the same rounds, is
-``python -m pytest`` on a folder holding one trivial test: what any pytest run costs
-before the first emitted test.
+folder: a new path and an empty black cache (``BLACK_CACHE_DIR``), so black checks
+every file as on a first generation (cold; pyrefly keeps no cache between runs, so
+every check of it is cold). Then the gate runs again on the same folder (warm: black's
+cache filled, the files in the OS cache). "before" is the gate without the type check
+(``types=False``), "after" with it; each has a folder of its own. The baseline, in the
+same rounds, is ``python -m pytest`` on a folder holding one trivial test: what any
+pytest run costs before the first emitted test.
 
-The gate runs ruff, black and pytest side by side (and the import guard meanwhile),
-so "whole gate" is its wall time, start to end, less than the sum of the steps; each
-step's own time is measured while the others run, as it is in ``generate``.
+The type check runs first, alone; then ruff, black and pytest side by side (and the
+import guard meanwhile), so "whole gate" is its wall time, start to end, less than the
+sum of the steps; each step's own time is measured as it runs in ``generate``.
 """
 
 from __future__ import annotations
@@ -21,13 +24,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from generator.gate import pytest_command, run_gate, step_env
+from generator.gate import GateResult, pytest_command, run_gate, step_env
 from generator.generation import generate
 
 from .table import REPO, Goal, Row, median
 
 SECTION = "2 gate"
-STEPS = ("ruff", "black", "import guard", "pytest")
+STEPS = ("ruff", "black", "import guard", "types", "pytest")
+#: (label, with the type check, warm)
+RUNS = (
+    ("before, cold", False, False),
+    ("before, warm", False, True),
+    ("after, cold", True, False),
+    ("after, warm", True, True),
+)
 Log = Callable[[str], None]
 
 
@@ -42,8 +52,8 @@ def run(work: Path, *, quick: bool, log: Log) -> list[Row]:
     rounds = 1 if quick else 5
     bare = _bare_pytest_project(work / "bare")
     chosen = examples(quick=quick)
-    steps: dict[str, dict[str, list[float]]] = {
-        b.stem: {s: [] for s in (*STEPS, "total")} for b in chosen
+    times: dict[str, dict[str, list[float]]] = {
+        b.stem: {name: [] for name in (*STEPS, *(r[0] for r in RUNS))} for b in chosen
     }
     tests: dict[str, int] = {}
     startup: list[float] = []
@@ -51,57 +61,81 @@ def run(work: Path, *, quick: bool, log: Log) -> list[Row]:
     for r in range(rounds):
         startup.append(_pytest_startup(bare))
         for blueprint in chosen:
-            count += 1
-            project = work / f"{blueprint.stem}-{count}"
-            generate(blueprint, project, gate=False)
-            saved = os.environ.get("BLACK_CACHE_DIR")
-            os.environ["BLACK_CACHE_DIR"] = str(work / f"black-cache-{count}")
-            try:
-                result = run_gate(project)
-            finally:
-                if saved is None:
-                    del os.environ["BLACK_CACHE_DIR"]
-                else:
-                    os.environ["BLACK_CACHE_DIR"] = saved
-            if not result.ok:
-                failed = [s.name for s in result.steps if not s.ok]
-                raise RuntimeError(f"{blueprint.stem}: the gate failed: {failed}")
-            for step in result.steps:
-                steps[blueprint.stem][step.name].append(step.seconds)
-            steps[blueprint.stem]["total"].append(result.seconds)
-            tests[blueprint.stem] = result.tests_run
-            shutil.rmtree(project)
+            for label, types, warm in RUNS:
+                if not warm:
+                    count += 1
+                    project = work / f"{blueprint.stem}-{count}"
+                    cache = work / f"black-cache-{count}"
+                    generate(blueprint, project, gate=False)
+                result = _gate(project, cache, types=types)
+                if not result.ok:
+                    failed = [s.name for s in result.steps if not s.ok]
+                    raise RuntimeError(f"{blueprint.stem}: the gate failed: {failed}")
+                times[blueprint.stem][label].append(result.seconds)
+                if types and not warm:  # the steps of the gate as generate runs it
+                    for step in result.steps:
+                        if step.name in STEPS:
+                            times[blueprint.stem][step.name].append(step.seconds)
+                    tests[blueprint.stem] = result.tests_run
+                if warm:
+                    shutil.rmtree(project)
         log(f"gate: round {r + 1}/{rounds} done")
-    return _rows(steps, tests, median(startup))
+    return _rows(times, tests, median(startup))
+
+
+def _gate(project: Path, cache: Path, *, types: bool) -> GateResult:
+    """``run_gate`` with black's cache in ``cache`` (a new folder: a cold black)."""
+    saved = os.environ.get("BLACK_CACHE_DIR")
+    os.environ["BLACK_CACHE_DIR"] = str(cache)
+    try:
+        return run_gate(project, types=types)
+    finally:
+        if saved is None:
+            del os.environ["BLACK_CACHE_DIR"]
+        else:
+            os.environ["BLACK_CACHE_DIR"] = saved
 
 
 def _rows(
-    steps: dict[str, dict[str, list[float]]], tests: dict[str, int], startup: float
+    times: dict[str, dict[str, list[float]]], tests: dict[str, int], startup: float
 ) -> list[Row]:
     rows: list[Row] = []
     label = "pytest start-up, one trivial test"
-    for example, times in steps.items():
-        m = {name: median(values) for name, values in times.items()}
-        rows.append(
-            Row(
-                SECTION,
-                f"{example}: whole gate",
-                m["total"],
-                "s",
-                startup,
-                label,
-                (
-                    Goal("<", 5.0, on="value", text="< 5 s")
-                    if example == "order_pipeline"
-                    else None
-                ),
+    for example, found in times.items():
+        m = {name: median(values) for name, values in found.items()}
+        for run_label, _, _ in RUNS:
+            cold_after = run_label == "after, cold"
+            rows.append(
+                Row(
+                    SECTION,
+                    f"{example}: whole gate ({run_label})",
+                    m[run_label],
+                    "s",
+                    startup,
+                    label,
+                    (
+                        Goal("<", 5.0, on="value", text="< 5 s")
+                        if example == "order_pipeline" and cold_after
+                        else None
+                    ),
+                )
             )
-        )
         for name in STEPS:
             figure = f"{example}: {name}"
             if name == "pytest":
                 figure += f" ({tests[example]} tests)"
             rows.append(Row(SECTION, figure, m[name], "s", startup, label))
+        rows.append(
+            Row(
+                SECTION,
+                f"{example}: the type check's share of the gate (cold)",
+                m["types"],
+                "s",
+                m["after, cold"],
+                "the whole gate, cold",
+                Goal("<", 0.4, text="ratio < 0.4"),
+            )
+        )
         rows.append(
             Row(
                 SECTION,
