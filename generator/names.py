@@ -31,7 +31,8 @@ _DEPENDENCY_MODULES = frozenset({
     "annotated_doc", "annotated_types", "black", "blackd", "blib2to3", "certifi",
     "click", "deprecated", "h11", "hiredis", "httpcore", "httptools", "idna",
     "iniconfig", "mypy_extensions", "opentelemetry", "packaging", "pathspec",
-    "platformdirs", "pluggy", "py", "pydantic_core", "pygments", "pytokens", "ruff",
+    "platformdirs", "pluggy", "py", "pydantic_core", "pygments", "pyrefly",
+    "pytest_cov", "pytest_timeout", "pytokens", "ruff", "coverage",
     "typing_extensions", "typing_inspection", "uvloop", "wrapt",
 })  # fmt: skip
 # The emitted package must not shadow a module the service imports.
@@ -72,6 +73,7 @@ def _field_type_names() -> set[str]:
 # an emitted module binds or uses.
 RESERVED_SCHEMAS = frozenset({
     "AUTH", "AUTHENTICATED", "Annotated", "Any", "ApiEndpoint", "AsyncIterator",
+    "Awaitable",
     "BaseModel", "CONNECTIONS", "Callable", "Component", "ConfigDict", "ENDPOINTS",
     "ENTRIES", "Endpoint", "ErrorRecord", "FIELDS", "FORGED", "FastAPI", "Field",
     "Filter", "Headers", "IDS", "INTERRUPTED", "INVALID", "Iterator", "JSON",
