@@ -72,3 +72,16 @@ async def test_tracing_survives_every_hop() -> None:
     assert first.id == second.id
     assert first.causation_id == sent.id
     assert first.correlation_id == "checkout-1"
+
+
+def test_new_envelope_builds_the_same_envelope_as_its_fields_say() -> None:
+    from runtime.envelope import new_envelope
+
+    parent = runtime.Envelope.start("order", 1.0, "corr-1")
+    fields = ("scored", 7, 2.0, "corr-1", parent)
+
+    envelope = new_envelope(fields)
+
+    assert type(envelope) is runtime.Envelope
+    assert envelope == runtime.Envelope(*fields)
+    assert envelope.item == "scored" and envelope.causation_id == parent.id

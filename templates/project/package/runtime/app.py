@@ -15,7 +15,7 @@ import contextlib
 import inspect
 import math
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
 from time import monotonic
 from types import FrameType
@@ -306,10 +306,13 @@ class Ingest:
         if handler is None:
             raise exc
         request = Request(scope, receive)
+        # Starlette types a handler as giving a response or an awaitable of one.
+        outcome: Response | Awaitable[Response]
         if inspect.iscoroutinefunction(handler):
-            response = await handler(request, exc)
+            outcome = handler(request, exc)
         else:
-            response = await run_in_threadpool(handler, request, exc)
+            outcome = await run_in_threadpool(handler, request, exc)
+        response = outcome if isinstance(outcome, Response) else await outcome
         await response(scope, receive, send)
 
 

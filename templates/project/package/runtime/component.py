@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from .context import current_message, set_message, track_handling
 from .dedup import Dedup, MemoryDedup
-from .envelope import Entry, Envelope, Origin, next_seq
+from .envelope import Entry, Envelope, Origin, new_envelope, next_seq
 from .errors import ErrorRecord, ServiceError, WiringError
 from .logs import MaskedLogger
 from .pii import Masker
@@ -309,7 +309,7 @@ class Component:
         latency_bounds, latency_counts = latency.bounds, latency.counts
         fastest = latency_bounds[0]
         burst_limit = self.burst_limit
-        clock, bucket, new_envelope = monotonic, bisect_left, tuple.__new__
+        clock, bucket, envelope_of = monotonic, bisect_left, new_envelope
         if self.tracks_message:
             # ``handling`` is set per message anyway; current_message() reads it.
             track_handling(self._handling)
@@ -377,7 +377,7 @@ class Component:
                                 correlation,
                                 envelope,
                             )
-                            derive((started, new_envelope(Envelope, fields)))
+                            derive((started, envelope_of(fields)))
                         continue
                     if forward is not None:
                         try:

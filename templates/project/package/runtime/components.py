@@ -34,13 +34,12 @@ from .component import (
     RunContext,
     State,
 )
-from .envelope import Entry, Envelope, next_seq
+from .envelope import Entry, Envelope, new_envelope, next_seq
 from .errors import UnknownRouteError, WiringError
 from .ports import InputPort, OutputPort
 
 __all__ = ["Filter", "Merger", "Router", "Sink", "Source", "Transformer"]
 
-_new_envelope = tuple.__new__
 
 _ONE_IN = {"in": Any}
 _ONE_OUT = {"out": Any}
@@ -137,7 +136,7 @@ class Source(Component, ABC):
                 # Envelope.start, inlined: this runs for every message.
                 entry = (
                     now,
-                    _new_envelope(Envelope, (item, next_seq(), now, None, None)),
+                    new_envelope((item, next_seq(), now, None, None)),
                 )
                 if fast and not waiting and len(buffer) < size:
                     if state.open_receive_channels:

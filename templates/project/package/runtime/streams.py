@@ -742,7 +742,7 @@ class RedisConnection(Connection):
         async with self._flushing:
             self._release()
             while self._acks or self._dead:
-                dead, self._dead = self._dead, []
+                dead, self._dead = self._dead, list[_Dead]()
                 for letter in dead:
                     record = self._record(letter)
 
@@ -767,7 +767,7 @@ class RedisConnection(Connection):
                         letter.error_type,
                         letter.error,
                     )
-                acks, self._acks = self._acks, []
+                acks, self._acks = self._acks, list[bytes]()
                 if acks:
                     await self.link.call(
                         partial(client.xack, self.stream, self.group, *acks)

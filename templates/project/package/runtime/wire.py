@@ -22,11 +22,17 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, TypeAdapter
 
-from .envelope import Entry, Envelope, Origin, monotonic_time, next_seq, wall_time
+from .envelope import (
+    Entry,
+    Envelope,
+    Origin,
+    monotonic_time,
+    new_envelope,
+    next_seq,
+    wall_time,
+)
 
 __all__ = ["WireError", "decode", "encode", "schema_name"]
-
-_new_envelope = tuple.__new__
 
 
 class WireError(ValueError):
@@ -98,9 +104,7 @@ def decode(data: bytes, schema: Any) -> Entry:
     except (KeyError, TypeError) as exc:
         raise WireError(f"incomplete message: {exc!r}") from None
     origin = Origin(document["id"], causation if isinstance(causation, str) else None)
-    envelope = _new_envelope(
-        Envelope, (item, next_seq(), created, str(correlation), origin)
-    )
+    envelope = new_envelope((item, next_seq(), created, str(correlation), origin))
     return enqueued, envelope
 
 
