@@ -80,7 +80,7 @@ RESERVED_SCHEMAS = frozenset({
     "KeyboardInterrupt", "LIMITED", "Literal", "Mapping", "Merger", "ModuleType",
     "OneItem", "Overflow", "PEER", "Path", "ROUTES", "RateLimit", "Router", "SERVICE",
     "Service", "ServiceError", "ServiceSettings", "Sink", "Source", "Stuck",
-    "Transformer", "Transport", "UTC", "UUID", "VALID", "ValidationError", "ValueError",
+    "SystemExit", "Transformer", "Transport", "UTC", "UUID", "VALID", "ValidationError", "ValueError",
 })  # fmt: skip
 def _common(value: str, pattern: re.Pattern[str], what: str, shape: str) -> str | None:
     if not pattern.fullmatch(value):  # not match: "$" also matches before a final "\n"
