@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -201,7 +201,7 @@ def step_env() -> dict[str, str]:
     return env
 
 
-def _redis_env(project: Path) -> dict[str, str]:
+def _redis_env(package: str) -> dict[str, str]:
     """``PORTWRIGHT_REDIS_URL`` as the project's own ``<PACKAGE>_REDIS_URL``.
 
     The emitted tests of a project with Redis connections run on Redis too when that
@@ -210,7 +210,7 @@ def _redis_env(project: Path) -> dict[str, str]:
     url = os.environ.get(REDIS_URL_VARIABLE)
     if not url:
         return {}
-    variable = f"{ProjectImports.read(project).package.upper()}_REDIS_URL"
+    variable = f"{package.upper()}_REDIS_URL"
     return {} if variable in os.environ else {variable: url}
 
 
@@ -292,14 +292,30 @@ def _summary(name: str, output: str) -> str:
     return f"{last.strip('= ')}: {shown}"
 
 
-def _guard(project: Path) -> Step:
+def _guard(project: Path, declared: ProjectImports) -> Step:
     start = time.perf_counter()
-    violations = check_imports(project)
+    violations = check_imports(project, declared)
     output = "\n".join(str(v) for v in violations)
     summary = f"{len(violations)} violation(s)" if violations else "all imports allowed"
     return Step(
         "import guard", not violations, time.perf_counter() - start, output, summary
     )
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the gate needs besides the tree, as the build that made the tree knows it.
+
+    ``generate`` hands it to the gate instead of the gate reading it back;
+    ``portwright gate DIR`` has only the folder, so ``run_gate`` finds it there (one
+    read of pyproject.toml) when it is not given.
+    """
+
+    #: the runtime files as shipped (path -> bytes): black does not check them again
+    copies: Mapping[str, bytes]
+    #: what the tree's pyproject.toml declares; None: read it from the tree (regenerate
+    #: may have merged the user's edits into it)
+    declared: ProjectImports | None = None
 
 
 @dataclass(frozen=True)
@@ -339,17 +355,16 @@ def _python_files(project: Path) -> Iterator[str]:
                 yield (base / name).as_posix()
 
 
-def _unchanged_copies(project: Path) -> set[str]:
-    """The files that are byte for byte the runtime shipped.
+def _unchanged_copies(project: Path, copies: Mapping[str, bytes]) -> set[str]:
+    """The files that are byte for byte the runtime shipped (``copies``).
 
     Those are black-checked in portwright's own tree (and by its tests, as emitted);
     checking them again in every gate would double black's time. Any other file,
     a copy someone edited included, is checked.
     """
-    package = ProjectImports.read(project).package
     return {
         path
-        for path, data in verbatim_files(package).items()
+        for path, data in copies.items()
         if path.endswith(".py") and _read(project / path) == data
     }
 
@@ -444,6 +459,7 @@ def run_gate(
     on_step: Callable[[Step], None] | None = None,
     *,
     types: bool = True,
+    known: Known | None = None,
 ) -> GateResult:
     """Run every step in ``project`` (all run, even after a failure, to report them all).
 
@@ -452,7 +468,8 @@ def run_gate(
     Then the lint steps and the tests, independent, run side by side while the import
     guard runs here. ``on_step`` sees the steps in their order: conflicts, ruff,
     black, your code, import guard, types, pytest. ``types=False`` leaves the type
-    check out (the benchmark's "before").
+    check out (the benchmark's "before"). ``known``: what the build knows (else it
+    is read from ``project``, and the runtime as shipped rendered again).
     """
     missing = missing_dependencies()
     if missing:
@@ -461,13 +478,18 @@ def run_gate(
             f"{', '.join(missing)}; reinstall portwright with its dependencies"
         )
     started = time.perf_counter()
+    declared = (known and known.declared) or ProjectImports.read(project)
+    copies = known.copies if known else verbatim_files(declared.package)
     files = Files.read(project)
     checked = (_types(project),) if types else ()
-    unchanged = _unchanged_copies(project)
+    unchanged = _unchanged_copies(project, copies)
     formatted = [p for p in files.owned if p not in unchanged]
     commands: dict[str, Callable[[], Step]] = {
         "pytest": lambda: _run(
-            "pytest", pytest_command(), project, extra_env=_redis_env(project)
+            "pytest",
+            pytest_command(),
+            project,
+            extra_env=_redis_env(declared.package),
         ),
         "black": lambda: _black(project, formatted),
         "ruff": lambda: _run(
@@ -478,7 +500,7 @@ def run_gate(
     with ThreadPoolExecutor(max_workers=len(commands)) as pool:
         running = {name: pool.submit(make) for name, make in commands.items()}
         markers = _markers(project, files)
-        guard = _guard(project)
+        guard = _guard(project, declared)
         done = {name: future.result() for name, future in running.items()}
     steps = (
         markers,

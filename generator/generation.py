@@ -14,7 +14,8 @@ from .blueprint import Blueprint
 from .errors import CheckFailed, GenerationError
 from .examples import ExampleError
 from .formatting import format_files
-from .gate import GateResult, Step, run_gate
+from .gate import GateResult, Known, Step, run_gate
+from .imports_guard import ProjectImports
 from .layout import FAILED_SUFFIX, MANIFEST, RUN_STATE, STATE
 from .loader import load_blueprint
 from .planner import Plan, plan
@@ -52,6 +53,20 @@ class Built:
     staging: Path
     manifest: Manifest
     contents: dict[str, bytes]  # every planned file as written (manifest not included)
+
+    def known(self, *, declared: bool = True) -> Known:
+        """What the gate needs of this build: the runtime copies and the pyproject.
+
+        ``declared=False`` leaves the pyproject for the gate to read from its tree
+        (regenerate may keep or merge the user's edits of it).
+        """
+        copies = {
+            f.path: self.contents[f.path]
+            for f in self.plan.files
+            if f.template is not None and not f.rendered
+        }
+        pyproject = self.contents["pyproject.toml"].decode("utf-8")
+        return Known(copies, ProjectImports.parse(pyproject) if declared else None)
 
 
 @dataclass(frozen=True)
@@ -111,7 +126,8 @@ def generate(
     def put(root: Path) -> None:
         kept[:] = place(root, built.contents, built.manifest)
 
-    result = land(dest, put, gate=gate, on_step=on_step)
+    # the tree holds the build's pyproject: --force writes portwright's files over
+    result = land(dest, put, gate=gate, on_step=on_step, known=built.known())
     return Generated(
         dest,
         blueprint.name,
@@ -134,6 +150,7 @@ def land(
     gate: bool,
     on_step: Callable[[Step], None] | None = None,
     dry_run: bool = False,
+    known: Known | None = None,
 ) -> GateResult | None:
     """Make ``change`` to ``dest``, after the gate passed on exactly the tree it leaves.
 
@@ -143,6 +160,7 @@ def land(
     ``dest`` simply becomes the gated copy). A failing gate leaves ``dest`` untouched,
     keeps the copy in ``failed_dir(dest)`` and raises ``GateFailed``; a run that lands
     removes the copy an earlier failure left. ``dry_run``: judge, change nothing.
+    ``known``: what the build knows that the gate needs (see ``gate.Known``).
     """
     if not gate and not is_empty(dest):
         if not dry_run:
@@ -151,7 +169,9 @@ def land(
         return None
     tree = candidate(dest, change)
     try:
-        result = prove(dest, tree, on_step, keep=not dry_run) if gate else None
+        result = (
+            prove(dest, tree, on_step, keep=not dry_run, known=known) if gate else None
+        )
         if not dry_run:
             if is_empty(dest):
                 if dest.exists():
@@ -186,13 +206,14 @@ def prove(
     on_step: Callable[[Step], None] | None,
     *,
     keep: bool = True,
+    known: Known | None = None,
 ) -> GateResult:
     """Gate ``tree``, what ``dest`` will hold; on failure keep it and raise ``GateFailed``.
 
     The steps' output names files in ``tree``, a folder about to go: it is shown with
     the folder the user can open instead (the kept copy, or ``dest`` itself).
     """
-    result = run_gate(tree)
+    result = run_gate(tree, known=known)
     shown = failed_dir(dest) if keep else dest
     if not result.ok:
         result = result.relocated(tree, shown)

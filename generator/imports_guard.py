@@ -72,11 +72,16 @@ class ProjectImports:
         """Read ``pyproject.toml`` of an emitted project."""
         path = project / "pyproject.toml"
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            return cls.parse(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise GenerationError(
                 f"{path}: cannot read the project's pyproject.toml ({exc})"
             ) from None
+
+    @classmethod
+    def parse(cls, text: str) -> ProjectImports:
+        """What the text of an emitted ``pyproject.toml`` declares."""
+        data = tomllib.loads(text)
         project_table = data.get("project", {})
         tool = data.get("tool", {}).get("portwright", {})
         package = tool.get("package") or str(project_table.get("name", "")).replace(
@@ -160,9 +165,14 @@ def _top_level(file: str) -> str:
     return first if rest else (inspect.getmodulename(first) or first)
 
 
-def check_imports(project: Path) -> list[Violation]:
-    """Every import violation in the emitted project at ``project``, sorted."""
-    declared = ProjectImports.read(project)
+def check_imports(
+    project: Path, declared: ProjectImports | None = None
+) -> list[Violation]:
+    """Every import violation in the emitted project at ``project``, sorted.
+
+    ``declared``: what its pyproject.toml declares, when the caller has read it.
+    """
+    declared = declared or ProjectImports.read(project)
     providers = Providers()
     violations: list[Violation] = []
     roots = [

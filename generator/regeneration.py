@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .blueprint import Blueprint
 from .errors import BlueprintError, CheckFailed, GenerationError
-from .gate import GateResult, Step
+from .gate import GateResult, Known, Step
 from .generation import build, land
 from .journal import apply, recover
 from .kinds import LOGIC_KINDS
@@ -72,6 +72,11 @@ def load_blueprints(
 
 def plan_update(project: Path, new_file: Path | None = None) -> UpdatePlan:
     """Decide what regenerate would do, writing nothing in ``project``."""
+    return _update(project, new_file)[0]
+
+
+def _update(project: Path, new_file: Path | None) -> tuple[UpdatePlan, Known]:
+    """The update's plan, and what its gate needs of the new build."""
     manifest = Manifest.read(project)
     if manifest is None:
         raise GenerationError(
@@ -92,7 +97,7 @@ def plan_update(project: Path, new_file: Path | None = None) -> UpdatePlan:
         target = target_of(project, path)
         return target.read_bytes() if target.is_file() else None
 
-    return decide(
+    plan = decide(
         read_disk,
         manifest,
         Tree(base.contents, base.manifest.owners),
@@ -100,6 +105,7 @@ def plan_update(project: Path, new_file: Path | None = None) -> UpdatePlan:
         renames,
         new_text,
     )
+    return plan, fresh.known(declared=False)
 
 
 def regenerate(
@@ -117,7 +123,7 @@ def regenerate(
     """
     recovered = False if dry_run else recover(project)
     refuse_markers(project)
-    plan = plan_update(project, new_file)
+    plan, known = _update(project, new_file)
     manifest_json = plan.manifest.to_json()
     current = project / MANIFEST
     same_manifest = (
@@ -133,6 +139,7 @@ def regenerate(
         gate=gate and not plan.conflicts,
         on_step=on_step,
         dry_run=dry_run,
+        known=known,
     )
     return Regenerated(plan, not dry_run, recovered, result)
 

@@ -17,6 +17,7 @@ import pytest
 from generator.gate import Files, _unchanged_copies, run_bounded, run_gate
 from generator.generation import Built, build
 from generator.loader import load_blueprint
+from generator.render import verbatim_files
 
 ROOT = Path(__file__).parent.parent
 BLUEPRINT = ROOT / "blueprints" / "order_pipeline.yaml"
@@ -29,7 +30,7 @@ def built(tmp_path: Path) -> Built:
 
 
 def _excluded(project: Path) -> set[str]:
-    return _unchanged_copies(project)
+    return _unchanged_copies(project, verbatim_files("order_pipeline"))
 
 
 def test_only_unchanged_copies_are_left_out_of_black(built: Built) -> None:
