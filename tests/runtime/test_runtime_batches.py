@@ -26,9 +26,7 @@ pytestmark = pytest.mark.anyio
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the test on the batched path, then on the per-item fallback."""
     if request.param == "per_item":
-        monkeypatch.setattr(
-            runtime.ports, "_batch_state", lambda sender, receiver: None
-        )
+        monkeypatch.setattr(runtime.ports, "state_of", lambda sender, receiver: None)
     return str(request.param)
 
 

@@ -12,7 +12,8 @@ import pytest
 import redis
 import runtime
 from pydantic import BaseModel
-from runtime import deadletter, streams
+from runtime import deadletter
+from runtime.redis.link import RedisLink
 
 from tests.redisenv import delete_prefixed, redis_url, unique_prefix
 from tests.runtime.support import Numbers, Recorder, client_for
@@ -358,9 +359,9 @@ async def test_ingress_503_withdraws_a_message_redis_has_not_got(
     # Redis as well (it would be applied twice). A message whose write is already
     # under way when its request times out is waited for, and accepted.
     under_way, release = anyio.Event(), anyio.Event()
-    script = streams.RedisLink.add_entries
+    script = RedisLink.add_entries
 
-    def held_script(link: streams.RedisLink) -> Any:
+    def held_script(link: RedisLink) -> Any:
         real = script.fget(link)  # type: ignore[attr-defined]
 
         async def add(**arguments: Any) -> Any:
@@ -370,7 +371,7 @@ async def test_ingress_503_withdraws_a_message_redis_has_not_got(
 
         return add
 
-    monkeypatch.setattr(streams.RedisLink, "add_entries", property(held_script))
+    monkeypatch.setattr(RedisLink, "add_entries", property(held_script))
     service = runtime.Service("rt", settings=settings)
     service.add(
         runtime.ApiEndpoint("orders", route="/orders", schema=Order, timeout_ms=50)

@@ -29,15 +29,17 @@ from .errors import (
     UnsupportedMediaType,
     WiringError,
 )
+from .histogram import Histogram
 from .ingress import ApiEndpoint
 from .logs import JsonFormatter, MaskedLogger, configure_logging
-from .metrics import Histogram, ServiceMetrics
+from .metrics import ServiceMetrics
 from .pii import MASK, Masker
-from .ports import Connection, InputPort, OutputPort, Overflow, Transport
+from .ports import Connection, InputPort, OutputPort, Overflow
 from .ratelimit import RateLimit
 from .service import DrainReport, Service, ServiceState
 from .settings import ServiceSettings
 from .taps import Inlet, Tap
+from .transport import Transport
 
 __all__ = [
     "MASK",

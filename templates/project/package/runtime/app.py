@@ -337,7 +337,7 @@ def protect(service: Service) -> None:
     if settings.rate_limit_overrides or any(e.rate_limit for e in endpoints.values()):
         storage = settings.rate_limit_storage
         if storage == "auto":  # the service's own Redis, when it runs on Redis
-            storage = settings.redis_url if service.redis is not None else "memory"
+            storage = service.shared_storage() or "memory"
         store = RateLimitStore(
             storage,
             namespace=service.name,

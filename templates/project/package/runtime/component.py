@@ -427,14 +427,15 @@ class Component:
 
     async def _drain(self, port: InputPort, connection: Connection) -> None:
         # Batches where nothing needs to hear about each message on its own: not
-        # over Redis (acknowledged per message, or encoded when sent), not around
-        # async user code (which may wait, and let others run, in mid-batch).
+        # over a per-message transport (acknowledged per message, or encoded when
+        # sent), not around async user code (which may wait, and let others run,
+        # in mid-batch).
         if (
-            connection.transport == "memory"
+            not connection.per_message
             and connection.settled is None
             and not self._call_is_async
-            and all(
-                c.transport == "memory"
+            and not any(
+                c.per_message
                 for output in self.outputs.values()
                 for c in output.connections
             )

@@ -18,6 +18,7 @@ from collections.abc import (
     Iterator,
     Mapping,
     Sequence,
+    Sized,
 )
 from functools import partial
 from time import monotonic
@@ -37,6 +38,7 @@ from .component import (
 from .envelope import Entry, Envelope, new_envelope, next_seq
 from .errors import UnknownRouteError, WiringError
 from .ports import InputPort, OutputPort
+from .streamstate import StreamState
 
 __all__ = ["Filter", "Merger", "Router", "Sink", "Source", "Transformer"]
 
@@ -119,13 +121,19 @@ class Source(Component, ABC):
         # into the stream's buffer (what send_nowait would do when no receiver is
         # waiting and the receiver is open); anything else takes ``emit``.
         port = out if out is not None else self._first_output()
-        state: Any = None
+        state: StreamState[Entry] | None = None
         if out is not None and (connection := out.batched_connection) is not None:
             state = connection.stream_state
-        fast = state is not None
-        buffer: deque[Entry] = state.buffer if fast else deque()
-        append, waiting = buffer.append, state.waiting_receivers if fast else {}
-        size = state.max_buffer_size if fast else 0
+        buffer: deque[Entry] = deque()
+        waiting: Sized = ()
+        size = 0.0
+        if state is not None:
+            buffer, waiting, size = (
+                state.buffer,
+                state.waiting_receivers,
+                state.max_buffer_size,
+            )
+        append = buffer.append
         burst_limit = self.burst_limit
         produced = 0
         generated = self.generate()
@@ -138,7 +146,7 @@ class Source(Component, ABC):
                     now,
                     new_envelope((item, next_seq(), now, None, None)),
                 )
-                if fast and not waiting and len(buffer) < size:
+                if state is not None and not waiting and len(buffer) < size:
                     if state.open_receive_channels:
                         append(entry)
                         port.sent += 1

@@ -8,36 +8,35 @@ returned ``DrainReport`` (also logged) says what was left.
 
 A service may run in several processes: each runs the components its settings name
 (``components``; all by default), and the connections between processes are carried
-by Redis (see ``streams``).
+by a transport between processes (Redis). The service knows transports only through
+``transport.Carrier``: one per transport it uses, made when a connection asks.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from time import monotonic
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .component import Component, RunContext, State
 from .components import Source
-from .dedup import Dedup, MemoryDedup, RedisDedup
+from .dedup import Dedup, MemoryDedup
 from .errors import ServiceError, SettingsError, StartupError, WiringError
 from .ingress import ApiEndpoint
 from .logs import MaskedLogger
 from .metrics import ServiceMetrics
 from .pii import Masker
-from .ports import Connection, InputPort, OutputPort, Overflow, Transport
+from .ports import Connection, InputPort, OutputPort, Overflow, Placement, Writer
 from .settings import ServiceSettings
 from .taps import Inlet, Tap
-
-if TYPE_CHECKING:
-    from .streams import RedisLink
+from .transport import Carrier, Transport, carrier_factory, transports
 
 __all__ = ["DrainReport", "Service", "ServiceState"]
 
@@ -95,8 +94,8 @@ class Service:
         self._context: RunContext | None = None
         self._stop_requested_at: float | None = None
         self._left: dict[str, int] | None = None
-        #: the Redis client, once a connection is carried by Redis
-        self.redis: RedisLink | None = None
+        #: each transport's carrier, once a connection uses it (``transport``)
+        self.carriers: dict[str, Carrier] = {}
         self._failure: StartupError | None = None
         #: where this process serves HTTP (``serve`` sets it); with Redis, each
         #: replica lists itself there under this address (``replicas``)
@@ -182,22 +181,9 @@ class Service:
             )
         size = self.settings.buffer_overrides.get(port.address, buffer_size)
         overflow = self.settings.overflow_overrides.get(port.address, overflow)
-        connection: Connection
-        if transport == "redis":
-            from .streams import RedisConnection, RedisLink  # only when used
-
-            if self.redis is None:
-                self.redis = RedisLink(self.name, self.settings, self.log)
-            connection = RedisConnection(
-                output, port, buffer_size=size, overflow=overflow, link=self.redis
-            )
-        elif transport == "memory":
-            connection = Connection(output, port, buffer_size=size, overflow=overflow)
-        else:
-            raise WiringError(
-                f"connection {source} -> {target}: transport {transport!r} is not "
-                "'memory' or 'redis'"
-            )
+        connection = self._carrier(source, target, transport).connect(
+            output, port, buffer_size=size, overflow=overflow
+        )
         output.connections.append(connection)
         port.connections.append(connection)
         self.connections.append(connection)
@@ -325,9 +311,16 @@ class Service:
                     f"port {port.address} is saturated "
                     f"({port.utilization():.0%} of its buffer used)"
                 )
-        if self.redis is not None and self.redis.problem is not None:
-            reasons.append(self.redis.problem)
+        reasons.extend(
+            c.problem for c in self.carriers.values() if c.problem is not None
+        )
         return reasons
+
+    def shared_storage(self) -> str | None:
+        """A store every replica shares (rate limits), if a transport offers one."""
+        return next(
+            (s for c in self.carriers.values() if (s := c.shared_storage)), None
+        )
 
     async def _run(
         self,
@@ -340,9 +333,12 @@ class Service:
         writers = self._open_connections(context)
         try:
             async with anyio.create_task_group() as watchers:
-                if self.redis is not None:
-                    watchers.start_soon(self.redis.monitor, self._announcement())
-                # ``links``: the components, and what writes their messages to Redis
+                names = [c.name for c in self.local_components()]
+                for carrier in self.carriers.values():
+                    watchers.start_soon(carrier.monitor, self.url, names)
+                # ``links``: the components, and the connections' background work
+                # (writers to another process; it ends once the components closed
+                # their outputs and all is written).
                 # (it ends once they closed their outputs and all is written).
                 async with anyio.create_task_group() as links:
                     for write in writers:
@@ -357,8 +353,8 @@ class Service:
         finally:
             for connection in self.connections:
                 connection.close()
-            if self.redis is not None:
-                await self.redis.close()
+            for carrier in self.carriers.values():
+                await carrier.close()
             if self._failure is None:
                 self.state = ServiceState.STOPPED
                 self.drain_report = self._report()
@@ -370,38 +366,25 @@ class Service:
         task_status.started(failure)
         return failure
 
-    def _open_connections(
-        self, context: RunContext
-    ) -> list[Callable[[], Coroutine[Any, Any, None]]]:
-        """Open the connections with an end here; the Redis writers to run."""
+    def _open_connections(self, context: RunContext) -> list[Writer]:
+        """Tell each connection which of its ends run here; its background work."""
         local = {component.name: component for component in self.local_components()}
-        writers: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        writers: list[Writer] = []
         for connection in self.connections:
-            sending = connection.source.component in local
-            receiving = connection.target.component in local
-            if connection.transport == "memory":
-                if sending and receiving:
-                    connection.open()
-                continue
-            from .streams import RedisConnection  # only services that use Redis
-
-            assert isinstance(connection, RedisConnection)
-            # Carried by Redis: either end may run here, or both.
             source = local.get(connection.source.component)
             target = local.get(connection.target.component)
-            connection.place(
-                sending=sending,
-                receiving=receiving,
+            placement = Placement(
+                sending=source is not None,
+                receiving=target is not None,
                 stopping=context.stopping,
                 masker=self.masker,
-                # HTTP ingress answers 202 only once Redis has the message
+                # HTTP ingress answers 202 only once the message is safely carried
                 confirm=isinstance(source, ApiEndpoint),
-                outputs=list(target.outputs.values()) if target else [],
+                outputs=tuple(target.outputs.values()) if target else (),
             )
-            if sending or receiving:
-                connection.open()
-            if connection.writes:
-                writers.append(connection.write)
+            writer = connection.place(placement)
+            if writer is not None:
+                writers.append(writer)
         return writers
 
     async def _start_components(
@@ -438,25 +421,26 @@ class Service:
             component.request_stop()
         context.stopping.set()
 
-    def _announcement(self) -> tuple[str, bytes] | None:
-        """This replica's record in Redis, when it serves HTTP."""
-        if self.redis is None or self.url is None:
-            return None
-        from .replicas import announcement
-
-        return announcement(self, self.url)
+    def _carrier(self, source: str, target: str, transport: str) -> Carrier:
+        """The service's carrier of ``transport``, made on first use."""
+        carrier = self.carriers.get(transport)
+        if carrier is None:
+            try:
+                factory = carrier_factory(transport)
+            except KeyError:
+                known = " or ".join(map(repr, transports()))
+                raise WiringError(
+                    f"connection {source} -> {target}: transport {transport!r} is "
+                    f"not {known}"
+                ) from None
+            carrier = self.carriers[transport] = factory(
+                self.name, self.settings, self.log
+            )
+        return carrier
 
     def _dedup(self) -> Dedup:
-        settings = self.settings
-        if self.redis is None:
-            return MemoryDedup(settings.dedup_ttl_s)
-        # The lease ends when the message would be claimed again anyway.
-        return RedisDedup(
-            self.redis,
-            self.redis.key("dedup") + ".",
-            ttl_s=settings.dedup_ttl_s,
-            lease_s=settings.redis_claim_idle_ms / 1000,
-        )
+        shared = (d for c in self.carriers.values() if (d := c.dedup()) is not None)
+        return next(shared, None) or MemoryDedup(self.settings.dedup_ttl_s)
 
     async def _watch_drain(
         self, context: RunContext, components: anyio.CancelScope
@@ -539,16 +523,12 @@ class Service:
 
     def check(self) -> None:
         """Raise now what would stop the start: unknown components or overrides in
-        the settings, a memory connection between processes, a bad Redis URL."""
+        the settings, a memory connection between processes, a transport's bad
+        settings (a Redis URL)."""
         settings = self.settings
         self._check_selection()
-        if self.redis is not None and not settings.redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise SettingsError(
-                f"{self.name.upper()}_REDIS_URL must start with redis://, rediss:// "
-                "or unix://"
-            )
+        for carrier in self.carriers.values():
+            carrier.check()
         ports = {
             port.address
             for component in self.components.values()
@@ -591,7 +571,7 @@ class Service:
         local = {c.name for c in self.local_components()}
         for connection in self.connections:
             ends = {connection.source.component, connection.target.component}
-            if connection.transport == "memory" and len(ends & local) == 1:
+            if not connection.between_processes and len(ends & local) == 1:
                 raise SettingsError(
                     f"connection {connection.source.address} -> "
                     f"{connection.target.address} is carried in memory, so "

@@ -19,18 +19,13 @@ delivery failed) are claimed by a live replica (``XAUTOCLAIM``) and delivered ag
 A failure on the ``max_retries``-th delivery, or a claim that would be delivery
 ``max_retries + 1``, moves the entry to the dead-letter stream with an error record,
 and acknowledges it, in one transaction.
-
-Every Redis call goes through ``RedisLink.call``: while Redis is unreachable it
-retries with backoff (50 ms doubling to 2 s), ``/ready`` says why the service is not
-ready, and nothing is dropped: senders wait, receivers keep what they hold.
+Every Redis call goes through the service's ``RedisLink`` (``link``), which retries
+while Redis is unreachable.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
-import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,41 +33,23 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from time import monotonic
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
 import anyio
 import orjson
-import redis.asyncio
 from anyio.lowlevel import checkpoint
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import ValidationError
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .envelope import Entry, Envelope
-from .logs import MaskedLogger
-from .pii import Masker
-from .ports import Connection, InputPort, OutputPort, Overflow
-from .settings import ServiceSettings
-from .wire import WireError, decode, encode, read
+from ..envelope import Entry, Envelope
+from ..pii import Masker
+from ..ports import Connection, InputPort, OutputPort, Overflow, Placement, Writer
+from .link import BACKOFF_MAX_S, UNREACHABLE, RedisLink, StreamId, stream_id
+from .wire import DLQ_SUFFIX, FIELD, TARGET, WireError, decode, encode, read
 
-__all__ = ["DLQ_SUFFIX", "FIELD", "TARGET", "RedisConnection", "RedisLink", "StreamId"]
+__all__ = ["RedisConnection"]
 
-T = TypeVar("T")
-#: the stream entry's field that holds the message (JSON, see ``wire``)
-FIELD = b"e"
-#: a replayed entry's field naming the one consumer group it is for
-TARGET = b"to"
-DLQ_SUFFIX = ".dlq"
-#: errors that mean "Redis is not reachable now": retried, never fatal
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-BACKOFF_FIRST_S = 0.05
-BACKOFF_MAX_S = 2.0
 READ_BATCH = 256
 WRITE_BATCH = 512
 #: how long a confirmed sender that gave up waits for a write already under way (s)
@@ -81,136 +58,6 @@ ACK_DELAY_S = 0.005
 FLUSH_TIMEOUT_S = 5.0
 #: trim the stream every this many maintenance rounds
 TRIM_EVERY = 10
-StreamId = tuple[int, int]
-#: XADD of every argument to the stream (field ``FIELD``), as one command: one reply
-#: to parse instead of one per entry; a pipeline of XADDs cost redis-py most of a
-#: hop's CPU. Returns the last entry's id.
-ADD_ENTRIES = f"""
-local id
-for i = 1, #ARGV do
-  id = redis.call('XADD', KEYS[1], '*', '{FIELD.decode()}', ARGV[i])
-end
-return id
-"""
-
-
-def stream_id(raw: bytes | str) -> StreamId:
-    """``b"1714564800000-3"`` -> ``(1714564800000, 3)``, comparable."""
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
-
-
-class RedisLink:
-    """The service's Redis client: names, health, and calls that survive outages."""
-
-    def __init__(
-        self, service: str, settings: ServiceSettings, log: MaskedLogger
-    ) -> None:
-        self.service = service
-        self.settings = settings
-        self.prefix = settings.redis_prefix
-        self.consumer = settings.redis_consumer or (
-            f"{socket.gethostname()}-{os.getpid()}"
-        )
-        self.log = log
-        self.where = _redacted(settings.redis_url)
-        #: why Redis cannot be used right now (``None``: it can)
-        self.problem: str | None = f"redis at {self.where}: not connected yet"
-        self._client: redis.asyncio.Redis | None = None
-        self._add_entries: AsyncScript | None = None
-        self._outage_logged = False
-        #: the key of this replica's record, while it keeps one (``monitor``)
-        self.announced: str | None = None
-
-    @property
-    def client(self) -> redis.asyncio.Redis:
-        """The client (created on first use, inside the running event loop)."""
-        if self._client is None:
-            self._client = redis.asyncio.Redis.from_url(
-                self.settings.redis_url,
-                retry=Retry(NoBackoff(), 0),  # retried here, with backoff
-                socket_connect_timeout=2.0,
-                # longer than the longest blocking read (1 s): a silent peer is dead
-                socket_timeout=6.0,
-            )
-        return self._client
-
-    @property
-    def add_entries(self) -> AsyncScript:
-        """``ADD_ENTRIES``, loaded on first use (and again after Redis restarted)."""
-        if self._add_entries is None:
-            self._add_entries = self.client.register_script(ADD_ENTRIES)
-        return self._add_entries
-
-    def stream(self, component: str, port: str) -> str:
-        """The stream an output port writes: ``<prefix><service>.<component>.<port>``."""
-        return f"{self.prefix}{self.service}.{component}.{port}"
-
-    def key(self, name: str) -> str:
-        """Another key of this service: ``<prefix><service>.<name>``."""
-        return f"{self.prefix}{self.service}.{name}"
-
-    async def call(self, command: Callable[[], Awaitable[T]]) -> T:
-        """``await command()``, retried with backoff while Redis is unreachable."""
-        delay = BACKOFF_FIRST_S
-        while True:
-            try:
-                result = await command()
-            except UNREACHABLE as exc:
-                self._down(exc)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX_S)
-                continue
-            if self.problem is not None:
-                self._up()
-            return result
-
-    async def monitor(self, announce: tuple[str, bytes] | None = None) -> None:
-        """Ping Redis every second, so ``/ready`` follows it even when idle.
-
-        ``announce`` (a key and its value): this replica's record, which the ping
-        writes instead (expiring after ``replicas.TTL_S``), so that it is listed
-        while it lives; ``close`` deletes it.
-        """
-        command: Callable[[], Awaitable[Any]] = self.client.ping
-        if announce is not None:
-            from .replicas import TTL_S
-
-            command = partial(self.client.set, *announce, ex=TTL_S)
-            self.announced = announce[0]
-        while True:
-            await self.call(command)
-            await anyio.sleep(1.0)
-
-    async def close(self) -> None:
-        """Withdraw this replica's record (when Redis answers), close the client."""
-        if self._client is not None:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                if self.announced is not None and self.problem is None:
-                    with contextlib.suppress(*UNREACHABLE):  # else it expires
-                        await self._client.delete(self.announced)
-                    self.announced = None
-                await self._client.aclose()
-            self._client = None
-            self._add_entries = None
-
-    def _down(self, exc: BaseException) -> None:
-        if not self._outage_logged:  # once per outage, not once per retry
-            self._outage_logged = True
-            self.log.error(
-                "redis at %s is unreachable (%s: %s); retrying",
-                self.where,
-                type(exc).__name__,
-                exc,
-            )
-        self.problem = f"redis at {self.where} is unreachable ({type(exc).__name__})"
-
-    def _up(self) -> None:
-        if self._outage_logged:
-            self._outage_logged = False
-            self.log.info("redis at %s is reachable again", self.where)
-        self.problem = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +89,8 @@ class RedisConnection(Connection):
     """
 
     transport = "redis"
+    per_message = True
+    between_processes = True
 
     def __init__(
         self,
@@ -312,29 +161,23 @@ class RedisConnection(Connection):
             f"stream={self.stream!r}, group={self.group!r})"
         )
 
-    def place(
-        self,
-        *,
-        sending: bool,
-        receiving: bool,
-        stopping: anyio.Event,
-        masker: Masker,
-        confirm: bool = False,
-        outputs: list[OutputPort] | None = None,
-    ) -> None:
-        """Say which ends run in this process; called by the service before ``open``.
+    def place(self, placement: Placement) -> Writer | None:
+        """Open the ends that run in this process; the writer to run, if it writes.
 
-        ``confirm``: the sender waits until Redis has each message (HTTP ingress,
-        which answers 202 only then). ``outputs``: the receiving component's output
-        ports; a message taken here is acknowledged only once what the component sent
-        on them for it is in Redis.
+        ``placement.confirm``: the sender waits until Redis has each message.
+        ``placement.outputs``: the receiving component's output ports; a message
+        taken here is acknowledged only once what the component sent on them for it
+        is in Redis.
         """
-        self.sending = sending
-        self.receiving_here = receiving
-        self._stopping = stopping
-        self._masker = masker
-        self._confirm = confirm
-        self._outputs = list(outputs or ())
+        self.sending = placement.sending
+        self.receiving_here = placement.receiving
+        self._stopping = placement.stopping
+        self._masker = placement.masker
+        self._confirm = placement.confirm
+        self._outputs = list(placement.outputs)
+        if self.sending or self.receiving_here:
+            self.open()
+        return self.write if self.writes else None
 
     def open(self) -> None:
         """Prepare the ends that run here; nothing talks to Redis yet."""
@@ -469,16 +312,25 @@ class RedisConnection(Connection):
             written, self._written = self._written, anyio.Event()
             written.set()
             for dependent in self._dependents:
-                dependent._work.set()
+                dependent.writer_progressed()
             for sibling in self.source.connections:
                 if isinstance(sibling, RedisConnection):
-                    sibling._wake()
+                    sibling.wake()
+
+    def depend(self, reader: RedisConnection) -> None:
+        """``reader`` acknowledges entries once this writer wrote what came of them:
+        tell it whenever a write is done."""
+        self._dependents.append(reader)
+
+    def writer_progressed(self) -> None:
+        """A writer this reader waits for wrote something: look at the acks again."""
+        self._work.set()
 
     def close_sender(self) -> None:
         """The sending component finished: the receiver here ends once caught up."""
         self.sender_closed = True
         self._more.set()
-        self._wake()
+        self.wake()
         self._abandon_if_unaccepted()
 
     def _abandon_if_unaccepted(self) -> None:
@@ -514,7 +366,7 @@ class RedisConnection(Connection):
         written.set()
         for sibling in self.source.connections:
             if isinstance(sibling, RedisConnection):
-                sibling._wake()
+                sibling.wake()
 
     def close(self) -> None:
         """Close the local buffer (idempotent)."""
@@ -538,7 +390,7 @@ class RedisConnection(Connection):
             if isinstance(c, RedisConnection) and c.writes
         ]
         for writer in self._writers:
-            writer._dependents.append(self)
+            writer.depend(self)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._read)
             tasks.start_soon(self._acknowledge)
@@ -582,13 +434,15 @@ class RedisConnection(Connection):
             )
         return self._stopping.is_set()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """The stream may be finished now (its writer or sender closed): a reader
+        waiting for new entries looks again."""
         if self._read_scope is not None and self._finished():
             self._read_scope.cancel()
 
     async def _watch_stop(self) -> None:
         await self._stopping.wait()
-        self._wake()
+        self.wake()
 
     async def _read(self) -> None:
         feed = self._feed
@@ -977,11 +831,3 @@ def _written(entry: Entry) -> bool:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _redacted(url: str) -> str:
-    """``redis://:secret@host:6379/0`` -> ``host:6379/0``: no password in logs."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path}"

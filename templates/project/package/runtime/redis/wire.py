@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, TypeAdapter
 
-from .envelope import (
+from ..envelope import (
     Entry,
     Envelope,
     Origin,
@@ -32,7 +32,22 @@ from .envelope import (
     wall_time,
 )
 
-__all__ = ["WireError", "decode", "encode", "schema_name"]
+__all__ = [
+    "DLQ_SUFFIX",
+    "FIELD",
+    "TARGET",
+    "WireError",
+    "decode",
+    "encode",
+    "schema_name",
+]
+
+#: the stream entry's field that holds the message (this JSON document)
+FIELD = b"e"
+#: a replayed entry's field naming the one consumer group it is for
+TARGET = b"to"
+#: a stream ``S``'s dead-letter stream is ``S + DLQ_SUFFIX``
+DLQ_SUFFIX = ".dlq"
 
 
 class WireError(ValueError):

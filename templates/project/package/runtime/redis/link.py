@@ -1,0 +1,175 @@
+"""The service's Redis client: stream and key names, health, calls that survive outages.
+
+Every Redis call of the transport goes through ``RedisLink.call``: while Redis is
+unreachable it retries with backoff (50 ms doubling to 2 s), ``/ready`` says why the
+service is not ready (``problem``), and nothing is dropped: senders wait, receivers
+keep what they hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import anyio
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..logs import MaskedLogger
+from ..settings import ServiceSettings
+from .wire import FIELD
+
+__all__ = ["UNREACHABLE", "RedisLink", "StreamId", "stream_id"]
+
+T = TypeVar("T")
+#: errors that mean "Redis is not reachable now": retried, never fatal
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+BACKOFF_FIRST_S = 0.05
+BACKOFF_MAX_S = 2.0
+#: how long a replica's record lives unless renewed (the ping renews it every second)
+RECORD_TTL_S = 10
+StreamId = tuple[int, int]
+#: XADD of every argument to the stream (field ``FIELD``), as one command: one reply
+#: to parse instead of one per entry; a pipeline of XADDs cost redis-py most of a
+#: hop's CPU. Returns the last entry's id.
+ADD_ENTRIES = f"""
+local id
+for i = 1, #ARGV do
+  id = redis.call('XADD', KEYS[1], '*', '{FIELD.decode()}', ARGV[i])
+end
+return id
+"""
+
+
+def stream_id(raw: bytes | str) -> StreamId:
+    """``b"1714564800000-3"`` -> ``(1714564800000, 3)``, comparable."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class RedisLink:
+    """The service's Redis client: names, health, and calls that survive outages."""
+
+    def __init__(
+        self, service: str, settings: ServiceSettings, log: MaskedLogger
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.prefix = settings.redis_prefix
+        self.consumer = settings.redis_consumer or (
+            f"{socket.gethostname()}-{os.getpid()}"
+        )
+        self.log = log
+        self.where = _redacted(settings.redis_url)
+        #: why Redis cannot be used right now (``None``: it can)
+        self.problem: str | None = f"redis at {self.where}: not connected yet"
+        self._client: redis.asyncio.Redis | None = None
+        self._add_entries: AsyncScript | None = None
+        self._outage_logged = False
+        #: the key of this replica's record, while it keeps one (``monitor``)
+        self.announced: str | None = None
+
+    @property
+    def client(self) -> redis.asyncio.Redis:
+        """The client (created on first use, inside the running event loop)."""
+        if self._client is None:
+            self._client = redis.asyncio.Redis.from_url(
+                self.settings.redis_url,
+                retry=Retry(NoBackoff(), 0),  # retried here, with backoff
+                socket_connect_timeout=2.0,
+                # longer than the longest blocking read (1 s): a silent peer is dead
+                socket_timeout=6.0,
+            )
+        return self._client
+
+    @property
+    def add_entries(self) -> AsyncScript:
+        """``ADD_ENTRIES``, loaded on first use (and again after Redis restarted)."""
+        if self._add_entries is None:
+            self._add_entries = self.client.register_script(ADD_ENTRIES)
+        return self._add_entries
+
+    def stream(self, component: str, port: str) -> str:
+        """The stream an output port writes: ``<prefix><service>.<component>.<port>``."""
+        return f"{self.prefix}{self.service}.{component}.{port}"
+
+    def key(self, name: str) -> str:
+        """Another key of this service: ``<prefix><service>.<name>``."""
+        return f"{self.prefix}{self.service}.{name}"
+
+    async def call(self, command: Callable[[], Awaitable[T]]) -> T:
+        """``await command()``, retried with backoff while Redis is unreachable."""
+        delay = BACKOFF_FIRST_S
+        while True:
+            try:
+                result = await command()
+            except UNREACHABLE as exc:
+                self._down(exc)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            if self.problem is not None:
+                self._up()
+            return result
+
+    async def monitor(self, announce: tuple[str, bytes] | None = None) -> None:
+        """Ping Redis every second, so ``/ready`` follows it even when idle.
+
+        ``announce`` (a key and its value): this replica's record, which the ping
+        writes instead (expiring after ``RECORD_TTL_S``), so that it is listed
+        while it lives; ``close`` deletes it.
+        """
+        command: Callable[[], Awaitable[Any]] = self.client.ping
+        if announce is not None:
+            command = partial(self.client.set, *announce, ex=RECORD_TTL_S)
+            self.announced = announce[0]
+        while True:
+            await self.call(command)
+            await anyio.sleep(1.0)
+
+    async def close(self) -> None:
+        """Withdraw this replica's record (when Redis answers), close the client."""
+        if self._client is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                if self.announced is not None and self.problem is None:
+                    with contextlib.suppress(*UNREACHABLE):  # else it expires
+                        await self._client.delete(self.announced)
+                    self.announced = None
+                await self._client.aclose()
+            self._client = None
+            self._add_entries = None
+
+    def _down(self, exc: BaseException) -> None:
+        if not self._outage_logged:  # once per outage, not once per retry
+            self._outage_logged = True
+            self.log.error(
+                "redis at %s is unreachable (%s: %s); retrying",
+                self.where,
+                type(exc).__name__,
+                exc,
+            )
+        self.problem = f"redis at {self.where} is unreachable ({type(exc).__name__})"
+
+    def _up(self) -> None:
+        if self._outage_logged:
+            self._outage_logged = False
+            self.log.info("redis at %s is reachable again", self.where)
+        self.problem = None
+
+
+def _redacted(url: str) -> str:
+    """``redis://:secret@host:6379/0`` -> ``host:6379/0``: no password in logs."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path}"
