@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from . import __version__
+from .drawing import GraphvizMissing, draw
 from .drift import check_project
 from .errors import BlueprintError, CheckFailed, GenerationError, PortwrightError
 from .gate import Step, run_gate
@@ -77,6 +79,40 @@ def validate(
 def schema() -> None:
     """Print the JSON Schema of the blueprint format (for editors and CI)."""
     typer.echo(blueprint_schema_text(), nl=False)
+
+
+class GraphFormat(StrEnum):
+    """What ``portwright graph`` writes."""
+
+    mermaid = "mermaid"
+    dot = "dot"
+    svg = "svg"
+
+
+@app.command()
+def graph(
+    blueprint: Annotated[Path, typer.Argument(help="The blueprint file.")],
+    form: Annotated[
+        GraphFormat,
+        typer.Option("--format", "-f", help="mermaid, dot (Graphviz) or svg."),
+    ] = GraphFormat.mermaid,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write here instead of to stdout."),
+    ] = None,
+) -> None:
+    """Draw BLUEPRINT: components, ports and connections (transport, buffer, overflow)."""
+    loaded = load_blueprint(blueprint)
+    try:
+        text = draw(loaded, form.value)
+    except GraphvizMissing as exc:  # the input is fine: a tool is missing (exit 1)
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}")
 
 
 def _print_step(step: Step) -> None:

@@ -69,7 +69,15 @@ Number = Annotated[int, Field(strict=True)] | Annotated[float, Field(strict=True
 # the request would reach another path than the endpoint's.
 ROUTE = re.compile(r"^(POST|PUT|PATCH) (/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)+/?$")
 RESERVED_PATHS = frozenset(
-    {"/health", "/ready", "/metrics", "/docs", "/redoc", "/openapi.json"}
+    {
+        "/health",
+        "/ready",
+        "/metrics",
+        "/docs",
+        "/redoc",
+        "/openapi.json",
+        "/asyncapi.json",
+    }
 )
 
 

@@ -16,7 +16,9 @@ from string import Template
 from typing import Any, Literal
 
 from . import __version__
+from .asyncapi import asyncapi_document, asyncapi_json, asyncapi_yaml
 from .blueprint import ERRORS_PORT, Blueprint, Component, Port
+from .drawing import mermaid
 from .examples import example_item
 from .filters import pyrepr
 from .imports import Imports
@@ -31,6 +33,9 @@ from .schema_cases import schema_cases
 Owner = Literal["generator", "user"]
 
 PACKAGE_DIR = "package/"
+# The AsyncAPI document: at the project's root, and in the package that serves it
+ASYNCAPI_YAML = "asyncapi.yaml"
+ASYNCAPI_JSON = "asyncapi.json"
 PER_COMPONENT = "package/components/component.py.jinja"
 # What an emitted project depends on: the same ranges portwright's own install brings,
 # so that the gate can run an emitted project's tests in portwright's interpreter.
@@ -98,8 +103,15 @@ class Plan:
 def plan(blueprint: Blueprint, blueprint_text: str, templates: Iterable[str]) -> Plan:
     """Plan the project for ``blueprint``; ``templates`` are names under the template root."""
     context = project_context(blueprint)
+    document = asyncapi_document(blueprint)
     files: list[PlannedFile] = [
-        PlannedFile(BLUEPRINT_COPY, "generator", content=blueprint_text)
+        PlannedFile(BLUEPRINT_COPY, "generator", content=blueprint_text),
+        PlannedFile(ASYNCAPI_YAML, "generator", content=asyncapi_yaml(document)),
+        PlannedFile(
+            f"{blueprint.name}/{ASYNCAPI_JSON}",
+            "generator",
+            content=asyncapi_json(document),
+        ),
     ]
     by_name = {c["name"]: c for c in context["components"]}
     for name in sorted(set(templates)):
@@ -167,6 +179,7 @@ def project_context(blueprint: Blueprint) -> dict[str, Any]:
         "uses_field": uses_field(blueprint.schemas),
         "components": [component_context(blueprint, c) for c in blueprint.components],
         "connections": connections_context(blueprint),
+        "graph_mermaid": mermaid(blueprint),  # the README's diagram (portwright graph)
         "endpoints": endpoints_context(blueprint),
         "entries": entries_context(blueprint),
         "roles": roles_context(blueprint),
