@@ -82,9 +82,16 @@ AWKWARD = textwrap.dedent(r"""
     """)
 
 
+# where bash .ci/run installs npm tools when they are not on PATH
+NPM_PREFIX = Path(
+    os.environ.get("PORTWRIGHT_NPM_PREFIX", Path.home() / ".cache" / "portwright-npm")
+)
+
+
 def tool(name: str, how: str) -> str:
-    """The program ``name``; skips (fails in CI) when it is not installed."""
-    found = shutil.which(name)
+    """The program ``name`` (on PATH, or where .ci/run puts it); skips (fails in CI)
+    when it is not installed."""
+    found = shutil.which(name) or shutil.which(name, path=str(NPM_PREFIX / "bin"))
     if found:
         return found
     reason = f"{name} is not installed ({how}; bash .ci/run installs it)"
@@ -99,7 +106,7 @@ def validate(path: Path) -> subprocess.CompletedProcess[str]:
     Its analytics are switched off through a config file beside ``path`` (the CLI
     would otherwise write one in the home folder and try to send a report).
     """
-    program = tool("asyncapi", "npm install -g @asyncapi/cli")
+    program = tool("asyncapi", "npm install -g @asyncapi/cli@4.1.1")
     analytics = path.parent / "asyncapi-analytics.json"
     analytics.write_text('{"analyticsEnabled": "false", "infoMessageShown": "true"}')
     return subprocess.run(
