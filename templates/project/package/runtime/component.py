@@ -26,6 +26,7 @@ from anyio.abc import TaskStatus
 from anyio.lowlevel import checkpoint
 from pydantic import ValidationError
 
+from .concurrency import Ordering, Window, Work
 from .context import current_message, set_message, track_handling
 from .dedup import Dedup, MemoryDedup
 from .envelope import Entry, Envelope, Origin, new_envelope, next_seq
@@ -129,6 +130,9 @@ class Component:
         inputs: Mapping[str, Any] | None = None,
         outputs: Mapping[str, Any] | None = None,
         burst_limit: int = 256,
+        concurrency: int = 1,
+        ordering: Ordering = "input",
+        blocking: bool = False,
     ) -> None:
         if not _NAME.match(name):
             raise WiringError(
@@ -142,6 +146,10 @@ class Component:
             )
         self.name = name
         self.burst_limit = burst_limit
+        #: how the user method runs: how many items at once, in which order they
+        #: leave, in worker threads or not (``concurrency.Work``)
+        self.work = Work(concurrency, ordering, blocking)
+        self.work.check(name)
         self.inputs = {
             port: InputPort(name, port, schema)
             for port, schema in (
@@ -426,6 +434,9 @@ class Component:
         return Delivery(deliver)
 
     async def _drain(self, port: InputPort, connection: Connection) -> None:
+        if self.work.windowed:  # several items at once, or in worker threads
+            await self._drain_window(port, connection)
+            return
         # Batches where nothing needs to hear about each message on its own: not
         # over a per-message transport (acknowledged per message, or encoded when
         # sent), not around async user code (which may wait, and let others run,
@@ -443,6 +454,33 @@ class Component:
             await self._drain_batches(port, connection)
         else:
             await self._drain_each(port, connection)
+
+    async def _drain_window(self, port: InputPort, connection: Connection) -> None:
+        """The loop with ``concurrency`` items in the user method at once, or in
+        worker threads (``blocking``): see ``concurrency.Window``. Each message is
+        handed on, then settled, when the window releases it."""
+        deliver, flush, *_ = self._delivery(port)
+        settled = connection.settled
+
+        async def release(
+            envelope: Envelope, result: Any, error: Exception | None
+        ) -> None:
+            if error is None and deliver is not None:
+                try:
+                    if (pending := deliver(envelope, result, monotonic())) is not None:
+                        await pending
+                    if flush is not None and (pending := flush()) is not None:
+                        await pending
+                except Exception as exc:  # a Redis connection could not encode it
+                    error = exc
+            if error is not None:
+                await self.fail(port, envelope, error)
+            if settled is not None:
+                settled(envelope, error)
+
+        window = Window(self.work, self._call, is_async=self._call_is_async, port=port)
+        async with connection.receiving() as receiver:
+            await window.run(receiver, release)
 
     async def _drain_each(self, port: InputPort, connection: Connection) -> None:
         """The loop one message at a time: Redis, and async user code."""

@@ -22,7 +22,7 @@ from collections.abc import (
 )
 from functools import partial
 from time import monotonic
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 from anyio.lowlevel import checkpoint
@@ -35,6 +35,7 @@ from .component import (
     RunContext,
     State,
 )
+from .concurrency import WorkOptions
 from .envelope import Entry, Envelope, new_envelope, next_seq
 from .errors import UnknownRouteError, WiringError
 from .ports import InputPort, OutputPort
@@ -187,8 +188,11 @@ class _OneToOne(Component, ABC):
         inputs: Mapping[str, Any] | None = None,
         outputs: Mapping[str, Any] | None = None,
         burst_limit: int = 256,
+        **work: Unpack[WorkOptions],
     ) -> None:
-        super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
+        super().__init__(
+            name, inputs=inputs, outputs=outputs, burst_limit=burst_limit, **work
+        )
         self._out = _single_output(self)
         _require_inputs(self, exactly_one=True)
         self.use(self._user_method())
@@ -280,8 +284,11 @@ class Router(Component, ABC):
         outputs: Mapping[str, Any],
         inputs: Mapping[str, Any] | None = None,
         burst_limit: int = 256,
+        **work: Unpack[WorkOptions],
     ) -> None:
-        super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
+        super().__init__(
+            name, inputs=inputs, outputs=outputs, burst_limit=burst_limit, **work
+        )
         _require_inputs(self, exactly_one=True)
         self._routes = self.data_outputs
         if not self._routes:
@@ -404,8 +411,11 @@ class Sink(Component, ABC):
         inputs: Mapping[str, Any] | None = None,
         outputs: Mapping[str, Any] | None = None,
         burst_limit: int = 256,
+        **work: Unpack[WorkOptions],
     ) -> None:
-        super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
+        super().__init__(
+            name, inputs=inputs, outputs=outputs, burst_limit=burst_limit, **work
+        )
         _require_inputs(self, exactly_one=False)
         if self.data_outputs:
             raise WiringError(
