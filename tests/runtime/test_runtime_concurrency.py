@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -293,3 +295,66 @@ async def test_a_worker_killed_mid_window_has_acknowledged_only_what_it_finished
     assert sorted(survivor_held.entered) == sorted(
         held.entered[:1] if ordering == "none" else held.entered
     )
+
+
+# -- event-loop lag: measured always, and the code holding the loop named ----
+
+
+class Sleepy(runtime.Transformer):
+    """A plain ``def`` that blocks for a while on every item."""
+
+    def transform(self, item: int) -> int:
+        time.sleep(0.3)  # the line the warning names
+        return item
+
+
+SLEEP_LINE = Sleepy.transform.__code__.co_firstlineno + 1
+
+
+def sleepy_service(**options: Any) -> runtime.Service:
+    service = runtime.Service(
+        "lag", settings=runtime.ServiceSettings(loop_lag_warn_ms=50)
+    )
+    service.add(Numbers("numbers", 3))
+    service.add(Sleepy("held", **options))
+    service.add(Recorder("sink"))
+    service.connect("numbers.out", "held.in")
+    service.connect("held.out", "sink.in")
+    return service
+
+
+def held_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if "event loop has been held" in record.getMessage()
+        and "component 'held'" in record.getMessage()
+    ]
+
+
+async def test_a_method_that_blocks_the_loop_is_named_once_with_its_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = sleepy_service()
+    with caplog.at_level(logging.WARNING), anyio.fail_after(30):
+        await service.run()
+    warnings = held_warnings(caplog)
+    assert len(warnings) == 1, warnings  # three stalls, one warning
+    assert f"transform ({__file__}:{SLEEP_LINE})" in warnings[0]
+    assert "blocking: true" in warnings[0]
+    # The stall is in the lag histogram, above 0.25 s (the batch loop may take the
+    # three items in one turn: one stall of three sleeps).
+    lag = service.loop_lag.histogram
+    assert sum(lag.counts[lag.bounds.index(0.25) + 1 :]) >= 1
+    assert b"portwright_event_loop_lag_seconds_bucket" in service.metrics.render()
+
+
+async def test_the_same_method_marked_blocking_leaves_the_loop_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = sleepy_service(blocking=True)
+    with caplog.at_level(logging.WARNING), anyio.fail_after(30):
+        await service.run()
+    assert held_warnings(caplog) == []
+    lag = service.loop_lag.histogram
+    assert lag.count >= 3  # it was measuring all along

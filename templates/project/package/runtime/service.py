@@ -31,6 +31,7 @@ from .dedup import Dedup, MemoryDedup
 from .errors import ServiceError, SettingsError, StartupError, WiringError
 from .ingress import ApiEndpoint
 from .logs import MaskedLogger
+from .looplag import LoopLag
 from .metrics import ServiceMetrics
 from .pii import Masker
 from .ports import Connection, InputPort, OutputPort, Overflow, Placement, Writer
@@ -91,6 +92,11 @@ class Service:
         #: how the last run ended; set when ``run()`` returns
         self.drain_report: DrainReport | None = None
         self.log = MaskedLogger(logging.getLogger(name), self.masker, {"service": name})
+        #: the event loop's lag, and the watchdog that names code blocking it
+        self.loop_lag = LoopLag(
+            self.settings.loop_lag_warn_ms / 1000, self.local_components, self.log
+        )
+        self.metrics.registry.register(self.loop_lag)
         self._context: RunContext | None = None
         self._stop_requested_at: float | None = None
         self._left: dict[str, int] | None = None
@@ -334,6 +340,7 @@ class Service:
         try:
             async with anyio.create_task_group() as watchers:
                 names = [c.name for c in self.local_components()]
+                watchers.start_soon(self.loop_lag.watch)
                 for carrier in self.carriers.values():
                     watchers.start_soon(carrier.monitor, self.url, names)
                 # ``links``: the components, and the connections' background work
