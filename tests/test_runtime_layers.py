@@ -25,16 +25,17 @@ TRANSPORTS = ("memory", "redis")
 TOOLS = ("app.py", "deadletter.py", "replicas.py", "__init__.py")
 
 
-def lint_imports(package_dir: Path) -> subprocess.CompletedProcess[str]:
+def lint_imports(package_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``lint-imports`` with this repository's contracts, the runtime from
-    ``package_dir``."""
+    ``package_dir``, run in ``cwd`` (never the templates: every file there is
+    copied into each emitted project, a stray cache included)."""
     tool = Path(sys.executable).with_name("lint-imports")
     if not tool.exists():
         pytest.fail("lint-imports is missing: pip install -e '.[dev]'")
     env = {**os.environ, "PYTHONPATH": str(package_dir)}
     return subprocess.run(
         [str(tool), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
-        cwd=package_dir,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -42,8 +43,8 @@ def lint_imports(package_dir: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_runtime_keeps_its_layers() -> None:
-    result = lint_imports(PACKAGE)
+def test_the_runtime_keeps_its_layers(tmp_path: Path) -> None:
+    result = lint_imports(PACKAGE, tmp_path)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
@@ -67,7 +68,7 @@ def test_a_core_module_importing_upwards_breaks_the_contract(tmp_path: Path) -> 
         encoding="utf-8",
     )
 
-    result = lint_imports(tmp_path)
+    result = lint_imports(tmp_path, tmp_path)
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert "runtime.ports -> runtime.metrics" in result.stdout
