@@ -113,6 +113,9 @@ class Component:
     auth: str | None = None  # api_endpoint only: None, "api_key" or "basic"
     rate_limit: RateLimit | None = None  # api_endpoint only
     burst_limit: int | None = None  # every component: its checkpoint cadence
+    concurrency: int = 1  # kinds with inputs and user code: items in the method at once
+    ordering: str = "input"  # "input" or "none": the order results leave in
+    blocking: bool = False  # the user method runs in worker threads
     renamed_from: str | None = None  # its name before a rename, for regenerate
 
     def output(self, name: str) -> Port | None:

@@ -71,6 +71,8 @@ class ComponentKind:
 _ONE_IN = Ports(1, 1, "'input: Schema'")
 _ONE_OUT = Ports(1, 1, "'output: Schema'")
 _PORTS = ("inputs", "outputs", "burst_limit")
+# How a kind that takes items runs its user method (model._RunsWork)
+_WORK = ("concurrency", "ordering", "blocking")
 
 COMPONENT_KINDS: dict[str, ComponentKind] = {
     kind.name: kind
@@ -114,7 +116,7 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
             "Transformer",
             inputs=_ONE_IN,
             outputs=_ONE_OUT,
-            arguments=_PORTS,
+            arguments=_PORTS + _WORK,
             method=Method(
                 "transform",
                 "item: $inputs",
@@ -130,7 +132,7 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
             "Filter",
             inputs=_ONE_IN,
             outputs=_ONE_OUT,
-            arguments=_PORTS,
+            arguments=_PORTS + _WORK,
             forwards=True,
             method=Method(
                 "keep",
@@ -146,7 +148,7 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
             "Router",
             inputs=_ONE_IN,
             outputs=Ports(1, None, "'outputs'"),
-            arguments=_PORTS,
+            arguments=_PORTS + _WORK,
             method=Method(
                 "route",
                 "item: $inputs",
@@ -171,7 +173,7 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
             "Sink",
             inputs=Ports(1, None, "'input' or 'inputs'"),
             outputs=None,
-            arguments=_PORTS,
+            arguments=_PORTS + _WORK,
             method=Method(
                 "consume",
                 "item: $inputs",

@@ -63,6 +63,11 @@ BufferSize = Annotated[int, Field(strict=True, gt=0, le=10_000_000)]
 TimeoutMs = Annotated[int, Field(strict=True, gt=0, le=3_600_000)]
 PayloadKb = Annotated[int, Field(strict=True, gt=0, le=1_048_576)]
 BurstLimit = Annotated[int, Field(strict=True, gt=0, le=1_000_000)]
+#: the most items one component may hold in its user method at once (the runtime's
+#: ``concurrency.MAX_CONCURRENCY``)
+MAX_CONCURRENCY = 1024
+Concurrency = Annotated[int, Field(strict=True, ge=1, le=MAX_CONCURRENCY)]
+Ordering = Literal["input", "none"]
 Number = Annotated[int, Field(strict=True)] | Annotated[float, Field(strict=True)]
 
 # A segment may not be "." or "..": clients resolve those away (RFC 3986, 5.2.4), and
@@ -285,6 +290,17 @@ class ComponentSpec(Spec):
     renamed_from: ComponentName | None = None
 
 
+class _RunsWork(Spec):
+    """How a component that takes items runs its user method (``concurrency.Work``)."""
+
+    #: up to this many items in the user method at once (1: one at a time)
+    concurrency: Concurrency | None = None
+    #: with concurrency above 1: results leave in input order, or as they finish
+    ordering: Ordering | None = None
+    #: the user method is a plain ``def`` that blocks: run it in worker threads
+    blocking: Annotated[bool, Field(strict=True)] | None = None
+
+
 class _HasInputs(Spec):
     input: PortSchema | None = None
     inputs: dict[PortName, PortSchema] | None = None
@@ -321,19 +337,19 @@ class ApiEndpointSpec(ComponentSpec, _HasOutputs):
     rate_limit: RateLimitSpec | None = None
 
 
-class TransformerSpec(ComponentSpec, _HasInputs, _HasOutputs):
+class TransformerSpec(ComponentSpec, _RunsWork, _HasInputs, _HasOutputs):
     """One input, one output: user code returns the new item or None to drop it."""
 
     kind: Literal["transformer"]
 
 
-class FilterSpec(ComponentSpec, _HasInputs, _HasOutputs):
+class FilterSpec(ComponentSpec, _RunsWork, _HasInputs, _HasOutputs):
     """One input, one output: user code keeps an item or not."""
 
     kind: Literal["filter"]
 
 
-class RouterSpec(ComponentSpec, _HasInputs, _HasOutputs):
+class RouterSpec(ComponentSpec, _RunsWork, _HasInputs, _HasOutputs):
     """One input, named outputs: user code names the output port(s) of each item."""
 
     kind: Literal["router"]
@@ -346,7 +362,7 @@ class MergerSpec(ComponentSpec, _HasInputs, _HasOutputs):
     burst_limit: BurstLimit | None = None
 
 
-class SinkSpec(ComponentSpec, _HasInputs):
+class SinkSpec(ComponentSpec, _RunsWork, _HasInputs):
     """Named inputs, drained concurrently by user code."""
 
     kind: Literal["sink"]

@@ -37,6 +37,8 @@ PACKAGE_DIR = "package/"
 ASYNCAPI_YAML = "asyncapi.yaml"
 ASYNCAPI_JSON = "asyncapi.json"
 PER_COMPONENT = "package/components/component.py.jinja"
+# Templates planned only when the context says the project needs them
+WORK_TESTS = "tests/test_work.py.jinja"
 # What an emitted project depends on: the same ranges portwright's own install brings,
 # so that the gate can run an emitted project's tests in portwright's interpreter.
 EMITTED_DEPENDENCIES = (
@@ -128,6 +130,8 @@ def plan(blueprint: Blueprint, blueprint_text: str, templates: Iterable[str]) ->
                         )
                     )
             continue
+        if name == WORK_TESTS and not context["work"]:
+            continue
         files.append(PlannedFile(output_path(name, blueprint.name), "generator", name))
     files.sort(key=lambda f: f.path)
     paths = Counter(f.path for f in files)
@@ -182,6 +186,7 @@ def project_context(blueprint: Blueprint) -> dict[str, Any]:
         "graph_mermaid": mermaid(blueprint),  # the README's diagram (portwright graph)
         "endpoints": endpoints_context(blueprint),
         "entries": entries_context(blueprint),
+        "work": work_context(blueprint),
         "roles": roles_context(blueprint),
         "schema_cases": schema_cases(blueprint),
         **imports_context(blueprint),
@@ -197,7 +202,7 @@ def imports_context(blueprint: Blueprint) -> dict[str, Any]:
         kind = COMPONENT_KINDS[component.kind]
         assert kind.method is not None  # what LOGIC_KINDS means
         bases.add_all(kind.method.imports)
-        if not kind.method.is_async:  # see base_returns
+        if not kind.method.is_async and not component.blocking:  # base_returns
             bases.add("collections.abc", "Awaitable")
         if kind.port_alias:
             bases.add("typing", "Literal")
@@ -321,6 +326,13 @@ def _arguments(component: Component, names: tuple[str, ...]) -> list[tuple[str, 
         "inputs": _ports_code(component.inputs) if component.inputs else None,
         "outputs": _ports_code(component.outputs) if component.outputs else None,
         "burst_limit": str(component.burst_limit),
+        "concurrency": (
+            str(component.concurrency) if component.concurrency > 1 else None
+        ),
+        "ordering": (
+            pyrepr(component.ordering) if component.ordering != "input" else None
+        ),
+        "blocking": "True" if component.blocking else None,
         "route": pyrepr(component.path),
         "method": pyrepr(component.method),
         "schema": data_out[0].schema if data_out else None,
@@ -336,10 +348,21 @@ def _arguments(component: Component, names: tuple[str, ...]) -> list[tuple[str, 
     return [(name, value) for name in names if (value := code[name]) is not None]
 
 
-def base_returns(method: Method, returns: str) -> str:
+def base_returns(method: Method, returns: str, *, blocking: bool = False) -> str:
     """What the base's method returns: a user's method may be ``async def``, so an
-    awaitable of the same is accepted too (an async generator is its own kind)."""
-    return returns if method.is_async else f"{returns} | Awaitable[{returns}]"
+    awaitable of the same is accepted too (an async generator is its own kind), except
+    where it runs in worker threads (``blocking``): there it must stay a plain ``def``,
+    and the type check says so when it is not."""
+    if method.is_async or blocking:
+        return returns
+    return f"{returns} | Awaitable[{returns}]"
+
+
+def user_is_async(component: Component, method: Method) -> bool:
+    """Whether the user file's method starts as ``async def``: always for an async
+    kind, and where several items are in it at once without threads (concurrency
+    only pays for code that awaits)."""
+    return method.is_async or (component.concurrency > 1 and not component.blocking)
 
 
 def method_code(component: Component, method: Method) -> dict[str, Any]:
@@ -362,6 +385,9 @@ def method_code(component: Component, method: Method) -> dict[str, Any]:
         return Template(text).substitute(values)
 
     head = f"{'async ' if method.is_async else ''}def {method.name}"
+    user_head = (
+        f"{'async ' if user_is_async(component, method) else ''}def {method.name}"
+    )
     params = fill(f"self, {method.params}" if method.params else "self")
     returns = fill(method.returns)
     uses = [
@@ -374,8 +400,11 @@ def method_code(component: Component, method: Method) -> dict[str, Any]:
         user.add("..bases", alias)
     user.add("..schemas", *uses)
     return {
-        "signature": f"{head}({params}) -> {returns}:",
-        "base_signature": f"{head}({params}) -> {base_returns(method, returns)}:",
+        "signature": f"{user_head}({params}) -> {returns}:",
+        "base_signature": (
+            f"{head}({params}) -> "
+            f"{base_returns(method, returns, blocking=component.blocking)}:"
+        ),
         "base_doc": fill(method.base_doc),
         "user_doc": fill(method.user_doc),
         "body": [fill(line) for line in method.body],
@@ -479,6 +508,33 @@ def entries_context(blueprint: Blueprint) -> list[dict[str, Any]]:
                 }
             )
     return entries
+
+
+def work_context(blueprint: Blueprint) -> list[dict[str, Any]]:
+    """Each component that holds several items at once or runs in worker threads,
+    with what its emitted tests need: its base class, method, settings and an item."""
+    rows = []
+    for component in blueprint.components:
+        method = COMPONENT_KINDS[component.kind].method
+        if method is None or not (component.concurrency > 1 or component.blocking):
+            continue
+        data_out = component.data_outputs
+        port = component.inputs[0]
+        rows.append(
+            {
+                "name": component.name,
+                "base": class_name(component.name) + "Base",
+                "method": method.name,
+                "concurrency": component.concurrency,
+                "ordering": component.ordering,
+                "blocking": component.blocking,
+                "input": port.name,
+                "output": data_out[0].name if data_out else None,
+                "schema": port.schema,
+                "example": example_item(blueprint, port.schema),
+            }
+        )
+    return rows
 
 
 def reached_sinks(blueprint: Blueprint, start: Port) -> set[str]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..blueprint import ERROR_SCHEMA, ERRORS_PORT, Component, Port, RateLimit
 from ..kinds import COMPONENT_KINDS, LOGIC_KINDS, ComponentKind
-from ..model import ApiEndpointSpec, ComponentSpec, RateLimitSpec
+from ..model import ApiEndpointSpec, ComponentSpec, RateLimitSpec, _RunsWork
 from ..names import component_classes
 from ..yaml_source import Loc
 from .checks import Checks
@@ -43,6 +43,8 @@ class ComponentRules(Checks):
                     "auth": spec.auth,
                     "rate_limit": self.rate_limit(name, spec.auth, spec.rate_limit),
                 }
+            if isinstance(spec, _RunsWork):
+                extra.update(self.work(name, spec))
             burst = getattr(spec, "burst_limit", None) or defaults.burst_limit
             out[name] = Component(
                 name=name,
@@ -57,6 +59,22 @@ class ComponentRules(Checks):
         self.check_renames()
         self.check_class_names()
         return out
+
+    def work(self, name: str, spec: _RunsWork) -> dict[str, Any]:
+        """How the component runs its user method; ``ordering`` needs items to order."""
+        concurrency = spec.concurrency or 1
+        if spec.ordering is not None and concurrency == 1:
+            self.error(
+                ("components", name, "ordering"),
+                f"'ordering' says in which order results leave when several items are "
+                f"in the user method at once; component {name!r} takes one at a time: "
+                "set 'concurrency' above 1, or drop 'ordering'",
+            )
+        return {
+            "concurrency": concurrency,
+            "ordering": spec.ordering or "input",
+            "blocking": bool(spec.blocking),
+        }
 
     def check_class_names(self) -> None:
         """Each class the emitted code makes from a name is made once.

@@ -358,3 +358,8 @@ async def test_the_same_method_marked_blocking_leaves_the_loop_alone(
     assert held_warnings(caplog) == []
     lag = service.loop_lag.histogram
     assert lag.count >= 3  # it was measuring all along
+
+
+def test_blocking_refuses_an_async_method() -> None:
+    with pytest.raises(runtime.WiringError, match=r"transform\(\) is async def"):
+        Held("held", blocking=True)

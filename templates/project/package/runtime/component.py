@@ -220,6 +220,12 @@ class Component:
         """Set the user method the per-message loop calls (sync or async)."""
         self._call = method
         self._call_is_async = method is not None and inspect.iscoroutinefunction(method)
+        if self._call_is_async and self.work.blocking:
+            raise WiringError(
+                f"component {self.name!r}: blocking runs a plain def in worker "
+                f"threads, but {getattr(method, '__name__', 'the method')}() is "
+                "async def; make it a def, or drop blocking"
+            )
 
     def _handling(self) -> Envelope | None:
         return self.handling

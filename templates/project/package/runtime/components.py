@@ -22,7 +22,7 @@ from collections.abc import (
 )
 from functools import partial
 from time import monotonic
-from typing import Any, Unpack
+from typing import Any
 
 import anyio
 from anyio.lowlevel import checkpoint
@@ -35,7 +35,7 @@ from .component import (
     RunContext,
     State,
 )
-from .concurrency import WorkOptions
+from .concurrency import Ordering
 from .envelope import Entry, Envelope, new_envelope, next_seq
 from .errors import UnknownRouteError, WiringError
 from .ports import InputPort, OutputPort
@@ -188,10 +188,18 @@ class _OneToOne(Component, ABC):
         inputs: Mapping[str, Any] | None = None,
         outputs: Mapping[str, Any] | None = None,
         burst_limit: int = 256,
-        **work: Unpack[WorkOptions],
+        concurrency: int = 1,
+        ordering: Ordering = "input",
+        blocking: bool = False,
     ) -> None:
         super().__init__(
-            name, inputs=inputs, outputs=outputs, burst_limit=burst_limit, **work
+            name,
+            inputs=inputs,
+            outputs=outputs,
+            burst_limit=burst_limit,
+            concurrency=concurrency,
+            ordering=ordering,
+            blocking=blocking,
         )
         self._out = _single_output(self)
         _require_inputs(self, exactly_one=True)
@@ -284,10 +292,18 @@ class Router(Component, ABC):
         outputs: Mapping[str, Any],
         inputs: Mapping[str, Any] | None = None,
         burst_limit: int = 256,
-        **work: Unpack[WorkOptions],
+        concurrency: int = 1,
+        ordering: Ordering = "input",
+        blocking: bool = False,
     ) -> None:
         super().__init__(
-            name, inputs=inputs, outputs=outputs, burst_limit=burst_limit, **work
+            name,
+            inputs=inputs,
+            outputs=outputs,
+            burst_limit=burst_limit,
+            concurrency=concurrency,
+            ordering=ordering,
+            blocking=blocking,
         )
         _require_inputs(self, exactly_one=True)
         self._routes = self.data_outputs
@@ -411,10 +427,18 @@ class Sink(Component, ABC):
         inputs: Mapping[str, Any] | None = None,
         outputs: Mapping[str, Any] | None = None,
         burst_limit: int = 256,
-        **work: Unpack[WorkOptions],
+        concurrency: int = 1,
+        ordering: Ordering = "input",
+        blocking: bool = False,
     ) -> None:
         super().__init__(
-            name, inputs=inputs, outputs=outputs, burst_limit=burst_limit, **work
+            name,
+            inputs=inputs,
+            outputs=outputs,
+            burst_limit=burst_limit,
+            concurrency=concurrency,
+            ordering=ordering,
+            blocking=blocking,
         )
         _require_inputs(self, exactly_one=False)
         if self.data_outputs:

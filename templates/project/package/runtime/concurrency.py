@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import monotonic
-from typing import Any, Literal, TypedDict, get_args
+from typing import Any, Literal, get_args
 
 import anyio
 from anyio import EndOfStream, WouldBlock
@@ -35,7 +35,7 @@ from .envelope import Entry, Envelope
 from .errors import WiringError
 from .ports import InputPort
 
-__all__ = ["MAX_CONCURRENCY", "Ordering", "Release", "Window", "Work", "WorkOptions"]
+__all__ = ["MAX_CONCURRENCY", "Ordering", "Release", "Window", "Work"]
 
 Ordering = Literal["input", "none"]
 ORDERINGS: tuple[str, ...] = get_args(Ordering)
@@ -43,14 +43,6 @@ ORDERINGS: tuple[str, ...] = get_args(Ordering)
 MAX_CONCURRENCY = 1024
 #: ``release(envelope, result, error)``: hand one finished message on and settle it
 Release = Callable[[Envelope, Any, Exception | None], Awaitable[None]]
-
-
-class WorkOptions(TypedDict, total=False):
-    """The keywords a component with a user method takes for ``Work``."""
-
-    concurrency: int
-    ordering: Ordering
-    blocking: bool
 
 
 @dataclass(frozen=True)
