@@ -8,8 +8,10 @@ See docs/runtime.md for the API and a complete wiring example.
 
 from .app import create_app, serve
 from .auth import ApiKeyAuth, BasicAuth, Credentials, api_key_digest, user_entry
+from .batching import Batch
+from .clock import Clock, LoopClock, ManualClock
 from .component import Component, RunContext, State, current_message
-from .components import Filter, Merger, Router, Sink, Source, Transformer
+from .components import Filter, Merger, Router, Sink, Source, Timer, Transformer
 from .context import RequestContext, TrustedProxies, current_request
 from .dedup import Dedup, DedupBusy
 from .envelope import Entry, Envelope, Origin, uuid7
@@ -47,6 +49,8 @@ __all__ = [
     "ApiKeyAuth",
     "BadRequest",
     "BasicAuth",
+    "Batch",
+    "Clock",
     "Component",
     "Connection",
     "Credentials",
@@ -62,6 +66,8 @@ __all__ = [
     "InputPort",
     "InvalidBody",
     "JsonFormatter",
+    "LoopClock",
+    "ManualClock",
     "MaskedLogger",
     "Masker",
     "Merger",
@@ -86,6 +92,7 @@ __all__ = [
     "StartupError",
     "State",
     "Tap",
+    "Timer",
     "Transformer",
     "Transport",
     "TrustedProxies",

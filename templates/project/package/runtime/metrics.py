@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .component import Component
+from .components import Timer
 from .histogram import AGE_BUCKETS, LATENCY_BUCKETS, Histogram
 from .ports import InputPort
 
@@ -83,6 +84,24 @@ class ServiceMetrics:
                 }
             snapshot[component.name] = ports
         return snapshot
+
+    def groups(self) -> dict[str, dict[str, Any]]:
+        """``{component: numbers}`` for components that batch or tick: ``batch_size``
+        and ``batch_latency`` (histograms), or ``ticks`` and ``ticks_skipped``."""
+        found: dict[str, dict[str, Any]] = {}
+        for component in self._components():
+            if component.batching is not None:
+                found[component.name] = {
+                    "batch_size": component.batching.sizes.as_dict(),
+                    "batch_latency": component.batching.latency.as_dict(),
+                }
+            if isinstance(component, Timer):
+                ticker = component.ticker
+                found[component.name] = {
+                    "ticks": ticker.ticks,
+                    "ticks_skipped": ticker.skipped,
+                }
+        return found
 
 
 class _PortCollector(Collector):
@@ -162,6 +181,41 @@ class _PortCollector(Collector):
                 blocked.add_metric(labels, out.blocked_seconds)
         yield from (received, sent, dropped, errors, blocked, depth, utilization)
         yield from (running, age, latency, lag, pending, redeliveries, dead)
+        yield from _batches_and_ticks(self._components())
+
+
+def _batches_and_ticks(components: Iterable[Component]) -> Iterator[Metric]:
+    """Per component: its batch sizes and batch latency, or its ticks run and skipped."""
+    sizes = HistogramMetricFamily(
+        "portwright_batch_size",
+        "Items per batch handed to a batching component's user method.",
+        labels=["component"],
+    )
+    latency = HistogramMetricFamily(
+        "portwright_batch_latency_seconds",
+        "Time a batching component's user method spent on one batch.",
+        labels=["component"],
+    )
+    ticks = CounterMetricFamily(
+        "portwright_ticks", "Ticks a timer source ran.", labels=["component"]
+    )
+    skipped = CounterMetricFamily(
+        "portwright_ticks_skipped",
+        "Ticks a timer source skipped because the one before ran past them.",
+        labels=["component"],
+    )
+    for component in components:
+        batching = component.batching
+        if batching is not None:
+            labels = [component.name]
+            sizes.add_metric(labels, batching.sizes.cumulative(), batching.sizes.sum)
+            latency.add_metric(
+                labels, batching.latency.cumulative(), batching.latency.sum
+            )
+        if isinstance(component, Timer):
+            ticks.add_metric([component.name], component.ticker.ticks)
+            skipped.add_metric([component.name], component.ticker.skipped)
+    yield from (sizes, latency, ticks, skipped)
 
 
 def _stream_stats(port: InputPort) -> list[dict[str, Any]]:
