@@ -80,7 +80,7 @@ def test_new_envelope_builds_the_same_envelope_as_its_fields_say() -> None:
     parent = runtime.Envelope.start("order", 1.0, "corr-1")
     fields = ("scored", 7, 2.0, "corr-1", parent)
 
-    envelope = new_envelope(fields)
+    envelope = new_envelope(runtime.Envelope, fields)
 
     assert type(envelope) is runtime.Envelope
     assert envelope == runtime.Envelope(*fields)

@@ -119,7 +119,9 @@ def decode(data: bytes, schema: Any) -> Entry:
     except (KeyError, TypeError) as exc:
         raise WireError(f"incomplete message: {exc!r}") from None
     origin = Origin(document["id"], causation if isinstance(causation, str) else None)
-    envelope = new_envelope((item, next_seq(), created, str(correlation), origin))
+    envelope = new_envelope(
+        Envelope, (item, next_seq(), created, str(correlation), origin)
+    )
     return enqueued, envelope
 
 
