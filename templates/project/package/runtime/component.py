@@ -21,11 +21,12 @@ from time import monotonic
 from typing import Any, ClassVar, NamedTuple, TypeAlias, TypeVar
 
 import anyio
-from anyio import EndOfStream, WouldBlock
+from anyio import EndOfStream, WouldBlock, to_thread
 from anyio.abc import TaskStatus
 from anyio.lowlevel import checkpoint
 from pydantic import ValidationError
 
+from .batching import Batching
 from .concurrency import Ordering, Window, Work
 from .context import current_message, set_message, track_handling
 from .dedup import Dedup, MemoryDedup
@@ -34,6 +35,7 @@ from .errors import ErrorRecord, ServiceError, WiringError
 from .logs import MaskedLogger
 from .pii import Masker
 from .ports import Connection, InputPort, OutputPort
+from .results import PLURAL
 from .settings import ServiceSettings
 
 __all__ = [
@@ -119,6 +121,8 @@ class Component:
     #: whether ``current_message()`` is set while user code runs (it costs a little
     #: per message; always on for sinks and for connections carried by Redis)
     tracks_message: ClassVar[bool] = False
+    #: set when the user method takes a batch of items at once (``batch``)
+    batching: Batching | None = None
     #: ports used when the wiring passes none
     default_inputs: ClassVar[Mapping[str, Any]] = {}
     default_outputs: ClassVar[Mapping[str, Any]] = {}
@@ -324,6 +328,7 @@ class Component:
         fastest = latency_bounds[0]
         burst_limit = self.burst_limit
         clock, bucket, envelope_of = monotonic, bisect_left, new_envelope
+        plural = PLURAL  # a list or a generator: several items, through ``deliver``
         if self.tracks_message:
             # ``handling`` is set per message anyway; current_message() reads it.
             track_handling(self._handling)
@@ -374,7 +379,7 @@ class Component:
                         else:
                             latency_counts[bucket(latency_bounds, done - started)] += 1
                         started = done
-                    if derive is not None:
+                    if derive is not None and result.__class__ not in plural:
                         if result is None:
                             port.dropped += 1
                         elif envelope.parent.__class__ is Origin:
@@ -440,6 +445,9 @@ class Component:
         return Delivery(deliver)
 
     async def _drain(self, port: InputPort, connection: Connection) -> None:
+        if self.batching is not None:  # the user method takes lists
+            await self._drain_grouped(port, connection, self.batching)
+            return
         if self.work.windowed:  # several items at once, or in worker threads
             await self._drain_window(port, connection)
             return
@@ -487,6 +495,58 @@ class Component:
         window = Window(self.work, self._call, is_async=self._call_is_async, port=port)
         async with connection.receiving() as receiver:
             await window.run(receiver, release)
+
+    async def _drain_grouped(
+        self, port: InputPort, connection: Connection, batching: Batching
+    ) -> None:
+        """The loop a user batch at a time: the method takes a list of items.
+
+        ``batching`` collects up to ``max_items`` messages (or fewer after
+        ``max_wait``); the method gets their items; ``_deliver_batch`` hands on
+        what it returned; then every message of the batch is settled (on Redis:
+        acknowledged once what the batch sent is written). A failure fails each
+        message of the batch, so each is retried or reported on its own.
+        """
+        call, call_is_async = self._call, self._call_is_async
+        blocking = self.work.blocking  # a plain def in worker threads
+        settled = connection.settled
+        clock = monotonic
+        async with connection.receiving() as receiver:
+            while batch := await batching.collect(receiver):
+                port.holding = len(batch)
+                started = clock()
+                port.age.observe_since(started, list(map(_stamp, batch)))
+                envelopes = [envelope for _, envelope in batch]
+                items = [envelope.item for envelope in envelopes]
+                error: Exception | None = None
+                try:
+                    if call is None:
+                        result: Any = items
+                    elif blocking:
+                        result = await to_thread.run_sync(call, items)
+                    else:
+                        result = call(items)
+                        if call_is_async:
+                            result = await result
+                    batching.observe(len(batch), clock() - started)
+                    pending = self._deliver_batch(port, envelopes, result, clock())
+                    if pending is not None:
+                        await pending
+                except Exception as exc:
+                    error = exc
+                    for envelope in envelopes:
+                        await self.fail(port, envelope, exc)
+                port.holding = 0
+                if settled is not None:
+                    for envelope in envelopes:
+                        settled(envelope, error)
+                await checkpoint()
+
+    def _deliver_batch(
+        self, port: InputPort, envelopes: list[Envelope], result: Any, now: float
+    ) -> Awaitable[None] | None:
+        """Hand on what the user method returned for a batch (a sink: nothing)."""
+        return None
 
     async def _drain_each(self, port: InputPort, connection: Connection) -> None:
         """The loop one message at a time: Redis, and async user code."""
