@@ -6,7 +6,7 @@ import anyio
 import pytest
 import runtime
 from pydantic import BaseModel
-from runtime.redis import connection as redis_connection
+from runtime.redis import publisher as redis_publisher
 
 from tests.redisenv import free_port
 from tests.runtime.support import Recorder, client_for
@@ -73,7 +73,7 @@ async def test_a_stop_after_503s_does_not_wait_for_a_redis_that_is_down(
     # Each request gave up on an unreachable Redis and was answered 503, so nothing
     # was accepted; the write still under way for one of them must not hold the
     # stop until drain_timeout_s.
-    monkeypatch.setattr(redis_connection, "CONFIRM_GRACE_S", 0.05)
+    monkeypatch.setattr(redis_publisher, "CONFIRM_GRACE_S", 0.05)
     service = runtime.Service("rt", settings=unreachable_redis())
     service.add(
         runtime.ApiEndpoint("orders", route="/orders", schema=Order, timeout_ms=50)

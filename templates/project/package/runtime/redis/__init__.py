@@ -1,7 +1,9 @@
 """The Redis transport: connections carried by Redis Streams, between processes.
 
 - ``link``: the service's client, names, health, calls that survive outages;
-- ``connection``: a connection carried by a stream (its writer and its reader);
+- ``connection``: a connection carried by a stream: its consumer group's reader,
+  and the ends placed in this process;
+- ``publisher``: the stream's writer, one per output port, shared by its connections;
 - ``wire``: how a message crosses the wire, and the entries' field names;
 - ``dedup``: ``Component.once`` keys shared by every replica;
 - ``deadletter``: reading and replaying the dead-letter streams;

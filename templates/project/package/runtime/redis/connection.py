@@ -25,7 +25,6 @@ while Redis is unreachable.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,7 +36,6 @@ from typing import Any
 
 import anyio
 import orjson
-from anyio.lowlevel import checkpoint
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import ValidationError
 from redis.exceptions import ResponseError
@@ -46,14 +44,12 @@ from ..envelope import Entry, Envelope
 from ..pii import Masker
 from ..ports import Connection, InputPort, OutputPort, Overflow, Placement, Writer
 from .link import BACKOFF_MAX_S, UNREACHABLE, RedisLink, StreamId, stream_id
-from .wire import DLQ_SUFFIX, FIELD, TARGET, WireError, decode, encode, read
+from .publisher import RedisPublisher
+from .wire import DLQ_SUFFIX, FIELD, TARGET, WireError, decode, read
 
 __all__ = ["RedisConnection"]
 
 READ_BATCH = 256
-WRITE_BATCH = 512
-#: how long a confirmed sender that gave up waits for a write already under way (s)
-CONFIRM_GRACE_S = 5.0
 ACK_DELAY_S = 0.005
 FLUSH_TIMEOUT_S = 5.0
 #: trim the stream every this many maintenance rounds
@@ -109,26 +105,9 @@ class RedisConnection(Connection):
         #: the sending / receiving end runs in this process
         self.sending = False
         self.receiving_here = False
-        #: the connection of the same output port that writes the stream
-        self.writer: RedisConnection | None = None
-        # the writer's side: encoded messages not yet in Redis, and counts
-        self.queued = 0
-        self.flushed = 0
-        #: the id of the last entry written from here (on the writer)
-        self.last_written: StreamId | None = None
-        self.sender_closed = False
-        self._confirm = False
-        # encoded messages, oldest first; ``None`` where a confirmed sender gave up
-        # before its message was written (withdrawn: counted, never written)
-        self._outbox: deque[bytes | None] = deque()
-        #: how many messages at the head of the outbox the writer is writing now
-        self._writing = 0
-        #: confirmed senders waiting now; the write under way (to abandon)
-        self._confirming = 0
-        self._write_scope: anyio.CancelScope | None = None
-        self._more = anyio.Event()
-        self._written = anyio.Event()
-        self._dependents: list[RedisConnection] = []
+        #: the port's publisher, when it sends from here (shared by the port's Redis
+        #: connections; the first one that sends made it and runs it)
+        self.publisher: RedisPublisher | None = None
         # what the metrics read
         self.lag = 0
         self.pending = 0
@@ -138,14 +117,14 @@ class RedisConnection(Connection):
         self._stopping = anyio.Event()
         self._masker = Masker()
         self._outputs: list[OutputPort] = []
-        self._writers: list[RedisConnection] = []
+        self._writers: list[RedisPublisher] = []
         self._feed: MemoryObjectSendStream[Entry] | None = None
         self._held: dict[int, _Held] = {}
         # every entry taken here and not yet acknowledged (held, or waiting for its
         # XACK): renewed, and never claimed back by this replica
         self._unacked: set[bytes] = set()
         self._acks: list[bytes] = []
-        self._waiting: deque[tuple[bytes, list[tuple[RedisConnection, int]]]] = deque()
+        self._waiting: deque[tuple[bytes, list[tuple[RedisPublisher, int]]]] = deque()
         self._dead: list[_Dead] = []
         self._work = anyio.Event()
         self._flushing = anyio.Lock()
@@ -182,14 +161,29 @@ class RedisConnection(Connection):
     def open(self) -> None:
         """Prepare the ends that run here; nothing talks to Redis yet."""
         if self.sending:
-            writer = self.writer = next(
-                c
-                for c in self.source.connections
-                if isinstance(c, RedisConnection) and c.sending
+            # One entry per message: the port's first Redis connection that sends
+            # from here makes the publisher and runs it; the port's other Redis
+            # connections are consumer groups of the same stream.
+            publisher = next(
+                (
+                    c.publisher
+                    for c in self.source.connections
+                    if isinstance(c, RedisConnection) and c.publisher is not None
+                ),
+                None,
             )
-            # One entry per message: the first Redis connection of the port writes,
-            # the port's other Redis connections are consumer groups of that stream.
-            self.offer = self._offer if writer is self else _written
+            if publisher is None:
+                publisher = RedisPublisher(
+                    self.link,
+                    self.stream,
+                    self.source,
+                    buffer_size=self.buffer_size,
+                    confirm=self._confirm,
+                    owner=self,
+                )
+            self.publisher = publisher
+            publisher.listen(self.wake)
+            self.offer = publisher.offer if publisher.owner is self else _written
         if self.receiving_here:
             self._feed, self.receiver = anyio.create_memory_object_stream[Entry](
                 self.buffer_size
@@ -201,177 +195,39 @@ class RedisConnection(Connection):
 
     @property
     def writes(self) -> bool:
-        """Whether this connection writes its port's stream from this process."""
-        return self.writer is self
-
-    def _offer(self, entry: Entry) -> bool:
-        """Queue the message for the writer without waiting, if there is room.
-
-        Nobody waits for Redis here: the input a message came from is acknowledged
-        only once the writer has written it (see ``_settle``).
-        """
-        if self._confirm or len(self._outbox) >= self.buffer_size:
-            return False
-        self._queue(entry)
-        return True
+        """Whether this connection runs its port's publisher (the stream's writer)."""
+        return self.publisher is not None and self.publisher.owner is self
 
     async def send(self, entry: Entry) -> None:
-        """Queue the message, waiting for room; with ``confirm``, until it is written."""
-        if self.writer is not self:
-            return
-        started = monotonic()
-        try:
-            while len(self._outbox) >= self.buffer_size:
-                await self._written.wait()
-            self._queue(entry)
-            if self._confirm:
-                await self._confirmed(self.queued)
-        finally:
-            self.source.blocked_seconds += monotonic() - started
+        """Queue the message, waiting for room; with ``confirm``, until it is written.
 
-    async def _confirmed(self, target: int) -> None:
-        """Wait until the ``target``-th queued message is in Redis.
-
-        A sender that gives up (HTTP ingress answering 503) must not have its
-        message written anyway, or a client's retry would add it twice: a message
-        still waiting in the outbox is withdrawn. One the writer is sending right
-        now cannot be; its fate is known within a round trip, so the sender waits
-        for it (shielded, at most ``CONFIRM_GRACE_S``) and returns normally when it
-        was written: the message was accepted after all.
+        Only the port's first connection sends: the others are groups of its stream.
         """
-        self._confirming += 1
-        try:
-            await self._confirmation(target)
-        finally:
-            self._confirming -= 1
-            self._abandon_if_unaccepted()
-
-    async def _confirmation(self, target: int) -> None:
-        try:
-            while self.flushed < target:
-                await self._written.wait()
-        except anyio.get_cancelled_exc_class():
-            position = target - self.flushed - 1
-            if position < 0:
-                return  # written just as the wait was cancelled
-            if position >= self._writing:
-                self._outbox[position] = None
-                raise
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CONFIRM_GRACE_S):
-                while self.flushed < target:
-                    await self._written.wait()
-            if self.flushed < target:
-                raise
-
-    def _queue(self, entry: Entry) -> None:
-        enqueued, envelope = entry
-        self._outbox.append(encode(envelope, enqueued))
-        self.queued += 1
-        self._more.set()
+        if self.writes:
+            assert self.publisher is not None
+            await self.publisher.send(entry)
 
     async def write(self) -> None:
-        """Write the queued messages to the stream, in batches, until the sender has
-        closed and everything is written; run by the service on the writer."""
-        client = self.link.client
-        add_entries = self.link.add_entries
-        while True:
-            if not self._outbox:
-                if self.sender_closed:
-                    return
-                await self._more.wait()
-                self._more = anyio.Event()
-                # Let the senders that are ready finish their bursts first: one
-                # pipeline then carries them all, not a round trip for each.
-                await checkpoint()
-                continue
-            taken = list(itertools.islice(self._outbox, WRITE_BATCH))
-            batch = [data for data in taken if data is not None]
-            if batch:
-                self._writing = len(taken)
-                scope = self._write_scope = anyio.CancelScope()
-                try:
-                    with scope:
-                        last = await self.link.call(
-                            partial(
-                                add_entries,
-                                keys=[self.stream],
-                                args=batch,
-                                client=client,
-                            )
-                        )
-                finally:
-                    self._writing = 0
-                    self._write_scope = None
-                if scope.cancelled_caught:
-                    self._abandon()
-                    return
-                self.last_written = stream_id(last)
-            for _ in taken:
-                self._outbox.popleft()
-            self.flushed += len(taken)
-            written, self._written = self._written, anyio.Event()
-            written.set()
-            for dependent in self._dependents:
-                dependent.writer_progressed()
-            for sibling in self.source.connections:
-                if isinstance(sibling, RedisConnection):
-                    sibling.wake()
-
-    def depend(self, reader: RedisConnection) -> None:
-        """``reader`` acknowledges entries once this writer wrote what came of them:
-        tell it whenever a write is done."""
-        self._dependents.append(reader)
+        """Write what the port sends to its stream (run by the service)."""
+        assert self.publisher is not None
+        await self.publisher.write()
 
     def writer_progressed(self) -> None:
-        """A writer this reader waits for wrote something: look at the acks again."""
+        """A publisher this reader waits for wrote something: look at the acks."""
         self._work.set()
 
     def close_sender(self) -> None:
         """The sending component finished: the receiver here ends once caught up."""
-        self.sender_closed = True
-        self._more.set()
+        if self.writes:
+            assert self.publisher is not None
+            self.publisher.close_sender()
         self.wake()
-        self._abandon_if_unaccepted()
-
-    def _abandon_if_unaccepted(self) -> None:
-        """Stop a write that carries nothing accepted, so the drain need not wait.
-
-        With ``confirm`` (HTTP ingress), a message counts as accepted only once it
-        is written; when the sender has closed and no sender still waits, every
-        message left was answered 503, and a write retried while Redis is
-        unreachable would hold the stop for the whole drain timeout.
-        """
-        scope = self._write_scope
-        if (
-            scope is not None
-            and self._confirm
-            and self.sender_closed
-            and not self._confirming
-        ):
-            scope.cancel()
-
-    def _abandon(self) -> None:
-        left = sum(data is not None for data in self._outbox)
-        self.link.log.warning(
-            "%s: %d messages answered 503 are not written to %s (stopping while "
-            "redis at %s is unreachable)",
-            self.source.address,
-            left,
-            self.stream,
-            self.link.where,
-        )
-        self._outbox.clear()
-        self.flushed = self.queued
-        written, self._written = self._written, anyio.Event()
-        written.set()
-        for sibling in self.source.connections:
-            if isinstance(sibling, RedisConnection):
-                sibling.wake()
 
     def close(self) -> None:
         """Close the local buffer (idempotent)."""
-        self.sender_closed = True
-        self._more.set()
+        if self.writes:
+            assert self.publisher is not None
+            self.publisher.close()
         if self._feed is not None:
             self._feed.close()
         if self.receiver is not None:
@@ -384,13 +240,13 @@ class RedisConnection(Connection):
         """Read the stream into the local buffer while the component drains it."""
         assert self.receiver is not None, "connection is not open here"
         self._writers = [
-            c
+            c.publisher
             for port in self._outputs
             for c in port.connections
-            if isinstance(c, RedisConnection) and c.writes
+            if isinstance(c, RedisConnection) and c.writes and c.publisher is not None
         ]
         for writer in self._writers:
-            writer.depend(self)
+            writer.listen(self.writer_progressed)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._read)
             tasks.start_soon(self._acknowledge)
@@ -423,7 +279,7 @@ class RedisConnection(Connection):
 
     def _finished(self) -> bool:
         """Whether the reader should stop taking entries."""
-        writer = self.writer
+        writer = self.publisher
         if writer is not None:
             # The sender runs here: read until everything it wrote was read.
             written = writer.last_written

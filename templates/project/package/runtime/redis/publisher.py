@@ -1,0 +1,236 @@
+"""The writing end of a Redis connection: one stream, written from this process.
+
+An output port whose connections Redis carries writes one stream, whatever its
+fan-out: its ``RedisPublisher``, made by the port's first connection that sends from
+here and shared by the others (each a consumer group of that stream). Messages are
+encoded when queued and written in batches (one script call each, ``ADD_ENTRIES``);
+the outbox holds at most ``buffer_size`` messages, so a full one makes senders wait
+(``block``) as a full memory stream would.
+
+Readers in this process listen (``listen``) to hear when a write is done: the
+connection's own reader, to know when the stream is finished, and the readers of
+the component that sends here, which acknowledge an entry only once what came of it
+is written.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+from time import monotonic
+
+import anyio
+from anyio.lowlevel import checkpoint
+
+from ..envelope import Entry
+from ..ports import OutputPort
+from .link import RedisLink, StreamId, stream_id
+from .wire import encode
+
+__all__ = ["RedisPublisher"]
+
+WRITE_BATCH = 512
+#: how long a confirmed sender that gave up waits for a write already under way (s)
+CONFIRM_GRACE_S = 5.0
+
+
+class RedisPublisher:
+    """Writes what an output port sends to its stream; see the module's description."""
+
+    def __init__(
+        self,
+        link: RedisLink,
+        stream: str,
+        source: OutputPort,
+        *,
+        buffer_size: int,
+        confirm: bool,
+        owner: object,
+    ) -> None:
+        self.link = link
+        #: the connection that made it and runs it (the port's others share it)
+        self.owner = owner
+        self.stream = stream
+        self.source = source
+        self.buffer_size = buffer_size
+        #: each sender waits until Redis has its message (HTTP ingress, which
+        #: answers 202 only then)
+        self.confirm = confirm
+        #: messages queued, and of them written (or withdrawn), since the start
+        self.queued = 0
+        self.flushed = 0
+        #: the id of the last entry written
+        self.last_written: StreamId | None = None
+        self.sender_closed = False
+        # encoded messages, oldest first; ``None`` where a confirmed sender gave up
+        # before its message was written (withdrawn: counted, never written)
+        self._outbox: deque[bytes | None] = deque()
+        #: how many messages at the head of the outbox the writer is writing now
+        self._writing = 0
+        #: confirmed senders waiting now; the write under way (to abandon)
+        self._confirming = 0
+        self._write_scope: anyio.CancelScope | None = None
+        self._more = anyio.Event()
+        self._written = anyio.Event()
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, progressed: Callable[[], None]) -> None:
+        """Call ``progressed()`` whenever a write is done (or abandoned)."""
+        self._listeners.append(progressed)
+
+    def _progressed(self) -> None:
+        for progressed in self._listeners:
+            progressed()
+
+    def offer(self, entry: Entry) -> bool:
+        """Queue the message without waiting, if there is room.
+
+        Nobody waits for Redis here: the input a message came from is acknowledged
+        only once it is written (see ``RedisConnection._settle``).
+        """
+        if self.confirm or len(self._outbox) >= self.buffer_size:
+            return False
+        self._queue(entry)
+        return True
+
+    async def send(self, entry: Entry) -> None:
+        """Queue the message, waiting for room; with ``confirm``, until it is written."""
+        started = monotonic()
+        try:
+            while len(self._outbox) >= self.buffer_size:
+                await self._written.wait()
+            self._queue(entry)
+            if self.confirm:
+                await self._confirmed(self.queued)
+        finally:
+            self.source.blocked_seconds += monotonic() - started
+
+    async def _confirmed(self, target: int) -> None:
+        """Wait until the ``target``-th queued message is in Redis.
+
+        A sender that gives up (HTTP ingress answering 503) must not have its
+        message written anyway, or a client's retry would add it twice: a message
+        still waiting in the outbox is withdrawn. One the writer is sending right
+        now cannot be; its fate is known within a round trip, so the sender waits
+        for it (shielded, at most ``CONFIRM_GRACE_S``) and returns normally when it
+        was written: the message was accepted after all.
+        """
+        self._confirming += 1
+        try:
+            await self._confirmation(target)
+        finally:
+            self._confirming -= 1
+            self._abandon_if_unaccepted()
+
+    async def _confirmation(self, target: int) -> None:
+        try:
+            while self.flushed < target:
+                await self._written.wait()
+        except anyio.get_cancelled_exc_class():
+            position = target - self.flushed - 1
+            if position < 0:
+                return  # written just as the wait was cancelled
+            if position >= self._writing:
+                self._outbox[position] = None
+                raise
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CONFIRM_GRACE_S):
+                while self.flushed < target:
+                    await self._written.wait()
+            if self.flushed < target:
+                raise
+
+    def _queue(self, entry: Entry) -> None:
+        enqueued, envelope = entry
+        self._outbox.append(encode(envelope, enqueued))
+        self.queued += 1
+        self._more.set()
+
+    async def write(self) -> None:
+        """Write the queued messages to the stream, in batches, until the sender has
+        closed and everything is written; run by the service."""
+        client = self.link.client
+        add_entries = self.link.add_entries
+        while True:
+            if not self._outbox:
+                if self.sender_closed:
+                    return
+                await self._more.wait()
+                self._more = anyio.Event()
+                # Let the senders that are ready finish their bursts first: one
+                # pipeline then carries them all, not a round trip for each.
+                await checkpoint()
+                continue
+            taken = list(itertools.islice(self._outbox, WRITE_BATCH))
+            batch = [data for data in taken if data is not None]
+            if batch:
+                self._writing = len(taken)
+                scope = self._write_scope = anyio.CancelScope()
+                try:
+                    with scope:
+                        last = await self.link.call(
+                            partial(
+                                add_entries,
+                                keys=[self.stream],
+                                args=batch,
+                                client=client,
+                            )
+                        )
+                finally:
+                    self._writing = 0
+                    self._write_scope = None
+                if scope.cancelled_caught:
+                    self._abandon()
+                    return
+                self.last_written = stream_id(last)
+            for _ in taken:
+                self._outbox.popleft()
+            self.flushed += len(taken)
+            written, self._written = self._written, anyio.Event()
+            written.set()
+            self._progressed()
+
+    def close_sender(self) -> None:
+        """The sending component finished: write what is queued, then end."""
+        self.sender_closed = True
+        self._more.set()
+        self._abandon_if_unaccepted()
+
+    def close(self) -> None:
+        """End the writer (idempotent); used once the service has stopped."""
+        self.sender_closed = True
+        self._more.set()
+
+    def _abandon_if_unaccepted(self) -> None:
+        """Stop a write that carries nothing accepted, so the drain need not wait.
+
+        With ``confirm`` (HTTP ingress), a message counts as accepted only once it
+        is written; when the sender has closed and no sender still waits, every
+        message left was answered 503, and a write retried while Redis is
+        unreachable would hold the stop for the whole drain timeout.
+        """
+        scope = self._write_scope
+        if (
+            scope is not None
+            and self.confirm
+            and self.sender_closed
+            and not self._confirming
+        ):
+            scope.cancel()
+
+    def _abandon(self) -> None:
+        left = sum(data is not None for data in self._outbox)
+        self.link.log.warning(
+            "%s: %d messages answered 503 are not written to %s (stopping while "
+            "redis at %s is unreachable)",
+            self.source.address,
+            left,
+            self.stream,
+            self.link.where,
+        )
+        self._outbox.clear()
+        self.flushed = self.queued
+        written, self._written = self._written, anyio.Event()
+        written.set()
+        self._progressed()
