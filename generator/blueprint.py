@@ -116,6 +116,10 @@ class Component:
     concurrency: int = 1  # kinds with inputs and user code: items in the method at once
     ordering: str = "input"  # "input" or "none": the order results leave in
     blocking: bool = False  # the user method runs in worker threads
+    batch_max_items: int | None = None  # sink, transformer: the method takes lists
+    batch_max_wait_ms: int = 0  # with batch: how long a batch waits to fill
+    every_ms: int | None = None  # source: a timer ticking this often
+    schedule: str | None = None  # source: a timer ticking on these cron fields
     renamed_from: str | None = None  # its name before a rename, for regenerate
 
     def output(self, name: str) -> Port | None:

@@ -9,7 +9,8 @@ asks which kind a component is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,22 @@ class Method:
     user_doc: str  # the user file's docstring: what to write
     is_async: bool = False
     imports: tuple[tuple[str, str], ...] = ()  # ``(module, name)`` the signature uses
+    # what else the base's method may return (the user's starts with ``returns``),
+    # and the imports that needs, in the base only
+    admits: str = ""
+    admits_imports: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A kind as a component that sets one of ``when`` runs it: another method
+    (say, one that takes a list), maybe another runtime class, more arguments."""
+
+    when: tuple[str, ...]  # settings of the resolved component; any one set selects it
+    method: Method
+    runtime_class: str | None = None  # None: the kind's own
+    arguments: tuple[str, ...] = ()  # after the kind's own
+    imports: tuple[tuple[str, str], ...] = ()  # what those arguments' code uses
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,24 @@ class ComponentKind:
     method: Method | None = None  # None: no user code, no user file
     port_alias: bool = False  # its outputs' names as a ``Literal`` alias (``XPort``)
     carry_over: bool = False  # its default builds the output from the input's fields
+    variants: tuple[Variant, ...] = ()  # the first one a component selects applies
+    # what the runtime call's arguments use besides the runtime class
+    call_imports: tuple[tuple[str, str], ...] = ()
+
+    def shaped(self, setting: Callable[[str], object]) -> ComponentKind:
+        """The kind as a component with these settings (``setting(name)``, None
+        when unset) runs it: the first variant it selects applied, else itself."""
+        for variant in self.variants:
+            if any(setting(key) is not None for key in variant.when):
+                return replace(
+                    self,
+                    method=variant.method,
+                    runtime_class=variant.runtime_class or self.runtime_class,
+                    arguments=self.arguments + variant.arguments,
+                    call_imports=self.call_imports + variant.imports,
+                    variants=(),
+                )
+        return self
 
     @property
     def user_owned(self) -> bool:
@@ -94,6 +129,24 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
                 is_async=True,
                 imports=(("collections.abc", "AsyncIterator"),),
             ),
+            variants=(
+                Variant(
+                    ("every_ms", "schedule"),
+                    Method(
+                        "tick",
+                        "",
+                        "$output | list[$output] | None",
+                        ("return []",),
+                        "The item(s) to send on each tick; by default none.",
+                        "Return the item(s) to send on this tick: one, a list, or "
+                        "None (or ``yield`` them).",
+                        admits="Iterator[$output]",
+                        admits_imports=(("collections.abc", "Iterator"),),
+                    ),
+                    runtime_class="Timer",
+                    arguments=("every", "schedule"),
+                ),
+            ),
         ),
         ComponentKind(
             "api_endpoint",
@@ -122,10 +175,31 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
                 "item: $inputs",
                 "$output | None",
                 ("return self.carry_over(item)",),
-                "Return the new item for ``item``, or None to drop it (counted).",
-                "Return the $output for ``item``, or None to drop it.",
+                "Return the new item for ``item``, or None to drop it (counted); a "
+                "list (or ``yield``) sends several.",
+                "Return the $output for ``item``, or None to drop it (a list of "
+                "them, or ``yield``, sends several).",
+                admits="list[$output] | Iterator[$output]",
+                admits_imports=(("collections.abc", "Iterator"),),
             ),
             carry_over=True,
+            variants=(
+                Variant(
+                    ("batch_max_items",),
+                    Method(
+                        "transform",
+                        "items: list[$inputs]",
+                        "list[$output]",
+                        ("return [self.carry_over(item) for item in items]",),
+                        "Return the new items for a batch of ``items``; by default "
+                        "one for each.",
+                        "Return the $output items for a batch of ``items`` (one for "
+                        "each: each is caused by its input; [] drops the batch).",
+                    ),
+                    arguments=("batch",),
+                    imports=((".runtime", "Batch"),),
+                ),
+            ),
         ),
         ComponentKind(
             "filter",
@@ -181,6 +255,25 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
                 ('self.log.info("consumed", extra={"item": item})',),
                 "Keep ``item``; by default it is logged (personal data masked).",
                 "Keep ``item`` (store it, call an API, ...).",
+            ),
+            variants=(
+                Variant(
+                    ("batch_max_items",),
+                    Method(
+                        "consume",
+                        "items: list[$inputs]",
+                        "None",
+                        (
+                            "for item in items:",
+                            '    self.log.info("consumed", extra={"item": item})',
+                        ),
+                        "Keep a batch of ``items``; by default each is logged "
+                        "(personal data masked).",
+                        "Keep a batch of ``items`` at once (one insert, one request).",
+                    ),
+                    arguments=("batch",),
+                    imports=((".runtime", "Batch"),),
+                ),
             ),
         ),
     )

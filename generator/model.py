@@ -25,6 +25,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from . import names
+from .durations import DurationError, parse_duration
+from .schedules import schedule_problem
 
 Overflow = Literal["block", "drop_newest", "drop_oldest"]
 Transport = Literal["memory", "redis"]
@@ -301,6 +303,51 @@ class _RunsWork(Spec):
     blocking: Annotated[bool, Field(strict=True)] | None = None
 
 
+def _duration(value: str) -> str:
+    try:
+        parse_duration(value)
+    except DurationError as exc:
+        raise PydanticCustomError("portwright_duration", str(exc)) from None
+    return value
+
+
+def _schedule(value: str) -> str:
+    problem = schedule_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("portwright_schedule", problem)
+    return value
+
+
+#: a span of time: a whole number and a unit, ``500ms``, ``30s``, ``5m``, ``1h``
+DurationText = Annotated[
+    str, Field(strict=True, max_length=20), AfterValidator(_duration)
+]
+#: five cron fields, UTC: ``minute hour day-of-month month day-of-week``
+Schedule = Annotated[str, Field(strict=True, max_length=200), AfterValidator(_schedule)]
+#: the most items one batch may hold
+MAX_BATCH_ITEMS = 100_000
+
+
+class BatchSpec(Spec):
+    """The user method takes up to ``max_items`` items at once, waiting at most
+    ``max_wait_ms`` after the first for the rest (0: what is already buffered)."""
+
+    max_items: Annotated[int, Field(strict=True, ge=1, le=MAX_BATCH_ITEMS)]
+    max_wait_ms: Annotated[int, Field(strict=True, ge=0, le=3_600_000)] = 0
+
+
+class _Batches(Spec):
+    #: the user method takes (and a transformer's returns) a list of items
+    batch: BatchSpec | None = None
+
+
+class _Ticks(Spec):
+    #: tick every so often (the first tick at start)
+    every: DurationText | None = None
+    #: or tick on a cron schedule (five fields, UTC)
+    schedule: Schedule | None = None
+
+
 class _HasInputs(Spec):
     input: PortSchema | None = None
     inputs: dict[PortName, PortSchema] | None = None
@@ -311,8 +358,8 @@ class _HasOutputs(Spec):
     outputs: dict[PortName, PortSchema] | None = None
 
 
-class SourceSpec(ComponentSpec, _HasOutputs):
-    """Produces items from user code (an async generator)."""
+class SourceSpec(ComponentSpec, _Ticks, _HasOutputs):
+    """Produces items from user code: an async generator, or ``tick()`` on a timer."""
 
     kind: Literal["source"]
 
@@ -337,7 +384,7 @@ class ApiEndpointSpec(ComponentSpec, _HasOutputs):
     rate_limit: RateLimitSpec | None = None
 
 
-class TransformerSpec(ComponentSpec, _RunsWork, _HasInputs, _HasOutputs):
+class TransformerSpec(ComponentSpec, _RunsWork, _Batches, _HasInputs, _HasOutputs):
     """One input, one output: user code returns the new item or None to drop it."""
 
     kind: Literal["transformer"]
@@ -362,7 +409,7 @@ class MergerSpec(ComponentSpec, _HasInputs, _HasOutputs):
     burst_limit: BurstLimit | None = None
 
 
-class SinkSpec(ComponentSpec, _RunsWork, _HasInputs):
+class SinkSpec(ComponentSpec, _RunsWork, _Batches, _HasInputs):
     """Named inputs, drained concurrently by user code."""
 
     kind: Literal["sink"]

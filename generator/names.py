@@ -74,13 +74,14 @@ def _field_type_names() -> set[str]:
 RESERVED_SCHEMAS = frozenset({
     "AUTH", "AUTHENTICATED", "Annotated", "Any", "ApiEndpoint", "AsyncIterator",
     "Awaitable",
-    "BaseModel", "CONNECTIONS", "Callable", "Component", "ConfigDict", "ENDPOINTS",
+    "BATCHES", "Batch", "BaseModel", "Cron", "ManualClock", "PERIODIC", "SCHEDULED",
+    "START", "TIMERS", "WAITING", "CONNECTIONS", "Callable", "Component", "ConfigDict", "ENDPOINTS",
     "ENTRIES", "Endpoint", "ErrorRecord", "FIELDS", "FORGED", "FastAPI", "Field",
     "Filter", "Headers", "IDS", "INTERRUPTED", "INVALID", "Iterator", "JSON",
     "KeyboardInterrupt", "LIMITED", "Literal", "Mapping", "Merger", "ModuleType",
     "OneItem", "Overflow", "PEER", "Path", "ROUTES", "RateLimit", "Router", "SERVICE",
     "Service", "ServiceError", "ServiceSettings", "Sink", "Source", "Stuck",
-    "SystemExit", "Transformer", "Transport", "UTC", "UUID", "VALID", "ValidationError", "ValueError",
+    "SystemExit", "Timer", "Transformer", "Transport", "UTC", "UUID", "VALID", "ValidationError", "ValueError",
 })  # fmt: skip
 def _common(value: str, pattern: re.Pattern[str], what: str, shape: str) -> str | None:
     if not pattern.fullmatch(value):  # not match: "$" also matches before a final "\n"

@@ -12,17 +12,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from string import Template
 from typing import Any, Literal
 
 from . import __version__
 from .asyncapi import asyncapi_document, asyncapi_json, asyncapi_yaml
-from .blueprint import ERRORS_PORT, Blueprint, Component, Port
+from .blueprint import ERROR_SCHEMA, ERRORS_PORT, Blueprint, Component, Port
 from .drawing import mermaid
 from .examples import example_item
 from .filters import pyrepr
 from .imports import Imports
-from .kinds import COMPONENT_KINDS, Method
+from .kinds import COMPONENT_KINDS, ComponentKind, Method
 from .kinds import LOGIC_KINDS as LOGIC_KINDS  # re-exported: regenerate reads it
 from .layout import BLUEPRINT_COPY as BLUEPRINT_COPY  # re-exported: the gate reads it
 from .layout import MANIFEST as MANIFEST  # re-exported: the gate reads it
@@ -39,6 +40,8 @@ ASYNCAPI_JSON = "asyncapi.json"
 PER_COMPONENT = "package/components/component.py.jinja"
 # Templates planned only when the context says the project needs them
 WORK_TESTS = "tests/test_work.py.jinja"
+BATCH_TESTS = "tests/test_batches.py.jinja"
+TIMER_TESTS = "tests/test_timers.py.jinja"
 # What an emitted project depends on: the same ranges portwright's own install brings,
 # so that the gate can run an emitted project's tests in portwright's interpreter.
 EMITTED_DEPENDENCIES = (
@@ -132,6 +135,10 @@ def plan(blueprint: Blueprint, blueprint_text: str, templates: Iterable[str]) ->
             continue
         if name == WORK_TESTS and not context["work"]:
             continue
+        if name == BATCH_TESTS and not context["batches"]:
+            continue
+        if name == TIMER_TESTS and not context["timers"]:
+            continue
         files.append(PlannedFile(output_path(name, blueprint.name), "generator", name))
     files.sort(key=lambda f: f.path)
     paths = Counter(f.path for f in files)
@@ -187,10 +194,17 @@ def project_context(blueprint: Blueprint) -> dict[str, Any]:
         "endpoints": endpoints_context(blueprint),
         "entries": entries_context(blueprint),
         "work": work_context(blueprint),
+        "batches": batches_context(blueprint),
+        "timers": timers_context(blueprint),
         "roles": roles_context(blueprint),
         "schema_cases": schema_cases(blueprint),
         **imports_context(blueprint),
     }
+
+
+def kind_of(component: Component) -> ComponentKind:
+    """The kinds row as ``component`` runs it (a batch, a timer: see ``Variant``)."""
+    return COMPONENT_KINDS[component.kind].shaped(partial(getattr, component))
 
 
 def imports_context(blueprint: Blueprint) -> dict[str, Any]:
@@ -199,16 +213,18 @@ def imports_context(blueprint: Blueprint) -> dict[str, Any]:
     other = [c for c in blueprint.components if c.kind not in LOGIC_KINDS]
     bases = Imports()
     for component in logic:
-        kind = COMPONENT_KINDS[component.kind]
+        kind = kind_of(component)
         assert kind.method is not None  # what LOGIC_KINDS means
         bases.add_all(kind.method.imports)
+        bases.add_all(kind.method.admits_imports)
+        bases.add_all(kind.call_imports)
         if not kind.method.is_async and not component.blocking:  # base_returns
             bases.add("collections.abc", "Awaitable")
         if kind.port_alias:
             bases.add("typing", "Literal")
         if kind.carry_over and carried_fields(blueprint, component)["error_record"]:
             bases.add("datetime", "UTC", "datetime")  # the ErrorRecord's time
-    bases.add(".runtime", *(COMPONENT_KINDS[c.kind].runtime_class for c in logic))
+    bases.add(".runtime", *(kind_of(c).runtime_class for c in logic))
     if logic:
         bases.add(".schemas", *_schemas_of(logic))
     wiring = Imports().add("collections.abc", "Mapping").add(".", "bases")
@@ -283,7 +299,7 @@ def _rate_limit(component: Component) -> dict[str, Any] | None:
 def component_context(blueprint: Blueprint, component: Component) -> dict[str, Any]:
     """One component: its ports, settings and the defaults its user file starts with."""
     data_out = component.data_outputs
-    kind = COMPONENT_KINDS[component.kind]
+    kind = kind_of(component)
     context: dict[str, Any] = {
         "name": component.name,
         "kind": component.kind,
@@ -297,6 +313,16 @@ def component_context(blueprint: Blueprint, component: Component) -> dict[str, A
         "data_outputs": [p.name for p in data_out],
         "has_errors_port": component.output(ERRORS_PORT) is not None,
         "burst_limit": component.burst_limit,
+        "batch": (
+            None
+            if component.batch_max_items is None
+            else {
+                "max_items": component.batch_max_items,
+                "max_wait_ms": component.batch_max_wait_ms,
+            }
+        ),
+        "every_ms": component.every_ms,
+        "schedule": component.schedule,
         "method": component.method,
         "path": component.path,
         "timeout_ms": component.timeout_ms,
@@ -339,6 +365,15 @@ def _arguments(component: Component, names: tuple[str, ...]) -> list[tuple[str, 
         "timeout_ms": str(component.timeout_ms),
         "max_payload_kb": str(component.max_payload_kb),
         "auth": pyrepr(component.auth) if component.auth else None,
+        "batch": (
+            f"Batch({component.batch_max_items}, {component.batch_max_wait_ms / 1000!r})"
+            if component.batch_max_items is not None
+            else None
+        ),
+        "every": (
+            repr(component.every_ms / 1000) if component.every_ms is not None else None
+        ),
+        "schedule": pyrepr(component.schedule) if component.schedule else None,
         "rate_limit": (
             f"RateLimit({limit.requests}, {limit.per_seconds}, {pyrepr(limit.key)})"
             if limit is not None
@@ -390,6 +425,7 @@ def method_code(component: Component, method: Method) -> dict[str, Any]:
     )
     params = fill(f"self, {method.params}" if method.params else "self")
     returns = fill(method.returns)
+    admitted = fill(f"{method.returns} | {method.admits}") if method.admits else returns
     uses = [
         *(inputs if "$inputs" in method.params else []),
         *([values["output"]] if "$output" in method.params + method.returns else []),
@@ -403,7 +439,7 @@ def method_code(component: Component, method: Method) -> dict[str, Any]:
         "signature": f"{user_head}({params}) -> {returns}:",
         "base_signature": (
             f"{head}({params}) -> "
-            f"{base_returns(method, returns, blocking=component.blocking)}:"
+            f"{base_returns(method, admitted, blocking=component.blocking)}:"
         ),
         "base_doc": fill(method.base_doc),
         "user_doc": fill(method.user_doc),
@@ -508,6 +544,47 @@ def entries_context(blueprint: Blueprint) -> list[dict[str, Any]]:
                 }
             )
     return entries
+
+
+def batches_context(blueprint: Blueprint) -> list[dict[str, Any]]:
+    """Each component that takes batches, with what its emitted tests need."""
+    rows = []
+    for component in blueprint.components:
+        if component.batch_max_items is None:
+            continue
+        method = kind_of(component).method
+        assert method is not None  # only kinds with user code take batches
+        port = component.inputs[0]
+        rows.append(
+            {
+                "name": component.name,
+                "method": method.name,
+                "max_items": component.batch_max_items,
+                "max_wait_ms": component.batch_max_wait_ms,
+                "input": port.name,
+                "schema": port.schema,
+                # an ErrorRecord input: the emitted test makes one itself
+                "example": (
+                    None
+                    if port.schema == ERROR_SCHEMA
+                    else example_item(blueprint, port.schema)
+                ),
+            }
+        )
+    return rows
+
+
+def timers_context(blueprint: Blueprint) -> list[dict[str, Any]]:
+    """Each timer source: its period in seconds or its cron schedule."""
+    return [
+        {
+            "name": c.name,
+            "every": None if c.every_ms is None else c.every_ms / 1000,
+            "schedule": c.schedule,
+        }
+        for c in blueprint.components
+        if c.every_ms is not None or c.schedule is not None
+    ]
 
 
 def work_context(blueprint: Blueprint) -> list[dict[str, Any]]:

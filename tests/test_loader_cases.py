@@ -345,7 +345,10 @@ CASES: list[tuple[str, dict[int, str], list[str]]] = [
     (
         "auth on a sink",
         {18: "    input: Order\n    auth: api_key"},
-        ["19: components.store.auth: unknown key 'auth' in component 'store'"],
+        [
+            "19: components.store.auth: unknown key 'auth' in component 'store' "
+            "(did you mean 'batch'?)"
+        ],
     ),
     (
         "rate limit key misspelt",

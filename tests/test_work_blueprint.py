@@ -187,7 +187,7 @@ def test_the_emitted_project_runs_its_components_as_written(project: Path) -> No
     assert "concurrency=4,\n            blocking=True,\n" in bases
     # Threads run a plain def; elsewhere an async one may override the default.
     assert "    def consume(self, item: Order) -> None:\n" in bases
-    assert "def transform(self, item: Order) -> Order | None | Awaitable[" in bases
+    assert "| Awaitable[Order | None | list[Order] | Iterator[Order]]" in bases
     # The user files start as the settings want them: async where items wait
     # together, a plain def where they run in threads.
     enrich = (project / "work/components/enrich.py").read_text()

@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from ..blueprint import ERROR_SCHEMA, ERRORS_PORT, Component, Port, RateLimit
+from ..durations import parse_duration
 from ..kinds import COMPONENT_KINDS, LOGIC_KINDS, ComponentKind
-from ..model import ApiEndpointSpec, ComponentSpec, RateLimitSpec, _RunsWork
+from ..model import (
+    ApiEndpointSpec,
+    ComponentSpec,
+    RateLimitSpec,
+    _Batches,
+    _RunsWork,
+    _Ticks,
+)
 from ..names import component_classes
 from ..yaml_source import Loc
 from .checks import Checks
@@ -45,6 +53,10 @@ class ComponentRules(Checks):
                 }
             if isinstance(spec, _RunsWork):
                 extra.update(self.work(name, spec))
+            if isinstance(spec, _Batches):
+                extra.update(self.batching(name, spec, extra.get("concurrency", 1)))
+            if isinstance(spec, _Ticks):
+                extra.update(self.ticking(name, spec))
             burst = getattr(spec, "burst_limit", None) or defaults.burst_limit
             out[name] = Component(
                 name=name,
@@ -74,6 +86,36 @@ class ComponentRules(Checks):
             "concurrency": concurrency,
             "ordering": spec.ordering or "input",
             "blocking": bool(spec.blocking),
+        }
+
+    def batching(self, name: str, spec: _Batches, concurrency: int) -> dict[str, Any]:
+        """A batch is one call of the user method: it is not split across several."""
+        batch = spec.batch
+        if batch is None:
+            return {}
+        if concurrency > 1:
+            self.error(
+                ("components", name, "batch"),
+                f"component {name!r} has both 'batch' and 'concurrency': a batch is "
+                "one call of the user method; drop 'concurrency' (or 'batch')",
+            )
+        return {
+            "batch_max_items": batch.max_items,
+            "batch_max_wait_ms": batch.max_wait_ms,
+        }
+
+    def ticking(self, name: str, spec: _Ticks) -> dict[str, Any]:
+        """A timer ticks ``every`` so often or on a ``schedule``, not both."""
+        if spec.every is not None and spec.schedule is not None:
+            self.error(
+                ("components", name, "schedule"),
+                f"source {name!r} has both 'every' and 'schedule'; a timer ticks on "
+                "one of them: keep 'every' (a period) or 'schedule' (cron fields)",
+            )
+        every = None if spec.every is None else parse_duration(spec.every)
+        return {
+            "every_ms": None if every is None else every.milliseconds,
+            "schedule": spec.schedule,
         }
 
     def check_class_names(self) -> None:
