@@ -1,6 +1,6 @@
 """Every benchmark of issue #8, in one command, as one table.
 
-    python -m bench [--quick] [--only generation,gate,pipeline,http,redis]
+    python -m bench [--quick] [--only generation,gate,pipeline,http,redis,...]
                     [--markdown FILE] [--json FILE]
 
 Prints a table: figure, value, baseline, ratio (value / baseline), goal, met?. Each
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import gate, generation, ingress, pipeline, redis_transport
+from . import batched_sink, gate, generation, ingress, pipeline, redis_transport
 from .table import Row, machine, render_markdown, render_text, to_json
 
 Section = Callable[..., list[Row]]
@@ -32,6 +32,7 @@ SECTIONS: dict[str, Section] = {
     "pipeline": pipeline.run,
     "http": ingress.run,
     "redis": redis_transport.run,
+    "batched_sink": batched_sink.run,
 }
 ORDER = tuple(SECTIONS)
 

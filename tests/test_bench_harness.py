@@ -27,6 +27,7 @@ SECTIONS = (
     "3 pipeline",
     "4 http ingress",
     "5 redis transport",
+    "6 batched sink",
 )
 
 
@@ -92,6 +93,8 @@ def test_quick_run_prints_every_section_with_positive_figures(tmp_path: Path) ->
         "RSS after",
         "emitted api_endpoint: requests/s vs bare Starlette",
         "emitted api_endpoint: p99 latency vs idiomatic FastAPI",
+        "SQLite (default journal), batch max_items 500",
+        "SQLite (WAL, synchronous=NORMAL), batch max_items 500",
     ]
     if redis_measurable():
         expected_figures += REDIS_FIGURES
