@@ -31,7 +31,20 @@ def template_names(root: Path | None = None) -> list[str]:
     return sorted(
         p.relative_to(base).as_posix()
         for p in base.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        if p.is_file() and not _tool_litter(p.relative_to(base))
+    )
+
+
+def _tool_litter(path: Path) -> bool:
+    """Whether ``path`` is what a tool left in the template tree, not a template.
+
+    Linters and test runners run inside ``templates/`` leave caches there
+    (``__pycache__``, ``.mypy_cache``, ``.ruff_cache``, ``.pytest_cache``, import-linter's
+    ``.grimp_cache``, ``.hypothesis``); copied into a project, they break its gate.
+    """
+    return path.suffix == ".pyc" or any(
+        part == "__pycache__" or part == ".hypothesis" or part.endswith("_cache")
+        for part in path.parts[:-1]
     )
 
 
