@@ -42,6 +42,7 @@ from .service import DrainReport, Service, ServiceState
 from .settings import ServiceSettings
 from .taps import Inlet, Tap
 from .transport import Transport
+from .websocket import WebSocketIn, WebSocketOut
 
 __all__ = [
     "MASK",
@@ -100,6 +101,8 @@ __all__ = [
     "Unavailable",
     "UnknownRouteError",
     "UnsupportedMediaType",
+    "WebSocketIn",
+    "WebSocketOut",
     "WiringError",
     "api_key_digest",
     "configure_logging",

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .auth import Credentials
@@ -41,6 +41,7 @@ from .logs import configure_logging
 from .problems import ErrorHandlers, problem
 from .ratelimit import RateLimit, RateLimitStore
 from .service import Service
+from .websocket import LiveCollector, live_routes
 
 __all__ = ["Ingest", "ServiceApp", "create_app", "serve"]
 
@@ -163,6 +164,17 @@ def create_app(
             response_model=Accepted,
             responses=responses,
             openapi_extra=endpoint.openapi_extra(),
+        )
+
+    lives = live_routes(service.local_components())
+    if lives:
+        # ValueError: a second app of the same service registered them already
+        with contextlib.suppress(ValueError):
+            service.metrics.registry.register(LiveCollector(service.local_components))
+    for live in lives:
+        # WebSocket routes are not in OpenAPI (it has no way to describe them)
+        app.router.routes.append(
+            WebSocketRoute(live.route, live.handle, name=f"{live.name}_live")
         )
 
     @app.get("/health", tags=["operations"])
@@ -330,11 +342,18 @@ def protect(service: Service) -> None:
             f"{service.name.upper()}_RATE_LIMIT__{unknown[0].upper()}: "
             f"no api_endpoint {unknown[0]!r} to limit"
         )
+    lives = live_routes(service.local_components())
     credentials = Credentials()
-    if any(endpoint.auth for endpoint in endpoints.values()):
+    if any(endpoint.auth for endpoint in endpoints.values()) or any(
+        live.live.auth for live in lives
+    ):
         credentials = Credentials.load(service.name, settings)
     store = None
-    if settings.rate_limit_overrides or any(e.rate_limit for e in endpoints.values()):
+    if (
+        settings.rate_limit_overrides
+        or any(e.rate_limit for e in endpoints.values())
+        or any(live.live.rate_limit for live in lives)
+    ):
         storage = settings.rate_limit_storage
         if storage == "auto":  # the service's own Redis, when it runs on Redis
             storage = service.shared_storage() or "memory"
@@ -358,6 +377,8 @@ def protect(service: Service) -> None:
                 "every request to it is refused",
                 name,
             )
+    for live in lives:
+        live.live.protect(credentials, store, service.name)
 
 
 def serve(
@@ -424,6 +445,14 @@ class _DrainingServer(uvicorn.Server):
         """Remember the loop, so that the signal handler can reach the service."""
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        """Close live clients with 1001 once their queued frames are sent, before
+        uvicorn closes every connection with its own 1012."""
+        timeout = self._service.settings.drain_timeout_s
+        for live in live_routes(self._service.local_components()):
+            await live.live.close_all(timeout)
+        await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """Stop the service (on its loop), then let uvicorn shut down."""
