@@ -66,6 +66,8 @@ class Schema:
     # A valid item with every field filled, as JSON text: derived when the blueprint
     # is resolved, so that a schema without one is refused by ``validate``.
     example_json: str = "{}"
+    #: the field (``a.b``: nested) whose values keep their order on a connection
+    key: str | None = None
 
     def example(self) -> dict[str, Any]:
         """A fresh copy of the schema's example item (tests post it, defaults fill it)."""
@@ -147,6 +149,9 @@ class Connection:
     feedback: bool
     description: str | None
     transport: str = "memory"  # "memory" or "redis"
+    #: keyed: items of one value of this field (``a.b``: nested) keep their order and
+    #: are never in the receiver's method together; None: not keyed
+    key: str | None = None
 
 
 @dataclass(frozen=True)

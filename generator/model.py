@@ -71,6 +71,16 @@ MAX_CONCURRENCY = 1024
 Concurrency = Annotated[int, Field(strict=True, ge=1, le=MAX_CONCURRENCY)]
 Ordering = Literal["input", "none"]
 Number = Annotated[int, Field(strict=True)] | Annotated[float, Field(strict=True)]
+#: the field that orders a keyed connection's items: a field of the schema, or a
+#: field of a nested schema's field written ``a.b``
+KeyPath = Annotated[
+    str,
+    Field(
+        strict=True,
+        max_length=200,
+        pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$",
+    ),
+]
 
 # A segment may not be "." or "..": clients resolve those away (RFC 3986, 5.2.4), and
 # the request would reach another path than the endpoint's.
@@ -280,6 +290,8 @@ class SchemaSpec(Spec):
     description: Text | None = None
     extends: PortSchema | None = None
     fields: dict[FieldName, FieldSpec] = Field(default_factory=dict)
+    #: every connection into a port of this schema keeps each value's order
+    key: KeyPath | None = None
 
 
 class ComponentSpec(Spec):
@@ -449,6 +461,9 @@ class ConnectionSpec(Spec):
     overflow: Overflow | None = None
     #: memory or redis; the blueprint's top-level 'transport' when absent
     transport: Transport | None = None
+    #: items with the same value of this field keep their order and are never in
+    #: the receiver's method together (the target schema's 'key' when absent)
+    key: KeyPath | None = None
     feedback: bool = False
     description: Text | None = None
 

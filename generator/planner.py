@@ -28,6 +28,8 @@ from .kinds import LOGIC_KINDS as LOGIC_KINDS  # re-exported: regenerate reads i
 from .layout import BLUEPRINT_COPY as BLUEPRINT_COPY  # re-exported: the gate reads it
 from .layout import MANIFEST as MANIFEST  # re-exported: the gate reads it
 from .names import class_name
+from .ops.rules import RULE_TESTS, RULES, rule_tests_yaml, rules_yaml
+from .ops.runbook import RUNBOOK, runbook_markdown
 from .pytypes import field_code, schema_imports, uses_field
 from .schema_cases import schema_cases
 
@@ -117,6 +119,10 @@ def plan(blueprint: Blueprint, blueprint_text: str, templates: Iterable[str]) ->
             "generator",
             content=asyncapi_json(document),
         ),
+        # what a team operates the service with (docs/operations.md)
+        PlannedFile(RULES, "generator", content=rules_yaml(blueprint)),
+        PlannedFile(RULE_TESTS, "generator", content=rule_tests_yaml(blueprint)),
+        PlannedFile(RUNBOOK, "generator", content=runbook_markdown(blueprint)),
     ]
     by_name = {c["name"]: c for c in context["components"]}
     for name in sorted(set(templates)):
@@ -493,6 +499,7 @@ def connections_context(blueprint: Blueprint) -> list[dict[str, Any]]:
             "feedback": c.feedback,
             "description": c.description,
             "transport": c.transport,
+            "key": c.key,
         }
         for c in blueprint.connections
     ]

@@ -4,7 +4,7 @@
 checks every cross-reference (schemas, ports, connections, routes, cycles), and returns
 the resolved ``Blueprint``; every problem found is reported at once, each with its line.
 The rules are grouped by what they resolve: ``schemas``, ``components``,
-``connections`` and ``warnings``, over the shared state of ``checks``.
+``connections``, ``keys`` and ``warnings``, over the shared state of ``checks``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ..yaml_source import SourceDoc
 from .checks import did_you_mean as did_you_mean
 from .components import ComponentRules
 from .connections import ConnectionRules
+from .keys import KeyRules
 from .schemas import SchemaRules
 from .schemas import default_checker as default_checker
 from .warnings import WarningRules
@@ -26,11 +27,12 @@ def resolve(spec: BlueprintSpec, doc: SourceDoc) -> Blueprint:
     return _Resolver(spec, doc).run()
 
 
-class _Resolver(SchemaRules, ComponentRules, ConnectionRules, WarningRules):
+class _Resolver(SchemaRules, ComponentRules, ConnectionRules, KeyRules, WarningRules):
     def run(self) -> Blueprint:
         schemas = self.schemas()
         components = self.components()
-        connections = self.connections(components)
+        self.schema_keys(schemas)
+        connections = self.keyed(self.connections(components), schemas)
         self.unconnected_inputs(components)
         self.cycles(connections)
         self.redis(connections)

@@ -161,6 +161,8 @@ class SchemaRules(Checks):
             tuple(fields),
             tuple(spec.fields),
             json.dumps(example),
+            # a schema that extends a keyed one is keyed the same way
+            spec.key or (done[spec.extends].key if spec.extends in done else None),
         )
 
     def check_example(

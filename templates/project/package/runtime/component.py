@@ -492,7 +492,13 @@ class Component:
             if settled is not None:
                 settled(envelope, error)
 
-        window = Window(self.work, self._call, is_async=self._call_is_async, port=port)
+        window = Window(
+            self.work,
+            self._call,
+            is_async=self._call_is_async,
+            port=port,
+            key=connection.key,
+        )
         async with connection.receiving() as receiver:
             await window.run(receiver, release)
 

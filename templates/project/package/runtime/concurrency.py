@@ -15,6 +15,12 @@ sent) and then settled (``Connection.settled``: on Redis, acknowledged once what
 sent is written). So at most ``concurrency`` messages are taken and not settled, the
 backpressure of the buffers before and after still holds, and nothing is settled
 before its own work is done, whatever the order results leave in.
+
+On a keyed connection (``key``) the items of one key are never in the user method
+together: a message whose key is already inside waits, holding its place in the
+window, until the one before it of that key has finished, and then starts; other
+keys go on meanwhile. So each key's items finish, and leave under either ordering,
+in the order they came.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from time import monotonic
 from typing import Any, Literal, get_args
 
 import anyio
+import anyio.abc
 from anyio import EndOfStream, WouldBlock
 from anyio.streams.memory import MemoryObjectReceiveStream
 
@@ -75,10 +82,11 @@ class Work:
 class _Slot:
     """One message in the window, and what became of it once finished."""
 
-    __slots__ = ("done", "envelope", "error", "result")
+    __slots__ = ("done", "envelope", "error", "key", "result")
 
     def __init__(self, envelope: Envelope) -> None:
         self.envelope = envelope
+        self.key: object = None
         self.done = False
         self.result: Any = None
         self.error: Exception | None = None
@@ -94,9 +102,14 @@ class Window:
         *,
         is_async: bool,
         port: InputPort,
+        key: Callable[[Any], object] | None = None,
     ) -> None:
         self.work = work
         self.port = port
+        self._key = key
+        # each key inside the method, with its messages that wait for it, in order
+        self._waiting: dict[object, deque[_Slot]] = {}
+        self._group: anyio.abc.TaskGroup | None = None
         self._call = call
         self._is_async = is_async
         self._limiter = anyio.CapacityLimiter(work.concurrency)
@@ -114,7 +127,9 @@ class Window:
         """Take messages until the stream ends, and release every one of them."""
         free = anyio.Semaphore(self.work.concurrency)
         age, clock = self.port.age, monotonic
+        key, waiting = self._key, self._waiting
         async with anyio.create_task_group() as group:
+            self._group = group
             group.start_soon(self._releasing, release, free)
             try:
                 while True:
@@ -133,6 +148,13 @@ class Window:
                     self.in_flight += 1
                     if self._ordered:
                         self._queue.append(slot)
+                    if key is not None:
+                        slot.key = key(envelope.item)
+                        behind = waiting.get(slot.key)
+                        if behind is not None:  # its key is inside: wait for it
+                            behind.append(slot)
+                            continue
+                        waiting[slot.key] = deque()
                     group.start_soon(self._handle, slot)
             finally:
                 self._receiving = False
@@ -163,7 +185,18 @@ class Window:
         slot.done = True
         if not self._ordered:
             self._queue.append(slot)
+        if self._key is not None:
+            self._next_of_key(slot.key)
         self._wake.set()
+
+    def _next_of_key(self, key: object) -> None:
+        """Start the next message of ``key``, or mark the key free."""
+        behind = self._waiting[key]
+        if behind:
+            assert self._group is not None  # set before any message starts
+            self._group.start_soon(self._handle, behind.popleft())
+        else:
+            del self._waiting[key]
 
     async def _releasing(self, release: Release, free: anyio.Semaphore) -> None:
         """Hand finished messages on, one at a time, in the window's order."""

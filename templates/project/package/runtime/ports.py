@@ -307,6 +307,12 @@ class Connection:
     per_message: ClassVar[bool] = False
     #: its two ends may run in different processes
     between_processes: ClassVar[bool] = False
+    #: it can keep each key's order (``key``): the items of one key reach the
+    #: receiver in the order sent and one at a time
+    keeps_key_order: ClassVar[bool] = True
+    #: ``key(item)``: the value whose items keep their order and are never in the
+    #: receiver's method together (see ``concurrency.Window``); None: not keyed
+    key: Callable[[Any], object] | None = None
     #: ``settled(envelope, error)``: told when the receiver is done with a message
     #: (``error`` is None) or failed on it; ``None`` when nobody needs to know.
     settled: Callable[[Envelope, Exception | None], None] | None = None

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
 from time import monotonic
 from typing import Any, TypeVar
 
@@ -152,21 +153,31 @@ class Service:
         buffer_size: int = 1024,
         overflow: Overflow = "block",
         transport: Transport = "memory",
+        key: str | None = None,
     ) -> Connection:
         """Connect the output ``"component.port"`` to the input ``"component.port"``.
 
         ``buffer_size`` bounds the connection's stream (an env override for the
         target port wins); ``overflow`` says what a full buffer does. ``transport``
         carries it in this process's memory or by Redis (``settings.transport``,
-        when set, wins).
+        when set, wins). ``key`` (a field, ``a.b`` nested) keys it: the items of one
+        value keep their order and are never in the receiver's method together.
         """
-        return self._connect(
+        connection = self._connect(
             source,
             target,
             buffer_size=buffer_size,
             overflow=overflow,
             transport=self.settings.transport or transport,
         )
+        if key is not None:
+            if not connection.keeps_key_order:
+                raise WiringError(
+                    f"connection {source} -> {target} is keyed by {key!r}, which "
+                    f"transport {connection.transport!r} cannot keep in order"
+                )
+            connection.key = attrgetter(key)
+        return connection
 
     def _connect(
         self,

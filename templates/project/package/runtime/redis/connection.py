@@ -87,6 +87,9 @@ class RedisConnection(Connection):
     transport = "redis"
     per_message = True
     between_processes = True
+    # its replicas share one consumer group, so the items of one key may be taken
+    # by two of them at once (keyed streams over Redis: issue #15)
+    keeps_key_order = False
 
     def __init__(
         self,
