@@ -8,11 +8,12 @@ every schema its full list of fields (inherited ones first).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from .errors import Problem
+from .ops.slo import Guardrails, Objective
 
 ERROR_SCHEMA = "ErrorRecord"
 ERRORS_PORT = "errors"
@@ -123,6 +124,8 @@ class Component:
     every_ms: int | None = None  # source: a timer ticking this often
     schedule: str | None = None  # source: a timer ticking on these cron fields
     renamed_from: str | None = None  # its name before a rename, for regenerate
+    objectives: tuple[Objective, ...] = ()  # api_endpoint, sink: its SLOs
+    guardrails: Guardrails = field(default_factory=Guardrails)  # docs/operations.md
 
     def output(self, name: str) -> Port | None:
         """The output port called ``name``, if there is one."""

@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from . import names
 from .durations import DurationError, parse_duration
+from .ops.spec import EndpointSloSpec, GuardrailsSpec, SinkSloSpec
 from .schedules import schedule_problem
 
 Overflow = Literal["block", "drop_newest", "drop_oldest"]
@@ -205,6 +206,8 @@ class Defaults(Spec):
     claim_idle_ms: ClaimIdleMs = 30_000
 
 
+    #: alert thresholds for every component (docs/operations.md)
+    guardrails: GuardrailsSpec = Field(default_factory=GuardrailsSpec)
 # What the emitted CI installs portwright from: a pip requirement that names portwright
 # (versions from an index, or 'portwright @ <url>'). It is written in double quotes on
 # a shell line of YAML, so quotes, '$', '`', '\\' and spaces (but the one around '@')
@@ -304,6 +307,8 @@ class ComponentSpec(Spec):
     renamed_from: ComponentName | None = None
 
 
+    #: this component's alert thresholds, over those of 'defaults'
+    guardrails: GuardrailsSpec | None = None
 class _RunsWork(Spec):
     """How a component that takes items runs its user method (``concurrency.Work``)."""
 
@@ -396,6 +401,8 @@ class ApiEndpointSpec(ComponentSpec, _HasOutputs):
     rate_limit: RateLimitSpec | None = None
 
 
+    #: service level objectives: availability, latency (docs/operations.md)
+    slo: EndpointSloSpec | None = None
 class TransformerSpec(ComponentSpec, _RunsWork, _Batches, _HasInputs, _HasOutputs):
     """One input, one output: user code returns the new item or None to drop it."""
 
@@ -427,6 +434,8 @@ class SinkSpec(ComponentSpec, _RunsWork, _Batches, _HasInputs):
     kind: Literal["sink"]
 
 
+    #: service level objective: freshness of what reaches it (docs/operations.md)
+    slo: SinkSloSpec | None = None
 AnyComponent = Annotated[
     SourceSpec
     | ApiEndpointSpec

@@ -18,9 +18,10 @@ from ..model import (
 from ..names import component_classes
 from ..yaml_source import Loc
 from .checks import Checks
+from .operations import OperationRules
 
 
-class ComponentRules(Checks):
+class ComponentRules(OperationRules, Checks):
     """Resolve each component: its ports and the settings it inherits."""
 
     def components(self) -> dict[str, Component]:
@@ -57,6 +58,7 @@ class ComponentRules(Checks):
                 extra.update(self.batching(name, spec, extra.get("concurrency", 1)))
             if isinstance(spec, _Ticks):
                 extra.update(self.ticking(name, spec))
+            extra.update(self.operations(name, spec))
             burst = getattr(spec, "burst_limit", None) or defaults.burst_limit
             out[name] = Component(
                 name=name,

@@ -33,10 +33,12 @@ from .errors import (
     BadRequest,
     InvalidBody,
     PayloadTooLarge,
+    RequestError,
     Unavailable,
     UnsupportedMediaType,
     WiringError,
 )
+from .histogram import LATENCY_BUCKETS, Histogram
 from .ratelimit import RateLimit, RateLimiter, RateLimitStore, client_key
 
 __all__ = ["ApiEndpoint", "Auth", "accepted"]
@@ -121,6 +123,10 @@ class ApiEndpoint(Component):
         self.limiter: RateLimiter | None = None
         self._accepting = False
         self._in_flight = 0
+        #: requests answered, by status (the availability SLI, docs/operations.md)
+        self.responses: dict[int, int] = {}
+        #: how long answering took (the latency SLI)
+        self.duration = Histogram(LATENCY_BUCKETS)
         self._idle: anyio.Event | None = None
 
     def configure(
@@ -188,8 +194,26 @@ class ApiEndpoint(Component):
         Returns the message id and the correlation id (the client's, or the new
         message's own id when the client sent none that looks like an id).
         """
-        if not self._accepting:
-            raise self._unavailable("the service is not accepting messages")
+        started = monotonic()
+        status: int | None = None  # a cancelled request was not answered
+        try:
+            if not self._accepting:
+                raise self._unavailable("the service is not accepting messages")
+            taken = await self._counted(scope, receive)
+            status = 202
+            return taken
+        except RequestError as exc:
+            status = exc.status
+            raise
+        except Exception:
+            status = 500
+            raise
+        finally:
+            if status is not None:
+                self.responses[status] = self.responses.get(status, 0) + 1
+                self.duration.observe(monotonic() - started)
+
+    async def _counted(self, scope: Scope, receive: Receive) -> tuple[str, str]:
         self._in_flight += 1
         try:
             return await self._accept(scope, receive)

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from .component import Component
 from .components import Timer
 from .histogram import AGE_BUCKETS, LATENCY_BUCKETS, Histogram
+from .ingress import ApiEndpoint
 from .ports import InputPort
 
 __all__ = ["AGE_BUCKETS", "LATENCY_BUCKETS", "Histogram", "ServiceMetrics"]
@@ -182,6 +183,7 @@ class _PortCollector(Collector):
         yield from (received, sent, dropped, errors, blocked, depth, utilization)
         yield from (running, age, latency, lag, pending, redeliveries, dead)
         yield from _batches_and_ticks(self._components())
+        yield from _requests(self._components())
 
 
 def _batches_and_ticks(components: Iterable[Component]) -> Iterator[Metric]:
@@ -216,6 +218,28 @@ def _batches_and_ticks(components: Iterable[Component]) -> Iterator[Metric]:
             ticks.add_metric([component.name], component.ticker.ticks)
             skipped.add_metric([component.name], component.ticker.skipped)
     yield from (sizes, latency, ticks, skipped)
+
+
+def _requests(components: Iterable[Component]) -> Iterator[Metric]:
+    """Per api_endpoint: requests answered by status, and how long answering took
+    (the availability and latency SLIs of docs/operations.md)."""
+    answered = CounterMetricFamily(
+        "portwright_http_responses",
+        "Requests an api_endpoint answered, by HTTP status.",
+        labels=["component", "code"],
+    )
+    duration = HistogramMetricFamily(
+        "portwright_http_request_duration_seconds",
+        "Time an api_endpoint took to answer a request.",
+        labels=["component"],
+    )
+    for component in components:
+        if isinstance(component, ApiEndpoint):
+            for status, count in sorted(component.responses.items()):
+                answered.add_metric([component.name, str(status)], count)
+            stats = component.duration
+            duration.add_metric([component.name], stats.cumulative(), stats.sum)
+    yield from (answered, duration)
 
 
 def _stream_stats(port: InputPort) -> list[dict[str, Any]]:
