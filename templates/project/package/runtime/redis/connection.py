@@ -310,15 +310,23 @@ class RedisConnection(Connection):
             # Interruptible like a read: a replica asked to stop while Redis is
             # unreachable holds nothing yet, and must not wait out the drain timeout.
             await self._until_finished(self._add_group)
-            while not self._finished():
-                if monotonic() >= self._next_claim:
-                    self._next_claim = monotonic() + self._interval
-                    await self._claim(feed)
-                entries = await self._read_new()
-                if entries:  # in stream order: the last is the highest
-                    self._last_read = max(self._last_read, stream_id(entries[-1][0]))
-                for entry_id, fields in entries:
-                    await self._deliver(feed, entry_id, fields, attempts=1)
+            try:
+                await self._read_until_finished(feed)
+            except anyio.BrokenResourceError:
+                # The component stopped taking (its task was cancelled): what was
+                # read stays pending in Redis, for this replica or another.
+                return
+
+    async def _read_until_finished(self, feed: MemoryObjectSendStream[Entry]) -> None:
+        while not self._finished():
+            if monotonic() >= self._next_claim:
+                self._next_claim = monotonic() + self._interval
+                await self._claim(feed)
+            entries = await self._read_new()
+            if entries:  # in stream order: the last is the highest
+                self._last_read = max(self._last_read, stream_id(entries[-1][0]))
+            for entry_id, fields in entries:
+                await self._deliver(feed, entry_id, fields, attempts=1)
 
     async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
         client = self.link.client
