@@ -500,6 +500,7 @@ def connections_context(blueprint: Blueprint) -> list[dict[str, Any]]:
             "description": c.description,
             "transport": c.transport,
             "key": c.key,
+            "max_lag": c.max_lag,
         }
         for c in blueprint.connections
     ]
