@@ -155,6 +155,9 @@ class Connection:
     #: keyed: items of one value of this field (``a.b``: nested) keep their order and
     #: are never in the receiver's method together; None: not keyed
     key: str | None = None
+    #: redis: the most entries the target's group may hold unread or pending
+    #: before senders wait; None: unbounded
+    max_lag: int | None = None
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,8 @@ MAX_CONCURRENCY = 1024
 Concurrency = Annotated[int, Field(strict=True, ge=1, le=MAX_CONCURRENCY)]
 Ordering = Literal["input", "none"]
 Number = Annotated[int, Field(strict=True)] | Annotated[float, Field(strict=True)]
+#: the most entries a Redis consumer group may hold unread or pending
+MaxLag = Annotated[int, Field(strict=True, ge=1, le=1_000_000_000)]
 #: the field that orders a keyed connection's items: a field of the schema, or a
 #: field of a nested schema's field written ``a.b``
 KeyPath = Annotated[
@@ -204,10 +206,10 @@ class Defaults(Spec):
     max_retries: MaxRetries = 3
     #: how long an item may stay unacknowledged before another replica takes it
     claim_idle_ms: ClaimIdleMs = 30_000
-
-
     #: alert thresholds for every component (docs/operations.md)
     guardrails: GuardrailsSpec = Field(default_factory=GuardrailsSpec)
+
+
 # What the emitted CI installs portwright from: a pip requirement that names portwright
 # (versions from an index, or 'portwright @ <url>'). It is written in double quotes on
 # a shell line of YAML, so quotes, '$', '`', '\\' and spaces (but the one around '@')
@@ -305,10 +307,10 @@ class ComponentSpec(Spec):
     overflow: Overflow | None = None
     #: the component's former name: regenerate moves its user file to the new name
     renamed_from: ComponentName | None = None
-
-
     #: this component's alert thresholds, over those of 'defaults'
     guardrails: GuardrailsSpec | None = None
+
+
 class _RunsWork(Spec):
     """How a component that takes items runs its user method (``concurrency.Work``)."""
 
@@ -399,10 +401,10 @@ class ApiEndpointSpec(ComponentSpec, _HasOutputs):
     #: who may send: anyone (absent), holders of an API key, or users with a password
     auth: Auth | None = None
     rate_limit: RateLimitSpec | None = None
-
-
     #: service level objectives: availability, latency (docs/operations.md)
     slo: EndpointSloSpec | None = None
+
+
 class TransformerSpec(ComponentSpec, _RunsWork, _Batches, _HasInputs, _HasOutputs):
     """One input, one output: user code returns the new item or None to drop it."""
 
@@ -432,10 +434,10 @@ class SinkSpec(ComponentSpec, _RunsWork, _Batches, _HasInputs):
     """Named inputs, drained concurrently by user code."""
 
     kind: Literal["sink"]
-
-
     #: service level objective: freshness of what reaches it (docs/operations.md)
     slo: SinkSloSpec | None = None
+
+
 AnyComponent = Annotated[
     SourceSpec
     | ApiEndpointSpec
@@ -473,6 +475,9 @@ class ConnectionSpec(Spec):
     #: items with the same value of this field keep their order and are never in
     #: the receiver's method together (the target schema's 'key' when absent)
     key: KeyPath | None = None
+    #: redis: the most entries the target's group may hold unread or pending before
+    #: senders wait (HTTP ingress: 503); unbounded when absent
+    max_lag: MaxLag | None = None
     feedback: bool = False
     description: Text | None = None
 

@@ -86,6 +86,14 @@ class ConnectionRules(Checks):
                 )
                 continue
             owner = self.spec.components[target.component]
+            transport = conn.transport or self.spec.transport
+            if conn.max_lag is not None and transport != "redis":
+                self.error(
+                    self.conn_loc(index, conn, "max_lag"),
+                    f"max_lag bounds what a Redis consumer group holds; connection "
+                    f"{source.ref} -> {target.ref} is carried in memory, where "
+                    "buffer_size is the bound: use buffer_size, or 'transport: redis'",
+                )
             out.append(
                 Connection(
                     source=source,
@@ -96,7 +104,8 @@ class ConnectionRules(Checks):
                     overflow=conn.overflow or owner.overflow or defaults.overflow,
                     feedback=conn.feedback,
                     description=conn.description,
-                    transport=conn.transport or self.spec.transport,
+                    transport=transport,
+                    max_lag=conn.max_lag,
                 )
             )
         return tuple(out)

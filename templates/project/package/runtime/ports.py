@@ -313,6 +313,10 @@ class Connection:
     #: ``key(item)``: the value whose items keep their order and are never in the
     #: receiver's method together (see ``concurrency.Window``); None: not keyed
     key: Callable[[Any], object] | None = None
+    #: the most entries the receiving group may hold unread or pending before
+    #: senders wait (a transport between processes; in memory ``buffer_size``
+    #: bounds the stream already); None: unbounded
+    max_lag: int | None = None
     #: ``settled(envelope, error)``: told when the receiver is done with a message
     #: (``error`` is None) or failed on it; ``None`` when nobody needs to know.
     settled: Callable[[Envelope, Exception | None], None] | None = None

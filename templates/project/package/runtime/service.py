@@ -154,6 +154,7 @@ class Service:
         overflow: Overflow = "block",
         transport: Transport = "memory",
         key: str | None = None,
+        max_lag: int | None = None,
     ) -> Connection:
         """Connect the output ``"component.port"`` to the input ``"component.port"``.
 
@@ -162,6 +163,9 @@ class Service:
         carries it in this process's memory or by Redis (``settings.transport``,
         when set, wins). ``key`` (a field, ``a.b`` nested) keys it: the items of one
         value keep their order and are never in the receiver's method together.
+        ``max_lag``: over Redis, the most entries the target's group may hold unread
+        or pending before senders wait (HTTP ingress: 503); memory ignores it, its
+        ``buffer_size`` being the bound already.
         """
         connection = self._connect(
             source,
@@ -177,6 +181,13 @@ class Service:
                     f"transport {connection.transport!r} cannot keep in order"
                 )
             connection.key = attrgetter(key)
+        if max_lag is not None:
+            if max_lag < 1:
+                raise WiringError(
+                    f"connection {source} -> {target}: max_lag must be at least 1, "
+                    f"got {max_lag!r}"
+                )
+            connection.max_lag = max_lag
         return connection
 
     def _connect(

@@ -186,6 +186,8 @@ class RedisConnection(Connection):
                 )
             self.publisher = publisher
             publisher.listen(self.wake)
+            if self.max_lag is not None:
+                publisher.bound(self.group, self.max_lag)
             self.offer = publisher.offer if publisher.owner is self else _written
         if self.receiving_here:
             self._feed, self.receiver = anyio.create_memory_object_stream[Entry](

@@ -49,6 +49,46 @@ end
 return id
 """
 
+#: ``ADD_ENTRIES`` under ``max_lag``: ARGV is the number of bounded consumer groups,
+#: each group's name and bound, then the entries. It adds only as many as every
+#: bounded group has room for (its unread entries plus its pending ones stay within
+#: its bound), creating a bounded group that does not exist yet at the stream's start
+#: (so the bound holds before its first reader); when Redis cannot tell a group's
+#: lag (entries deleted out of order), the stream's length stands in for it.
+#: Returns ``{added, last id or false}``: what was not added waits in the outbox.
+ADD_BOUNDED = f"""
+local bounded = tonumber(ARGV[1])
+local first = 2 + 2 * bounded
+local room = #ARGV - first + 1
+local known = {{}}
+local length = 0
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  length = redis.call('XLEN', KEYS[1])
+  for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    local info = {{}}
+    for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+    local used = length
+    if info['lag'] then used = info['lag'] + info['pending'] end
+    known[info['name']] = used
+  end
+end
+for i = 0, bounded - 1 do
+  local name = ARGV[2 + 2 * i]
+  local used = known[name]
+  if used == nil then
+    redis.call('XGROUP', 'CREATE', KEYS[1], name, '0', 'MKSTREAM')
+    used = length
+  end
+  room = math.min(room, tonumber(ARGV[3 + 2 * i]) - used)
+end
+local id = false
+for i = first, first + room - 1 do
+  id = redis.call('XADD', KEYS[1], '*', '{FIELD.decode()}', ARGV[i])
+end
+if room < 0 then room = 0 end
+return {{room, id}}
+"""
+
 
 def stream_id(raw: bytes | str) -> StreamId:
     """``b"1714564800000-3"`` -> ``(1714564800000, 3)``, comparable."""
@@ -75,6 +115,7 @@ class RedisLink:
         self.problem: str | None = f"redis at {self.where}: not connected yet"
         self._client: redis.asyncio.Redis | None = None
         self._add_entries: AsyncScript | None = None
+        self._add_bounded: AsyncScript | None = None
         self._outage_logged = False
         #: the key of this replica's record, while it keeps one (``monitor``)
         self.announced: str | None = None
@@ -98,6 +139,13 @@ class RedisLink:
         if self._add_entries is None:
             self._add_entries = self.client.register_script(ADD_ENTRIES)
         return self._add_entries
+
+    @property
+    def add_bounded(self) -> AsyncScript:
+        """``ADD_BOUNDED``, loaded on first use (and again after Redis restarted)."""
+        if self._add_bounded is None:
+            self._add_bounded = self.client.register_script(ADD_BOUNDED)
+        return self._add_bounded
 
     def stream(self, component: str, port: str) -> str:
         """The stream an output port writes: ``<prefix><service>.<component>.<port>``."""
@@ -148,6 +196,7 @@ class RedisLink:
                 await self._client.aclose()
             self._client = None
             self._add_entries = None
+            self._add_bounded = None
 
     def _down(self, exc: BaseException) -> None:
         if not self._outage_logged:  # once per outage, not once per retry

@@ -7,6 +7,12 @@ encoded when queued and written in batches (one script call each, ``ADD_ENTRIES`
 the outbox holds at most ``buffer_size`` messages, so a full one makes senders wait
 (``block``) as a full memory stream would.
 
+Under ``max_lag`` (``bound``) a write adds only what every bounded consumer group has
+room for (``ADD_BOUNDED``: its unread entries plus its pending ones within the bound,
+checked in the script that adds them, so no two writers can overshoot it); the rest
+stays in the outbox, which fills, so senders wait and HTTP ingress answers 503, as
+at a full memory buffer. Nothing is trimmed to make room: room comes from readers.
+
 Readers in this process listen (``listen``) to hear when a write is done: the
 connection's own reader, to know when the stream is finished, and the readers of
 the component that sends here, which acknowledge an entry only once what came of it
@@ -32,6 +38,8 @@ from .wire import encode
 __all__ = ["RedisPublisher"]
 
 WRITE_BATCH = 512
+#: how long a writer held back by ``max_lag`` waits before it looks for room again
+ROOM_POLL_S = 0.05
 #: how long a confirmed sender that gave up waits for a write already under way (s)
 CONFIRM_GRACE_S = 5.0
 
@@ -75,6 +83,13 @@ class RedisPublisher:
         self._more = anyio.Event()
         self._written = anyio.Event()
         self._listeners: list[Callable[[], None]] = []
+        #: each bounded consumer group of the stream, and its ``max_lag``
+        self.bounds: dict[str, int] = {}
+
+    def bound(self, group: str, max_lag: int) -> None:
+        """Write only while ``group`` has fewer than ``max_lag`` entries unread or
+        pending (its connection's ``max_lag``)."""
+        self.bounds[group] = max_lag
 
     def listen(self, progressed: Callable[[], None]) -> None:
         """Call ``progressed()`` whenever a write is done (or abandoned)."""
@@ -137,6 +152,10 @@ class RedisPublisher:
                 raise
             with anyio.CancelScope(shield=True), anyio.move_on_after(CONFIRM_GRACE_S):
                 while self.flushed < target:
+                    position = target - self.flushed - 1
+                    if position >= self._writing:  # held back by max_lag: unwritten
+                        self._outbox[position] = None
+                        break
                     await self._written.wait()
             if self.flushed < target:
                 raise
@@ -164,32 +183,60 @@ class RedisPublisher:
                 continue
             taken = list(itertools.islice(self._outbox, WRITE_BATCH))
             batch = [data for data in taken if data is not None]
+            done = len(taken)
             if batch:
                 self._writing = len(taken)
                 scope = self._write_scope = anyio.CancelScope()
                 try:
                     with scope:
-                        last = await self.link.call(
-                            partial(
-                                add_entries,
-                                keys=[self.stream],
-                                args=batch,
-                                client=client,
+                        if self.bounds:
+                            added, last = await self._add_bounded(batch)
+                            if added < len(batch):
+                                done = _through(taken, added)
+                        else:
+                            last = await self.link.call(
+                                partial(
+                                    add_entries,
+                                    keys=[self.stream],
+                                    args=batch,
+                                    client=client,
+                                )
                             )
-                        )
                 finally:
                     self._writing = 0
                     self._write_scope = None
                 if scope.cancelled_caught:
                     self._abandon()
                     return
-                self.last_written = stream_id(last)
-            for _ in taken:
+                if last:
+                    self.last_written = stream_id(last)
+            for _ in range(done):
                 self._outbox.popleft()
-            self.flushed += len(taken)
+            self.flushed += done
+            # (also when a bounded group held messages back: a confirmed sender
+            # that gave up on one of them withdraws it now)
             written, self._written = self._written, anyio.Event()
             written.set()
-            self._progressed()
+            if done:
+                self._progressed()
+            if done < len(taken):  # a bounded group is full: wait for its readers
+                await anyio.sleep(ROOM_POLL_S)
+
+    async def _add_bounded(self, batch: list[bytes]) -> tuple[int, bytes | None]:
+        """Add what the bounded groups have room for: how many, and the last id."""
+        bounds = [str(len(self.bounds))]
+        for group, max_lag in self.bounds.items():
+            bounds += [group, str(max_lag)]
+        script = self.link.add_bounded
+        added, last = await self.link.call(
+            partial(
+                script,
+                keys=[self.stream],
+                args=[*bounds, *batch],
+                client=self.link.client,
+            )
+        )
+        return int(added), last or None
 
     def close_sender(self) -> None:
         """The sending component finished: write what is queued, then end."""
@@ -234,3 +281,17 @@ class RedisPublisher:
         written, self._written = self._written, anyio.Event()
         written.set()
         self._progressed()
+
+
+def _through(taken: list[bytes | None], added: int) -> int:
+    """How many messages of ``taken`` (withdrawn ones included) the first ``added``
+    written ones reach: the head of the outbox that is done."""
+    if added == 0:
+        return 0
+    seen = 0
+    for position, data in enumerate(taken):
+        if data is not None:
+            seen += 1
+            if seen == added:
+                return position + 1
+    return len(taken)
