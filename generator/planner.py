@@ -28,6 +28,7 @@ from .kinds import LOGIC_KINDS as LOGIC_KINDS  # re-exported: regenerate reads i
 from .layout import BLUEPRINT_COPY as BLUEPRINT_COPY  # re-exported: the gate reads it
 from .layout import MANIFEST as MANIFEST  # re-exported: the gate reads it
 from .names import class_name
+from .ops.dashboard import dashboard_json, dashboard_path
 from .ops.rules import RULE_TESTS, RULES, rule_tests_yaml, rules_yaml
 from .ops.runbook import RUNBOOK, runbook_markdown
 from .pytypes import field_code, schema_imports, uses_field
@@ -123,6 +124,9 @@ def plan(blueprint: Blueprint, blueprint_text: str, templates: Iterable[str]) ->
         PlannedFile(RULES, "generator", content=rules_yaml(blueprint)),
         PlannedFile(RULE_TESTS, "generator", content=rule_tests_yaml(blueprint)),
         PlannedFile(RUNBOOK, "generator", content=runbook_markdown(blueprint)),
+        PlannedFile(
+            dashboard_path(blueprint), "generator", content=dashboard_json(blueprint)
+        ),
     ]
     by_name = {c["name"]: c for c in context["components"]}
     for name in sorted(set(templates)):

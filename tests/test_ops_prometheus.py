@@ -1,7 +1,7 @@
 """The emitted rules against a real Prometheus (issue #20): Debian's prometheus, on
 127.0.0.1 and a free port, scrapes a generated service under load every second.
 
-Every recording rule evaluates and returns series, and pausing a sink makes its
+Every recording rule and every dashboard query evaluates and returns series, and pausing a sink makes its
 buffer alert go pending (in a test-only copy of the rules whose ``for`` is seconds,
 not minutes). Outside CI the test skips when prometheus is missing; in CI it fails.
 """
@@ -21,6 +21,8 @@ import httpx
 import pytest
 import yaml
 
+from generator.loader import load_blueprint
+from generator.ops.dashboard import panel_queries
 from tests.redisenv import free_port, in_ci
 from tests.test_served import environment, served, wait_for
 
@@ -213,6 +215,11 @@ def test_every_rule_returns_series_and_a_paused_sink_raises_its_alert(
     with Load(target) as load:
         for record in records:
             assert poll(lambda r=record: query(url, r)), f"{record} returned no series"
+        # every query of the dashboard, with Grafana's rate interval made concrete
+        blueprint = load_blueprint(project / ".portwright" / "blueprint.yaml")
+        for panel in panel_queries(blueprint):
+            expr = panel.replace("$__rate_interval", "1m")
+            assert poll(lambda e=expr: query(url, e)), f"{expr} returned no series"
         # every rule evaluated without error, as Prometheus reports it
         groups = httpx.get(f"{url}/api/v1/rules", timeout=10).json()["data"]["groups"]
         for group in groups:

@@ -20,6 +20,7 @@ __all__ = [
     "alert_annotations",
     "guardrail_rules",
     "labels",
+    "redis_fed",
     "runbook_url",
     "watched",
 ]
@@ -70,7 +71,7 @@ def _has_inputs(_: Blueprint, component: Component) -> bool:
     return bool(component.inputs)
 
 
-def _redis_inputs(blueprint: Blueprint, component: Component) -> bool:
+def redis_fed(blueprint: Blueprint, component: Component) -> bool:
     return any(
         c.transport == "redis" and c.target.component == component.name
         for c in blueprint.connections
@@ -144,7 +145,7 @@ GUARDRAILS: tuple[Alert, ...] = (
     ),
     Alert(
         name="PortwrightDeadLettersGrowing",
-        applies=_redis_inputs,
+        applies=redis_fed,
         expr=lambda c: (
             "sum by (component, port) "
             f"(increase({_sel('portwright_dead_lettered_total', c)}[10m])) > 0"
@@ -182,7 +183,7 @@ GUARDRAILS: tuple[Alert, ...] = (
     ),
     Alert(
         name="PortwrightStreamLagGrowing",
-        applies=_redis_inputs,
+        applies=redis_fed,
         expr=lambda c: (
             f"(sum by (component, port) ({_sel('portwright_stream_lag', c)})"
             f" > {c.guardrails.lag})"
@@ -218,7 +219,7 @@ GUARDRAILS: tuple[Alert, ...] = (
     ),
     Alert(
         name="PortwrightStreamPendingGrowing",
-        applies=_redis_inputs,
+        applies=redis_fed,
         expr=lambda c: (
             f"(sum by (component, port) ({_sel('portwright_stream_pending', c)})"
             f" > {c.guardrails.pending})"
