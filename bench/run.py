@@ -22,7 +22,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import batched_sink, gate, generation, ingress, pipeline, redis_transport
+from . import (
+    batched_sink,
+    blocking,
+    enrichment,
+    gate,
+    generation,
+    ingress,
+    pipeline,
+    redis_transport,
+)
 from .table import Row, machine, render_markdown, render_text, to_json
 
 Section = Callable[..., list[Row]]
@@ -33,6 +42,8 @@ SECTIONS: dict[str, Section] = {
     "http": ingress.run,
     "redis": redis_transport.run,
     "batched_sink": batched_sink.run,
+    "enrichment": enrichment.run,
+    "blocking": blocking.run,
 }
 ORDER = tuple(SECTIONS)
 

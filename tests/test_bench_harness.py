@@ -28,6 +28,8 @@ SECTIONS = (
     "4 http ingress",
     "5 redis transport",
     "6 batched sink",
+    "7 enrichment",
+    "8 blocking code",
 )
 
 
@@ -72,7 +74,7 @@ def test_quick_run_prints_every_section_with_positive_figures(tmp_path: Path) ->
         assert row["figure"], row
         if row["value"] is None:
             # only the Redis section may lack what it needs, and only outside CI
-            assert row["section"] == "5 redis transport", row
+            assert row["section"] in ("5 redis transport", "7 enrichment"), row
             assert not redis_measurable(), row
             assert row["note"].startswith("not measured: "), row
             continue
@@ -93,6 +95,8 @@ def test_quick_run_prints_every_section_with_positive_figures(tmp_path: Path) ->
         "RSS after",
         "emitted api_endpoint: requests/s vs bare Starlette",
         "emitted api_endpoint: p99 latency vs idiomatic FastAPI",
+        "/health p99, blocking sink busy vs idle",
+        "/health p99, the same sink on the loop vs idle",
         "SQLite (default journal), batch max_items 500",
         "SQLite (WAL, synchronous=NORMAL), batch max_items 500",
     ]
@@ -107,6 +111,8 @@ REDIS_FIGURES = (
     "two hops with ack: items/s vs FastStream batched",
     "two hops with ack: CPU per item vs FastStream",
     "two hops with ack vs the XADD ceiling",
+    "enrich, concurrency 64: items/s vs the limit",
+    "enrich, concurrency 64: items/s vs FastStream",
 )
 
 
