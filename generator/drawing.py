@@ -143,3 +143,125 @@ def draw(blueprint: Blueprint, form: str) -> str:
     if form == "svg":
         return svg(blueprint)
     raise ValueError(f"unknown format {form!r}; use one of {', '.join(FORMATS)}")
+
+
+# -- Layered SVG, pure Python (the status page) ---------------------------------------
+#
+# The status page draws the service at generate time, so the drawing must not depend
+# on what is installed (Graphviz may be missing) and must be the same text every time:
+# a small layered layout, left to right, computed here. A component's layer is the
+# longest path to it from a component nothing feeds (feedback connections left out,
+# as dot leaves them out of its ranking); within a layer, blueprint order.
+
+BOX_WIDTH = 210
+LAYER_GAP = 120
+ROW_GAP = 36
+PORT_ROW = 30
+BOX_HEAD = 40
+
+
+def layers(blueprint: Blueprint) -> dict[str, int]:
+    """Each component's column: the longest path to it, feedback connections aside."""
+    layer = {c.name: 0 for c in blueprint.components}
+    forward = [c for c in blueprint.connections if not c.feedback]
+    for _ in blueprint.components:  # validate refused cycles without feedback
+        changed = False
+        for connection in forward:
+            source, target = connection.source.component, connection.target.component
+            if layer[target] < layer[source] + 1:
+                layer[target] = layer[source] + 1
+                changed = True
+        if not changed:
+            break
+    return layer
+
+
+def _height(component: Component) -> int:
+    rows = max(len(component.inputs), len(component.outputs), 1)
+    return BOX_HEAD + rows * PORT_ROW + 8
+
+
+def _xml(text: str) -> str:
+    # descriptions are free text: escaped for SVG text and attributes alike
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#x27;")
+    )
+
+
+def status_svg(blueprint: Blueprint) -> str:
+    """The service as an SVG whose ports a status page colours and labels.
+
+    Every port is a ``rect`` with id ``p-<component>-<port>`` and a ``text`` with id
+    ``n-<component>-<port>`` for its numbers; every component a ``g`` with id
+    ``c-<component>``.
+    """
+    column = layers(blueprint)
+    places: dict[str, tuple[int, int]] = {}
+    heights: dict[int, int] = {}
+    for component in blueprint.components:
+        index = column[component.name]
+        x = 30 + index * (BOX_WIDTH + LAYER_GAP)
+        y = heights.get(index, 20)
+        places[component.name] = (x, y)
+        heights[index] = y + _height(component) + ROW_GAP
+    width = 60 + (max(column.values()) + 1) * (BOX_WIDTH + LAYER_GAP) - LAYER_GAP
+    height = max(heights.values()) + 10
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}">'
+    ]
+
+    def anchor(port: Port) -> tuple[int, int]:
+        x, y = places[port.component]
+        component = blueprint.component(port.component)
+        side = component.inputs if port.direction == "in" else component.outputs
+        index = [p.name for p in side].index(port.name)
+        edge_x = x if port.direction == "in" else x + BOX_WIDTH
+        return edge_x, y + BOX_HEAD + index * PORT_ROW + 12
+
+    for connection in blueprint.connections:
+        (x1, y1), (x2, y2) = anchor(connection.source), anchor(connection.target)
+        bend = max(60, abs(x2 - x1) // 2)
+        kind = (
+            "feedback"
+            if connection.feedback
+            else "redis" if connection.transport == "redis" else "memory"
+        )
+        parts.append(
+            f'<path class="edge {kind}" d="M{x1},{y1} C{x1 + bend},{y1} '
+            f'{x2 - bend},{y2} {x2},{y2}"><title>{_xml(edge_label(connection))}'
+            "</title></path>"
+        )
+    for component in blueprint.components:
+        x, y = places[component.name]
+        parts.append(f'<g class="component" id="c-{component.name}">')
+        if component.description:
+            parts.append(f"<title>{_xml(component.description)}</title>")
+        parts.append(
+            f'<rect class="box" x="{x}" y="{y}" width="{BOX_WIDTH}" '
+            f'height="{_height(component)}" rx="6"/>'
+            f'<text class="name" x="{x + 10}" y="{y + 18}">{component.name}</text>'
+            f'<text class="kind" x="{x + 10}" y="{y + 32}">{component.kind}</text>'
+        )
+        for ports, left in ((component.inputs, True), (component.outputs, False)):
+            for index, port in enumerate(ports):
+                top = y + BOX_HEAD + index * PORT_ROW
+                px = x - 6 if left else x + BOX_WIDTH - 6
+                tx = x + 12 if left else x + BOX_WIDTH - 12
+                align = "start" if left else "end"
+                ident = f"{component.name}-{port.name}"
+                parts.append(
+                    f'<rect class="port" id="p-{ident}" x="{px}" y="{top + 4}" '
+                    'width="12" height="16" rx="2"/>'
+                    f'<text class="port-name" x="{tx}" y="{top + 12}" '
+                    f'text-anchor="{align}">{port.name}</text>'
+                    f'<text class="numbers" id="n-{ident}" x="{tx}" y="{top + 25}" '
+                    f'text-anchor="{align}"></text>'
+                )
+        parts.append("</g>")
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"

@@ -97,6 +97,8 @@ RESERVED_PATHS = frozenset(
         "/redoc",
         "/openapi.json",
         "/asyncapi.json",
+        "/status",
+        "/status.json",
     }
 )
 

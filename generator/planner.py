@@ -19,7 +19,7 @@ from typing import Any, Literal
 from . import __version__
 from .asyncapi import asyncapi_document, asyncapi_json, asyncapi_yaml
 from .blueprint import ERROR_SCHEMA, ERRORS_PORT, Blueprint, Component, Port
-from .drawing import mermaid
+from .drawing import mermaid, status_svg
 from .examples import example_item
 from .filters import pyrepr
 from .imports import Imports
@@ -126,6 +126,10 @@ def plan(blueprint: Blueprint, blueprint_text: str, templates: Iterable[str]) ->
         PlannedFile(RUNBOOK, "generator", content=runbook_markdown(blueprint)),
         PlannedFile(
             dashboard_path(blueprint), "generator", content=dashboard_json(blueprint)
+        ),
+        # the drawing the status page shows (runtime/status.py reads it)
+        PlannedFile(
+            f"{blueprint.name}/status.svg", "generator", content=status_svg(blueprint)
         ),
     ]
     by_name = {c["name"]: c for c in context["components"]}

@@ -28,7 +28,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -41,6 +46,7 @@ from .logs import configure_logging
 from .problems import ErrorHandlers, problem
 from .ratelimit import RateLimit, RateLimitStore
 from .service import Service
+from .status import StatusPage, drawing_beside
 from .websocket import LiveCollector, live_routes
 
 __all__ = ["Ingest", "ServiceApp", "create_app", "serve"]
@@ -205,6 +211,19 @@ def create_app(
         """Every metric in the Prometheus text format."""
         # async, so the scrape reads the counters on the loop that updates them
         return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    # the status page: not in OpenAPI, like any page a person (not a client) reads
+    status = StatusPage(service, description=description, drawing=drawing_beside())
+
+    @app.get("/status", include_in_schema=False, response_class=HTMLResponse)
+    async def status_page() -> HTMLResponse:
+        """The component drawing with live numbers (docs/operations.md)."""
+        return HTMLResponse(status.page())
+
+    @app.get("/status.json", include_in_schema=False)
+    async def status_numbers() -> JSONResponse:
+        """The numbers the status page shows, refreshed each second."""
+        return JSONResponse(status.numbers())
 
     def openapi() -> dict[str, Any]:
         # The lean ingress routes take no pydantic body parameter, so FastAPI does
