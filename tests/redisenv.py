@@ -1,8 +1,11 @@
 """A Redis for the tests that need one, and a private Redis for those that break it.
 
 The shared Redis comes from ``PORTWRIGHT_REDIS_URL`` (``bash .ci/run`` starts one on
-a free port). Without it these tests skip with the reason, except in CI (``CI=true``),
-where a skipped Redis test would hide a broken transport: there they fail.
+a free port), a shared Redis Cluster from ``PORTWRIGHT_REDIS_CLUSTER_URL`` (three
+masters, which ``bash .ci/run`` starts too; the URL is ``redis+cluster://`` and one
+node, as a service takes it). Without them these tests skip with the reason, except
+in CI (``CI=true``), where a skipped Redis test would hide a broken transport: there
+they fail.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 VARIABLE = "PORTWRIGHT_REDIS_URL"
+CLUSTER_VARIABLE = "PORTWRIGHT_REDIS_CLUSTER_URL"
 
 
 def in_ci() -> bool:
@@ -35,6 +40,21 @@ def redis_url() -> str:
     reason = f"no Redis for this test: set {VARIABLE} (bash .ci/run starts one)"
     if in_ci():
         pytest.fail(f"{reason}; in CI the Redis tests must run")
+    pytest.skip(reason)
+
+
+def redis_cluster_url() -> str:
+    """The shared Redis Cluster's URL (``redis+cluster://host:port``); skips (fails
+    in CI) when there is none."""
+    url = os.environ.get(CLUSTER_VARIABLE)
+    if url:
+        return url
+    reason = (
+        f"no Redis Cluster for this test: set {CLUSTER_VARIABLE} "
+        "(bash .ci/run starts one)"
+    )
+    if in_ci():
+        pytest.fail(f"{reason}; in CI the Redis Cluster tests must run")
     pytest.skip(reason)
 
 
@@ -62,10 +82,36 @@ def unique_prefix() -> str:
     return f"test-{uuid.uuid4().hex[:10]}:"
 
 
-def delete_prefixed(url: str, prefix: str) -> None:
-    """Delete every key that starts with ``prefix``."""
+def client_for_url(url: str) -> Any:
+    """A synchronous client of ``url``: redis-py's cluster client for a cluster."""
     import redis
 
+    if "+cluster://" in url:
+        return redis.RedisCluster.from_url(url.replace("+cluster", "", 1))
+    return redis.Redis.from_url(url)
+
+
+def stream_key(url: str, prefix: str, name: str) -> str:
+    """The key of the service's stream ``name`` (``svc.component.port``), as the
+    transport names it on ``url``: in braces on a cluster."""
+    key = prefix + name
+    return "{" + key + "}" if "+cluster://" in url else key
+
+
+def delete_prefixed(url: str, prefix: str) -> None:
+    """Delete every key that starts with ``prefix`` (on a cluster, also in braces:
+    a stream's name there is a hash tag)."""
+    import redis
+
+    if "+cluster://" in url:
+        cluster = redis.RedisCluster.from_url(url.replace("+cluster", "", 1))
+        try:
+            for pattern in (prefix + "*", "{" + prefix + "*"):
+                for key in cluster.scan_iter(match=pattern, count=1000):
+                    cluster.delete(key)  # one by one: keys of many slots
+        finally:
+            cluster.close()
+        return
     client = redis.Redis.from_url(url)
     try:
         keys = list(client.scan_iter(match=prefix + "*", count=1000))

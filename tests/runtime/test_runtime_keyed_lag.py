@@ -8,11 +8,16 @@ from collections.abc import Callable, Iterator
 
 import anyio
 import pytest
-import redis
 import runtime
 from pydantic import BaseModel
 
-from tests.redisenv import delete_prefixed, redis_url, unique_prefix
+from tests.redisenv import (
+    client_for_url,
+    delete_prefixed,
+    redis_url,
+    stream_key,
+    unique_prefix,
+)
 from tests.runtime.support import Numbers, Recorder, client_for
 
 pytestmark = pytest.mark.anyio
@@ -41,15 +46,17 @@ async def wait_until(check: Callable[[], bool], seconds: float = 15.0) -> None:
 
 def held(settings: runtime.ServiceSettings, stream: str, group: str) -> int:
     """What ``group`` holds of ``stream``: unread plus pending entries."""
-    with redis.Redis.from_url(settings.redis_url) as client:
-        (info,) = client.xinfo_groups(settings.redis_prefix + stream)
+    with client_for_url(settings.redis_url) as client:
+        key = stream_key(settings.redis_url, settings.redis_prefix, stream)
+        (info,) = client.xinfo_groups(key)
         assert info["name"].decode() == group
         return int(info["lag"]) + int(info["pending"])
 
 
 def length(settings: runtime.ServiceSettings, stream: str) -> int:
-    with redis.Redis.from_url(settings.redis_url) as client:
-        return int(client.xlen(settings.redis_prefix + stream))
+    with client_for_url(settings.redis_url) as client:
+        key = stream_key(settings.redis_url, settings.redis_prefix, stream)
+        return int(client.xlen(key))
 
 
 def endpoint_service(
@@ -59,7 +66,7 @@ def endpoint_service(
         "lag", settings=settings.model_copy(update={"components": components})
     )
     service.add(
-        runtime.ApiEndpoint("orders", route="/orders", schema=Order, timeout_ms=50)
+        runtime.ApiEndpoint("orders", route="/orders", schema=Order, timeout_ms=250)
     )
     sink = service.add(Recorder("sink", inputs={"in": Order}))
     service.connect("orders.out", "sink.in", transport="redis", max_lag=20)
@@ -81,14 +88,18 @@ async def test_ingress_answers_503_at_the_bound_and_loses_nothing_accepted(
                 assert answer.headers["retry-after"] == "1"
             return answer.status_code
 
-        for number in range(30):  # nobody reads yet: the group exists all the same
+        for number in range(23):  # nobody reads yet: the group exists all the same
             statuses.append(await post(str(number)))
-        assert statuses == [202] * 20 + [503] * 10
+        assert statuses == [202] * 20 + [503] * 3
         assert held(settings, "lag.orders.out", "sink.in") == 20
         assert length(settings, "lag.orders.out") == 20  # a refused one never written
         async with consumer.running():
             await wait_until(lambda: len(sink.items) == 20)
-            assert await post("late") == 202  # room again
+            # room again once the reader has acknowledged (a refused try is never
+            # written, so trying again adds nothing twice)
+            with anyio.fail_after(15):
+                while await post("late") != 202:
+                    await anyio.sleep(0.05)
             await wait_until(lambda: len(sink.items) == 21)
     assert [o.order_id for o in sink.items] == [str(n) for n in range(20)] + ["late"]
 

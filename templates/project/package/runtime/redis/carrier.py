@@ -9,13 +9,13 @@ from ..ports import InputPort, OutputPort, Overflow
 from ..settings import ServiceSettings
 from .connection import RedisConnection
 from .dedup import RedisDedup
-from .link import RedisLink
+from .link import CLUSTER_SCHEMES, RedisLink
 from .replicas import announcement
 
 __all__ = ["RedisCarrier"]
 
 #: the URL schemes redis-py connects with
-SCHEMES = ("redis://", "rediss://", "unix://")
+SCHEMES = ("redis://", "rediss://", "unix://", *CLUSTER_SCHEMES)
 
 
 class RedisCarrier:
@@ -35,8 +35,9 @@ class RedisCarrier:
 
     @property
     def shared_storage(self) -> str | None:
-        """The Redis URL: every replica's rate limits count there."""
-        return self.settings.redis_url
+        """The Redis URL: every replica's rate limits count there (not on a
+        cluster, where each replica counts its own)."""
+        return None if self.link.cluster else self.settings.redis_url
 
     def connect(
         self,
@@ -56,7 +57,8 @@ class RedisCarrier:
         if not self.settings.redis_url.startswith(SCHEMES):
             raise SettingsError(
                 f"{self.service.upper()}_REDIS_URL must start with redis://, "
-                "rediss:// or unix://"
+                "rediss://, unix:// or, for a Redis Cluster, redis+cluster:// or "
+                "rediss+cluster://"
             )
 
     def dedup(self) -> Dedup:

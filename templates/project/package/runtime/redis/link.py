@@ -13,11 +13,12 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import anyio
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -28,7 +29,7 @@ from ..logs import MaskedLogger
 from ..settings import ServiceSettings
 from .wire import FIELD
 
-__all__ = ["UNREACHABLE", "RedisLink", "StreamId", "stream_id"]
+__all__ = ["CLUSTER_SCHEMES", "UNREACHABLE", "RedisLink", "StreamId", "stream_id"]
 
 T = TypeVar("T")
 #: errors that mean "Redis is not reachable now": retried, never fatal
@@ -38,6 +39,9 @@ BACKOFF_MAX_S = 2.0
 #: how long a replica's record lives unless renewed (the ping renews it every second)
 RECORD_TTL_S = 10
 StreamId = tuple[int, int]
+#: a URL that starts so names a Redis Cluster (any of its nodes): the service uses
+#: redis-py's cluster client, and every stream's name is a hash tag of its own
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 #: XADD of every argument to the stream (field ``FIELD``), as one command: one reply
 #: to parse instead of one per entry; a pipeline of XADDs cost redis-py most of a
 #: hop's CPU. Returns the last entry's id.
@@ -111,6 +115,8 @@ class RedisLink:
         )
         self.log = log
         self.where = _redacted(settings.redis_url)
+        #: on a Redis Cluster (``CLUSTER_SCHEMES``)
+        self.cluster = settings.redis_url.startswith(CLUSTER_SCHEMES)
         #: why Redis cannot be used right now (``None``: it can)
         self.problem: str | None = f"redis at {self.where}: not connected yet"
         self._client: redis.asyncio.Redis | None = None
@@ -124,13 +130,23 @@ class RedisLink:
     def client(self) -> redis.asyncio.Redis:
         """The client (created on first use, inside the running event loop)."""
         if self._client is None:
-            self._client = redis.asyncio.Redis.from_url(
-                self.settings.redis_url,
-                retry=Retry(NoBackoff(), 0),  # retried here, with backoff
-                socket_connect_timeout=2.0,
+            options: dict[str, Any] = {
+                "retry": Retry(NoBackoff(), 0),  # retried here, with backoff
+                "socket_connect_timeout": 2.0,
                 # longer than the longest blocking read (1 s): a silent peer is dead
-                socket_timeout=6.0,
-            )
+                "socket_timeout": 6.0,
+            }
+            if self.cluster:
+                url = self.settings.redis_url.replace("+cluster", "", 1)
+                # The cluster client has the same commands, scripts and pipelines
+                # (each routed by its keys' slot): the transport uses it as one.
+                self._client = cast(
+                    redis.asyncio.Redis, RedisCluster.from_url(url, **options)
+                )
+            else:
+                self._client = redis.asyncio.Redis.from_url(
+                    self.settings.redis_url, **options
+                )
         return self._client
 
     @property
@@ -148,8 +164,12 @@ class RedisLink:
         return self._add_bounded
 
     def stream(self, component: str, port: str) -> str:
-        """The stream an output port writes: ``<prefix><service>.<component>.<port>``."""
-        return f"{self.prefix}{self.service}.{component}.{port}"
+        """The stream an output port writes: ``<prefix><service>.<component>.<port>``;
+        on a cluster in braces, a hash tag, so that its dead-letter stream (its name
+        and ``.dlq``) is in the same slot and one transaction moves entries between
+        them."""
+        name = f"{self.prefix}{self.service}.{component}.{port}"
+        return "{" + name + "}" if self.cluster else name
 
     def key(self, name: str) -> str:
         """Another key of this service: ``<prefix><service>.<name>``."""
@@ -218,7 +238,7 @@ class RedisLink:
 
 def _redacted(url: str) -> str:
     """``redis://:secret@host:6379/0`` -> ``host:6379/0``: no password in logs."""
-    parts = urlsplit(url)
+    parts = urlsplit(url.replace("+cluster://", "://", 1))
     if parts.scheme == "unix":
         return parts.path
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path}"
