@@ -1,6 +1,6 @@
 """Every benchmark of issue #8, in one command, as one table.
 
-    python -m bench [--quick] [--only generation,gate,pipeline,http,redis,...]
+    python -m bench [--quick] [--only generation,gate,pipeline,http,redis,keyed,...]
                     [--markdown FILE] [--json FILE]
 
 Prints a table: figure, value, baseline, ratio (value / baseline), goal, met?. Each
@@ -29,6 +29,7 @@ from . import (
     gate,
     generation,
     ingress,
+    keyed,
     pipeline,
     redis_transport,
 )
@@ -44,6 +45,7 @@ SECTIONS: dict[str, Section] = {
     "batched_sink": batched_sink.run,
     "enrichment": enrichment.run,
     "blocking": blocking.run,
+    "keyed": keyed.run,
 }
 ORDER = tuple(SECTIONS)
 

@@ -30,6 +30,7 @@ SECTIONS = (
     "6 batched sink",
     "7 enrichment",
     "8 blocking code",
+    "9 keyed streams and redis cluster",
 )
 
 
@@ -74,7 +75,11 @@ def test_quick_run_prints_every_section_with_positive_figures(tmp_path: Path) ->
         assert row["figure"], row
         if row["value"] is None:
             # only the Redis section may lack what it needs, and only outside CI
-            assert row["section"] in ("5 redis transport", "7 enrichment"), row
+            assert row["section"] in (
+                "5 redis transport",
+                "7 enrichment",
+                "9 keyed streams and redis cluster",
+            ), row
             assert not redis_measurable(), row
             assert row["note"].startswith("not measured: "), row
             continue
@@ -113,6 +118,7 @@ REDIS_FIGURES = (
     "two hops with ack vs the XADD ceiling",
     "enrich, concurrency 64: items/s vs the limit",
     "enrich, concurrency 64: items/s vs FastStream",
+    "two hops with ack on a 3-master cluster: items/s vs one Redis",
 )
 
 

@@ -1,0 +1,224 @@
+"""Issue #15: the Redis transport on a Redis Cluster of three masters against one Redis.
+
+The same two hops with acknowledgement as section 5 (``redis_transport.portwright``:
+source -> stream A -> score -> stream B -> sink, in one process, every entry
+acknowledged once what it caused is written), run alternately on a single
+``redis-server`` and on a cluster of three masters (``redis+cluster://``, redis-py's
+cluster client), each round on streams of its own; medians of interleaved rounds.
+Goal: the cluster is not slower (ratio >= 1.0).
+
+A stream is one hash slot, so one stream's traffic goes to one master: these two
+streams use at most two of the three. The cluster scales a service with many
+streams (components, ports; with keyed streams, partitions) spread over the masters,
+and the client process must scale with it (replicas): one Python process is the
+bottleneck long before one Redis is. The single Redis is ``PORTWRIGHT_REDIS_URL`` or
+a private one, the cluster ``PORTWRIGHT_REDIS_CLUSTER_URL`` or three private
+cluster-enabled ``redis-server``s on free ports; both stopped at the end.
+
+Usage on its own: ``python -m bench.keyed [items] [rounds]``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+
+from .redis_transport import Result, _delete_prefixed, portwright, redis_server
+from .table import Goal, Row, median
+
+SECTION = "9 keyed streams and redis cluster"
+CLUSTER_VARIABLE = "PORTWRIGHT_REDIS_CLUSTER_URL"
+Log = Callable[[str], None]
+
+
+def measure(url: str, items: int) -> Result:
+    """One round of two hops on ``url``, on streams of its own, deleted afterwards."""
+    prefix = f"pwbench-{uuid.uuid4().hex[:8]}:"
+    try:
+        return anyio.run(portwright, url, prefix, items)
+    finally:
+        delete_prefixed(url, prefix)
+
+
+def delete_prefixed(url: str, prefix: str) -> None:
+    """Delete the round's keys (on a cluster, the braced stream names, one by one)."""
+    if "+cluster://" not in url:
+        _delete_prefixed(url, prefix)
+        return
+    import redis
+
+    with redis.RedisCluster.from_url(url.replace("+cluster", "", 1)) as client:
+        for pattern in (prefix + "*", "{" + prefix + "*"):
+            for key in client.scan_iter(match=pattern, count=1000):
+                client.delete(key)
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` free ports whose cluster bus port (+10000) is free too."""
+    import socket
+
+    def free(port: int) -> bool:
+        try:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+    found: list[int] = []
+    while len(found) < count:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port + 10000 < 65536 and port not in found and free(port + 10000):
+            found.append(port)
+    return found
+
+
+@contextmanager
+def redis_cluster(log: Log) -> Iterator[str | None]:
+    """``PORTWRIGHT_REDIS_CLUSTER_URL``, else three private masters; None if neither."""
+    url = os.environ.get(CLUSTER_VARIABLE)
+    if url:
+        yield url
+        return
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        yield None
+        return
+    ports = _free_ports(3)
+    processes: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="pwbench-cluster-") as folder:
+        try:
+            for port in ports:
+                node = Path(folder) / str(port)
+                node.mkdir()
+                processes.append(
+                    subprocess.Popen(
+                        [server, "--bind", "127.0.0.1", "--port", str(port),
+                         "--cluster-enabled", "yes",
+                         "--cluster-config-file", str(node / "nodes.conf"),
+                         "--save", "", "--appendonly", "no", "--dir", str(node)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )  # fmt: skip
+            _wait_for_cli(cli, ports)
+            subprocess.run(
+                [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                capture_output=True,
+                check=True,
+                timeout=60,
+            )  # fmt: skip
+            _wait_for_cluster(cli, ports[0])
+            log(f"redis cluster: three private masters on 127.0.0.1: {ports}")
+            yield f"redis+cluster://127.0.0.1:{ports[0]}"
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _wait_for_cli(cli: str, ports: list[int], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    for port in ports:
+        while (
+            subprocess.run(
+                [cli, "-p", str(port), "ping"], capture_output=True, check=False
+            ).stdout.strip()
+            != b"PONG"
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {port} did not start")
+            time.sleep(0.05)
+
+
+def _wait_for_cluster(cli: str, port: int, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while (
+        b"cluster_state:ok"
+        not in subprocess.run(
+            [cli, "-p", str(port), "cluster", "info"], capture_output=True, check=False
+        ).stdout
+    ):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the redis cluster did not come up")
+        time.sleep(0.1)
+
+
+def run(work: Path, *, quick: bool, log: Log) -> list[Row]:
+    """Two hops with ack: a cluster of three masters against one Redis."""
+    with redis_server(log) as single, redis_cluster(log) as cluster:
+        if single is None or cluster is None:
+            why = "no redis-server (or redis-cli) to start, and no URLs given"
+            return [
+                Row(SECTION, "cluster vs single", None, "", note=f"not measured: {why}")
+            ]
+        items = 2_000 if quick else 20_000
+        rounds = 1 if quick else 5
+        targets = {"single": single, "cluster": cluster}
+        for url in targets.values():  # warm-up, not counted
+            measure(url, max(items // 10, 200))
+        results: dict[str, list[Result]] = {name: [] for name in targets}
+        for r in range(rounds):
+            names = list(targets) if r % 2 == 0 else list(reversed(targets))
+            for name in names:
+                results[name].append(measure(targets[name], items))
+            log(
+                f"cluster: round {r + 1}/{rounds}: "
+                + ", ".join(f"{n} {results[n][-1].rate:,.0f}/s" for n in targets)
+            )
+    rate = {name: median(r.rate for r in rs) for name, rs in results.items()}
+    cpu = {name: median(r.cpu_us for r in rs) for name, rs in results.items()}
+    note = f"{items:,} orders x {rounds} rounds, one process, two streams"
+    return [
+        Row(
+            SECTION,
+            "two hops with ack on a 3-master cluster: items/s vs one Redis",
+            rate["cluster"],
+            "items/s",
+            rate["single"],
+            "one redis-server",
+            Goal(">=", 1.0, text="ratio >= 1"),
+            note=note,
+        ),
+        Row(
+            SECTION,
+            "two hops with ack on a 3-master cluster: CPU per item vs one Redis",
+            cpu["cluster"],
+            "us",
+            cpu["single"],
+            "one redis-server",
+            note="this process only; the cluster client routes by slot",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    repeat = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    with redis_server(print) as one, redis_cluster(print) as many:
+        if one is None or many is None:
+            raise SystemExit("no Redis: install redis-server and redis-cli")
+        for _ in range(repeat):
+            for label, address in (("single", one), ("cluster", many)):
+                done = measure(address, count)
+                print(
+                    f"{label}: {done.rate:,.0f} items/s, {done.cpu_us:.0f} us CPU/item"
+                )
