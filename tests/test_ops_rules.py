@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from generator.errors import BlueprintError
+from generator.generation import generate
 from generator.loader import load_blueprint, load_text
 from generator.ops.rules import RULE_TESTS, RULES, rule_tests_yaml, rules_yaml
 from generator.ops.runbook import RUNBOOK, runbook_markdown
@@ -195,7 +196,9 @@ def test_guardrail_thresholds_come_from_defaults_and_the_component() -> None:
     assert set(buffer) == {"store"}  # an api_endpoint has no input buffer
     assert buffer["store"]["expr"].endswith("> 0.95")
     assert "95%" in buffer["store"]["annotations"]["description"]
-    assert load_text(_blueprint()).component("store").guardrails.buffer_utilization == 80
+    assert (
+        load_text(_blueprint()).component("store").guardrails.buffer_utilization == 80
+    )
 
 
 @pytest.mark.parametrize(
@@ -222,3 +225,19 @@ def test_misused_slo_and_guardrails_are_refused_at_their_line(
     text = str(caught.value)
     assert f"shop.yaml:{line}:" in text, text
     assert message in text, text
+
+
+def test_the_emitted_readme_gives_probe_settings_and_points_to_ops(
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "order_pipeline"
+    generate(ROOT / "blueprints" / "order_pipeline.yaml", project, gate=False)
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    block = readme.split("### Kubernetes probes", 1)[1].split("```yaml\n", 1)[1]
+    probes = yaml.safe_load(block.split("```", 1)[0])
+    assert probes["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert probes["readinessProbe"]["httpGet"]["path"] == "/ready"
+    for path in (RULES, RULE_TESTS, RUNBOOK, "ops/grafana/order_pipeline.json"):
+        assert path.split("/")[-1] in readme
+        assert (project / path).is_file(), path
+    assert (project / "order_pipeline" / "status.svg").is_file()

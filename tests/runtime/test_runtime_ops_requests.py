@@ -47,9 +47,7 @@ async def test_answers_are_counted_by_status_and_timed() -> None:
 
 async def test_a_request_while_not_accepting_counts_as_a_503() -> None:
     service = runtime.Service("shop")
-    endpoint = service.add(
-        runtime.ApiEndpoint("orders", route="/orders", schema=Order)
-    )
+    endpoint = service.add(runtime.ApiEndpoint("orders", route="/orders", schema=Order))
     service.tap("orders.out")
     async with service.running(), client_for(service) as client:
         endpoint.request_stop()

@@ -46,7 +46,7 @@ from .logs import configure_logging
 from .problems import ErrorHandlers, problem
 from .ratelimit import RateLimit, RateLimitStore
 from .service import Service
-from .status import StatusPage, drawing_beside
+from .status import StatusPage, dependency_checks, drawing_beside
 from .websocket import LiveCollector, live_routes
 
 __all__ = ["Ingest", "ServiceApp", "create_app", "serve"]
@@ -184,9 +184,9 @@ def create_app(
         )
 
     @app.get("/health", tags=["operations"])
-    async def health() -> dict[str, str]:
-        """The process is alive."""
-        return {"status": "alive"}
+    async def health() -> dict[str, Any]:
+        """The process is alive; ``checks`` say how each dependency is (never 503)."""
+        return {"status": "alive", "checks": dependency_checks(service)}
 
     @app.get(
         "/ready",
@@ -196,15 +196,16 @@ def create_app(
     async def ready() -> JSONResponse:
         """Every component is running and no buffer is saturated (else 503)."""
         reasons = service.readiness()
+        checks = dependency_checks(service)
         if reasons:  # an error like any other, in the one shape, with the reasons
             return problem(
                 503,
                 "not_ready",
                 "; ".join(reasons),
                 {"retry-after": "1"},
-                extra={"status": "not ready", "reasons": reasons},
+                extra={"status": "not ready", "reasons": reasons, "checks": checks},
             )
-        return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "ready", "checks": checks})
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics() -> Response:

@@ -18,9 +18,11 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
-from .service import Service
+from .component import State
+from .components import Source
+from .service import Service, ServiceState
 
-__all__ = ["StatusPage", "drawing_beside"]
+__all__ = ["StatusPage", "dependency_checks", "drawing_beside"]
 
 #: the shortest span rates and ages are computed over; a page polls every second
 MIN_SPAN_S = 0.5
@@ -30,6 +32,43 @@ def drawing_beside() -> str | None:
     """The ``status.svg`` generated beside this runtime, when there is one."""
     path = Path(__file__).resolve().parent.parent / "status.svg"
     return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def dependency_checks(service: Service) -> dict[str, dict[str, Any]]:
+    """What ``/ready`` and ``/health`` report, per dependency: ``{"ok", "problems"}``.
+
+    ``service`` (its state), ``components`` (each running; a finite source that
+    ended counts as fine), ``buffers`` (no input port at or over the
+    ``ready_max_utilization`` setting) and one entry per transport in use
+    (``memory``, ``redis``: whether it can carry messages now). The service is ready
+    when every entry is ok, exactly when ``Service.readiness()`` is empty.
+    """
+    state = service.state
+    stopped = [
+        f"component {c.name!r} is {c.state.value}"
+        for c in service.local_components()
+        if not c.is_running and not (isinstance(c, Source) and c.state is State.STOPPED)
+    ]
+    limit = service.settings.ready_max_utilization
+    full = [
+        f"port {port.address} is saturated ({port.utilization():.0%} of its buffer used)"
+        for c in service.local_components()
+        for port in c.inputs.values()
+        if port.connections and port.utilization() >= limit
+    ]
+    running = state is ServiceState.RUNNING
+    checks: dict[str, dict[str, Any]] = {
+        "service": _check([] if running else [f"service is {state.value}"]),
+        "components": _check(stopped if running else []),
+        "buffers": _check(full if running else []),
+    }
+    for name, carrier in sorted(service.carriers.items()):
+        checks[name] = _check([] if carrier.problem is None else [carrier.problem])
+    return checks
+
+
+def _check(problems: list[str]) -> dict[str, Any]:
+    return {"ok": not problems, "problems": problems}
 
 
 def script_json(value: Any) -> str:
