@@ -22,8 +22,9 @@ MAX_NAME = 64
 
 # Modules the emitted code imports (outside the standard library) ...
 _IMPORTED_MODULES = frozenset({
-    "anyio", "bcrypt", "fastapi", "httpx", "limits", "orjson", "prometheus_client",
-    "pydantic", "pytest", "redis", "starlette", "structlog", "uvicorn",
+    "anyio", "bcrypt", "fastapi", "httpx", "limits", "opentelemetry", "orjson",
+    "prometheus_client", "pydantic", "pytest", "redis", "starlette", "structlog",
+    "uvicorn",
 })  # fmt: skip
 # ... and those its dependencies bring and import in turn: a package named like one
 # would be imported in its place, since the project's folder is first on sys.path.

@@ -55,6 +55,10 @@ EMITTED_DEPENDENCIES = (
     # goals on them (docs/benchmarks.md); uvicorn picks them up when installed
     "httptools>=0.6,<1",
     "limits>=4.2,<6",
+    # tracing (runtime/tracing.py): off unless OTEL_TRACES_EXPORTER names one
+    "opentelemetry-api>=1.25,<2",
+    "opentelemetry-exporter-otlp-proto-http>=1.25,<2",
+    "opentelemetry-sdk>=1.25,<2",
     "orjson>=3.9,<4",
     "prometheus-client>=0.20,<1",
     "pydantic>=2.7,<3",

@@ -37,6 +37,7 @@ from starlette.responses import (
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import tracing
 from .auth import Credentials
 from .context import RequestContextMiddleware, TrustedProxies
 from .errors import RequestError, SettingsError
@@ -422,6 +423,8 @@ def serve(
     configure_logging(
         service.name, settings.log_level, service.masker, also=("uvicorn",)
     )
+    # off unless OTEL_TRACES_EXPORTER names an exporter (docs/observability.md)
+    tracing.configure(service.name)
     if not isinstance(port, range):
         number = settings.port if port is None else port
         port = range(number, number + 1)
@@ -446,8 +449,11 @@ def serve(
     )
     # uvicorn raises the SIGINT it handled again once it has drained, which asyncio
     # turns into KeyboardInterrupt: the drain is done, there is nothing to say.
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run(sockets=[sock])
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
+    finally:
+        tracing.reset()  # export the spans still waiting
     return INTERRUPTED if server.interrupted else 0
 
 

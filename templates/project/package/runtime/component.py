@@ -26,6 +26,7 @@ from anyio.abc import TaskStatus
 from anyio.lowlevel import checkpoint
 from pydantic import ValidationError
 
+from . import tracing
 from .batching import Batching
 from .concurrency import Ordering, Window, Work
 from .context import current_message, set_message, track_handling
@@ -455,8 +456,10 @@ class Component:
         # over a per-message transport (acknowledged per message, or encoded when
         # sent), not around async user code (which may wait, and let others run,
         # in mid-batch).
+        # Traced (tracing.py): a span per message, so one message at a time.
         if (
-            not connection.per_message
+            tracing.TRACER is None
+            and not connection.per_message
             and connection.settled is None
             and not self._call_is_async
             and not any(
@@ -573,6 +576,19 @@ class Component:
             if self.tracks_message or settled is not None or call_is_async
             else None
         )
+        tracer = tracing.TRACER
+        if tracer is not None:  # decided once per loop: off costs nothing per message
+            track = set_message
+            call, deliver = tracing.traced_loop(
+                tracer,
+                self.name,
+                port.address,
+                getattr(connection, "partition", None),
+                call,
+                call_is_async,
+                deliver,
+                current_message,
+            )
         handled = 0
         async with connection.receiving() as receiver:
             receive_nowait = receiver.receive_nowait

@@ -25,6 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from . import tracing
 from .auth import ApiKeyAuth, BasicAuth, Credentials
 from .component import Component, RunContext
 from .context import CORRELATION_HEADER, current_request, valid_correlation_id
@@ -216,7 +217,12 @@ class ApiEndpoint(Component):
     async def _counted(self, scope: Scope, receive: Receive) -> tuple[str, str]:
         self._in_flight += 1
         try:
-            return await self._accept(scope, receive)
+            tracer = tracing.TRACER
+            if tracer is None:
+                return await self._accept(scope, receive)
+            # one trace per accepted request: the message is made in this span
+            with tracing.request_span(tracer, self.name, scope):
+                return await self._accept(scope, receive)
         finally:
             self._in_flight -= 1
             if not self._in_flight and self._idle is not None:
@@ -271,6 +277,8 @@ class ApiEndpoint(Component):
             correlation = context.known_correlation_id
         now = monotonic()
         envelope = Envelope.start(item, now, correlation)
+        if tracing.TRACER is not None:
+            tracing.made(envelope)
         message_id = envelope.id
         if correlation is None:
             correlation = message_id  # this message starts the conversation

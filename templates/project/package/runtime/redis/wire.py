@@ -10,7 +10,9 @@
 ``sent_time`` when it was handed to the connection: the receiver measures the
 message's age from it with its own wall clock, so age spans processes (and includes
 any clock difference between hosts). The payload is the item as pydantic writes it
-to JSON; the whole document is encoded with orjson.
+to JSON; the whole document is encoded with orjson. With tracing on (``tracing.py``),
+a ``traceparent`` field (W3C trace context) names the span the message was made in,
+so that the receiver's span joins the same trace.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, TypeAdapter
 
+from .. import tracing
 from ..envelope import (
     Entry,
     Envelope,
@@ -62,17 +65,18 @@ def schema_name(item: Any) -> str:
 def encode(envelope: Envelope, enqueued: float) -> bytes:
     """The JSON document for ``envelope``, enqueued at monotonic time ``enqueued``."""
     item = envelope.item
-    return orjson.dumps(
-        {
-            "id": envelope.id,
-            "correlation_id": envelope.correlation_id,
-            "causation_id": envelope.causation_id,
-            "event_time": wall_time(envelope.created),
-            "sent_time": wall_time(enqueued),
-            "schema": type(item).__name__,
-            "payload": orjson.Fragment(_json(item)),
-        }
-    )
+    document = {
+        "id": envelope.id,
+        "correlation_id": envelope.correlation_id,
+        "causation_id": envelope.causation_id,
+        "event_time": wall_time(envelope.created),
+        "sent_time": wall_time(enqueued),
+        "schema": type(item).__name__,
+        "payload": orjson.Fragment(_json(item)),
+    }
+    if tracing.TRACER is not None and (parent := tracing.inject(envelope)):
+        document["traceparent"] = parent
+    return orjson.dumps(document)
 
 
 def _json(item: Any) -> bytes:
@@ -122,6 +126,8 @@ def decode(data: bytes, schema: Any) -> Entry:
     envelope = new_envelope(
         Envelope, (item, next_seq(), created, str(correlation), origin)
     )
+    if tracing.TRACER is not None:
+        tracing.extract(envelope, document.get("traceparent"))
     return enqueued, envelope
 
 

@@ -1,0 +1,338 @@
+"""OpenTelemetry tracing: one trace per accepted request, across every hop.
+
+Off unless the standard ``OTEL_TRACES_EXPORTER`` names an exporter (``otlp``,
+``console``; ``OTEL_SDK_DISABLED=true`` turns it off again). ``configure`` decides
+once, when the service starts; everything else reads ``TRACER`` once (per request,
+per receiving loop, per Redis entry), so that tracing off costs nothing per message.
+
+The trace context of a message does not travel in the envelope (a field there would
+cost every message, traced or not). Instead this module remembers, by the
+envelope's sequence number, the context of the span in which each message was made:
+the HTTP request's span for a message an endpoint accepts, the span of the
+component that derived it, or the context a Redis entry carried in its
+``traceparent`` field (W3C trace context). A component's span for a message is a
+child of that context. The memory is bounded (``_LIMIT`` messages, oldest first
+forgotten): a message that waited longer than that starts no new trace, its span is
+a root.
+
+Span attributes name the component, the port, the message and correlation ids and
+the partition (when the connection has one); never the payload, so a field marked
+pii cannot reach a span.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Generator, Mapping
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
+from opentelemetry.trace.propagation.tracecontext import (
+    TraceContextTextMapPropagator,
+)
+
+from .envelope import Envelope, next_seq
+
+__all__ = [
+    "EXPORTERS",
+    "FILE_VARIABLE",
+    "TRACER",
+    "TracingError",
+    "configure",
+    "context_of",
+    "extract",
+    "inject",
+    "made",
+    "remember",
+    "request_span",
+    "reset",
+    "traced_loop",
+]
+
+#: the tracer, or None: tracing is off (the default)
+TRACER: Tracer | None = None
+#: the exporters ``OTEL_TRACES_EXPORTER`` may name (comma-separated)
+EXPORTERS = ("console", "otlp", "none")
+#: where the console exporter writes, one JSON span a line (default: stderr, which
+#: keeps stdout for the JSON log lines)
+FILE_VARIABLE = "PORTWRIGHT_TRACES_FILE"
+#: how many messages' contexts are remembered
+_LIMIT = 1 << 16
+#: message sequence number -> context of the span that made the message
+_CONTEXTS: dict[int, Context] = {}
+_PROPAGATOR = TraceContextTextMapPropagator()
+_shutdown: Callable[[], None] | None = None
+
+
+class TracingError(ValueError):
+    """The ``OTEL_*`` settings ask for something this service cannot do."""
+
+
+def configure(
+    service: str,
+    environ: Mapping[str, str] | None = None,
+    tracer: Tracer | None = None,
+) -> bool:
+    """Turn tracing on when the environment asks for it (or with ``tracer``).
+
+    Returns whether it is on. The SDK reads the rest of the ``OTEL_*`` variables
+    itself: ``OTEL_SERVICE_NAME`` (default: ``service``), ``OTEL_RESOURCE_ATTRIBUTES``,
+    ``OTEL_TRACES_SAMPLER`` and its argument, ``OTEL_EXPORTER_OTLP_*``.
+    """
+    global TRACER, _shutdown
+    reset()
+    if tracer is not None:
+        TRACER = tracer
+        return True
+    env = os.environ if environ is None else environ
+    names = [
+        n.strip().lower()
+        for n in env.get("OTEL_TRACES_EXPORTER", "").split(",")
+        if n.strip()
+    ]
+    unknown = [n for n in names if n not in EXPORTERS]
+    if unknown:
+        raise TracingError(
+            f"OTEL_TRACES_EXPORTER: {unknown[0]!r} is not one of {', '.join(EXPORTERS)}"
+        )
+    names = [n for n in names if n != "none"]
+    if not names or env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    # the SDK only when tracing is on: importing it costs the start of every service
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SimpleSpanProcessor,
+    )
+
+    attributes = {} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service}
+    provider = TracerProvider(
+        resource=Resource.create(attributes), shutdown_on_exit=False
+    )
+    if "console" in names:
+        out = _console_file(env)
+        provider.add_span_processor(
+            SimpleSpanProcessor(
+                ConsoleSpanExporter(
+                    out=out, formatter=lambda span: span.to_json(indent=None) + "\n"
+                )
+            )
+        )
+    if "otlp" in names:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter,
+        )
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    TRACER = provider.get_tracer("portwright")
+    _shutdown = provider.shutdown
+    return True
+
+
+def _console_file(env: Mapping[str, str]) -> TextIO:
+    path = env.get(FILE_VARIABLE)
+    if not path:
+        return sys.stderr
+    # line-buffered, appended: each process of a test or a deployment adds its spans
+    return open(path, "a", buffering=1, encoding="utf-8")
+
+
+def reset() -> None:
+    """Turn tracing off, after exporting what is left (at the end of a service)."""
+    global TRACER, _shutdown
+    if _shutdown is not None:
+        _shutdown()
+    TRACER = None
+    _shutdown = None
+    _CONTEXTS.clear()
+
+
+def remember(envelope: Envelope, context: Context) -> None:
+    """Note that ``envelope`` was made in ``context``."""
+    contexts = _CONTEXTS
+    contexts[envelope.seq] = context
+    if len(contexts) > _LIMIT:
+        del contexts[next(iter(contexts))]
+
+
+def made(envelope: Envelope) -> None:
+    """Note that ``envelope`` was made in the current span."""
+    remember(envelope, otel_context.get_current())
+
+
+def context_of(envelope: Envelope) -> Context | None:
+    """The context ``envelope`` was made in, if known."""
+    return _CONTEXTS.get(envelope.seq)
+
+
+def inject(envelope: Envelope) -> str | None:
+    """The W3C ``traceparent`` for ``envelope``, to send it with it."""
+    context = _CONTEXTS.get(envelope.seq)
+    if context is None:
+        return None
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context)
+    return carrier.get("traceparent")
+
+
+def extract(envelope: Envelope, traceparent: Any) -> None:
+    """Note that ``envelope`` arrived with ``traceparent`` (when it is one)."""
+    if isinstance(traceparent, str):
+        context = _PROPAGATOR.extract({"traceparent": traceparent})
+        if trace.get_current_span(context).get_span_context().is_valid:
+            remember(envelope, context)
+
+
+@contextmanager
+def request_span(
+    tracer: Tracer, endpoint: str, scope: Mapping[str, Any]
+) -> Generator[Span]:
+    """The span of one HTTP request to ``endpoint``, current while it runs.
+
+    It continues a trace the client sent (``traceparent`` header), else starts one.
+    """
+    headers = {
+        key.decode("latin-1"): value.decode("latin-1")
+        for key, value in scope.get("headers", ())
+        if key in (b"traceparent", b"tracestate")
+    }
+    parent = _PROPAGATOR.extract(headers) if headers else None
+    method, path = scope.get("method", "POST"), scope.get("path", "")
+    with tracer.start_as_current_span(
+        f"{method} {path}",
+        context=parent,
+        kind=SpanKind.SERVER,
+        attributes={
+            "portwright.component": endpoint,
+            "http.request.method": method,
+            "url.path": path,
+        },
+    ) as span:
+        yield span
+
+
+#: a component loop's user call: item -> result (or an awaitable of it)
+Call = Callable[[Any], Any]
+#: a component loop's per-message delivery hook (see ``component.Delivery``)
+Deliver = Callable[[Envelope, Any, float], Any]
+
+
+def traced_loop(
+    tracer: Tracer,
+    component: str,
+    port: str,
+    partition: Any,
+    call: Call | None,
+    is_async: bool,
+    deliver: Deliver | None,
+    current: Callable[[], Envelope | None],
+) -> tuple[Call, Deliver | None]:
+    """``call`` and ``deliver`` of one receiving loop, with a span per message.
+
+    The span starts when the user method is called (``current()`` is the message
+    being handled) and ends when what it returned is handed on (or when it fails).
+    Every message made while handing on is remembered in the span's context: the
+    messages are made synchronously in ``deliver``, so their sequence numbers fall
+    between two numbers taken around it.
+    """
+    base: dict[str, Any] = {
+        "portwright.component": component,
+        "portwright.port": port,
+    }
+    if partition is not None:
+        base["portwright.partition"] = partition
+    open_span: list[Span] = []  # the span of the message being handled, if any
+
+    def start() -> Span:
+        envelope = current()
+        attributes = dict(base)
+        parent = None
+        if envelope is not None:
+            attributes["messaging.message.id"] = envelope.id
+            attributes["messaging.message.conversation_id"] = envelope.correlation_id
+            parent = _CONTEXTS.get(envelope.seq)
+        span = tracer.start_span(
+            f"{component} process",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        )
+        if deliver is not None:
+            open_span.append(span)
+        return span
+
+    def failed(span: Span, exc: Exception) -> None:
+        span.record_exception(exc)
+        span.set_status(StatusCode.ERROR, type(exc).__name__)
+        span.end()
+        open_span.clear()
+
+    def finish(span: Span) -> None:
+        if deliver is None:
+            span.end()
+
+    if is_async:
+        assert call is not None
+
+        async def traced_async(item: Any) -> Any:
+            span = start()
+            try:
+                result = await call(item)
+            except Exception as exc:
+                failed(span, exc)
+                raise
+            finish(span)
+            return result
+
+        traced_call: Call = traced_async
+    else:
+
+        def traced_sync(item: Any) -> Any:
+            span = start()
+            try:
+                result = item if call is None else call(item)
+            except Exception as exc:
+                failed(span, exc)
+                raise
+            finish(span)
+            return result
+
+        traced_call = traced_sync
+    if deliver is None:
+        return traced_call, None
+    hand_on = deliver
+
+    def traced_deliver(envelope: Envelope, result: Any, now: float) -> Any:
+        span = open_span.pop() if open_span else None
+        if span is None:
+            return hand_on(envelope, result, now)
+        first = next_seq()
+        try:
+            pending = hand_on(envelope, result, now)
+        except Exception as exc:
+            failed(span, exc)
+            raise
+        last = next_seq()
+        context = trace.set_span_in_context(span)
+        contexts = _CONTEXTS
+        if last - first > 1:
+            for seq in range(first + 1, last):
+                contexts[seq] = context
+        else:
+            # nothing new: a filter or a router forwards the same envelope, which
+            # then goes on from this span (in memory, a copy of it fanned out to a
+            # component that has not yet handled it gets this span as parent too)
+            contexts[envelope.seq] = context
+        while len(contexts) > _LIMIT:
+            del contexts[next(iter(contexts))]
+        span.end()
+        return pending
+
+    return traced_call, traced_deliver
