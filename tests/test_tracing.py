@@ -126,10 +126,10 @@ class Keep(runtime.Filter):
         return True
 
 
-def memory_service() -> tuple[runtime.Service, Recorder]:
+def memory_service(**score: Any) -> tuple[runtime.Service, Recorder]:
     service = runtime.Service("shop", pii_fields={"email"})
     service.add(runtime.ApiEndpoint("orders", route="/orders", schema=Order))
-    service.add(Score("score"))
+    service.add(Score("score", **score))
     service.add(Keep("keep"))
     ledger = service.add(Recorder("ledger"))
     service.connect("orders.out", "score.in")
@@ -166,6 +166,25 @@ async def test_a_request_is_one_trace_through_every_component(
         answer.json()["id"]
     )
     assert SECRET not in dump(finished)
+
+
+@pytest.mark.anyio
+async def test_a_component_whose_loop_is_not_traced_keeps_the_trace_going(
+    spans: InMemorySpanExporter,
+) -> None:
+    service, ledger = memory_service(concurrency=4)  # a window: no span of its own
+    async with client_for(service) as client, service.running():
+        await client.post("/orders", json={"order_id": "o-1", "email": SECRET})
+        with anyio.fail_after(10):
+            while not ledger.items:
+                await anyio.sleep(0.01)
+
+    finished = spans.get_finished_spans()
+    by_component: dict[str, Any] = {
+        str((span.attributes or {})["portwright.component"]): span for span in finished
+    }
+    assert set(by_component) == {"orders", "keep", "ledger"}
+    assert_chain(by_component, ["orders", "keep", "ledger"])
 
 
 @pytest.mark.anyio

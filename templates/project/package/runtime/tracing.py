@@ -63,6 +63,8 @@ EXPORTERS = ("console", "otlp", "none")
 FILE_VARIABLE = "PORTWRIGHT_TRACES_FILE"
 #: how many messages' contexts are remembered
 _LIMIT = 1 << 16
+#: how many parents ``context_of`` looks through
+_DEPTH = 16
 #: message sequence number -> context of the span that made the message
 _CONTEXTS: dict[int, Context] = {}
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -168,13 +170,26 @@ def made(envelope: Envelope) -> None:
 
 
 def context_of(envelope: Envelope) -> Context | None:
-    """The context ``envelope`` was made in, if known."""
-    return _CONTEXTS.get(envelope.seq)
+    """The context ``envelope`` was made in, if known; else its parent's.
+
+    A message made where no span was open (a loop that is not traced: batches,
+    concurrency windows) goes on in the trace of the message it was made from.
+    """
+    contexts = _CONTEXTS
+    current: Any = envelope
+    for _ in range(_DEPTH):
+        context = contexts.get(current.seq)
+        if context is not None:
+            return context
+        current = current.parent
+        if current.__class__ is not Envelope:
+            return None
+    return None
 
 
 def inject(envelope: Envelope) -> str | None:
     """The W3C ``traceparent`` for ``envelope``, to send it with it."""
-    context = _CONTEXTS.get(envelope.seq)
+    context = context_of(envelope)
     if context is None:
         return None
     carrier: dict[str, str] = {}
@@ -257,7 +272,7 @@ def traced_loop(
         if envelope is not None:
             attributes["messaging.message.id"] = envelope.id
             attributes["messaging.message.conversation_id"] = envelope.correlation_id
-            parent = _CONTEXTS.get(envelope.seq)
+            parent = context_of(envelope)
         span = tracer.start_span(
             f"{component} process",
             context=parent,
