@@ -1,5 +1,5 @@
 """The emitted rules against a real Prometheus (issue #20): Debian's prometheus, on
-127.0.0.1 and a free port, scrapes a generated service under load every second.
+127.0.0.1 and a free port, scrapes each generated example under load every second.
 
 Every recording rule and every dashboard query evaluates and returns series, and pausing a sink makes its
 buffer alert go pending (in a test-only copy of the rules whose ``for`` is seconds,
@@ -21,17 +21,13 @@ import httpx
 import pytest
 import yaml
 
+from generator.blueprint import Blueprint
 from generator.loader import load_blueprint
 from generator.ops.dashboard import panel_queries
-from tests.redisenv import free_port, in_ci
-from tests.test_served import environment, served, wait_for
+from tests.redisenv import delete_prefixed, free_port, in_ci, redis_url, unique_prefix
+from tests.test_served import ROOT, environment, served, wait_for
 
-ORDER = {
-    "order_id": "o-1",
-    "customer_email": "a@example.com",
-    "amount": 9.5,
-    "event_time": "2026-01-01T00:00:00Z",
-}
+EXAMPLES = sorted(p.stem for p in (ROOT / "blueprints").glob("*.yaml"))
 # The sink's user method waits while this file exists: the sink is paused.
 PAUSABLE = '''
 from pathlib import Path
@@ -74,17 +70,27 @@ def _fast_rules(rules: dict[str, Any]) -> dict[str, Any]:
     return rules
 
 
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[tuple[Path, int]]:
-    project = served("order_pipeline", tmp_path)
-    component = project / "order_pipeline" / "components" / "review_queue.py"
-    component.write_text(PAUSABLE, encoding="utf-8")
+@pytest.fixture(params=EXAMPLES)
+def service(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Path, int]]:
+    name: str = request.param
+    project = served(name, tmp_path)
+    if name == "order_pipeline":
+        component = project / name / "components" / "review_queue.py"
+        component.write_text(PAUSABLE, encoding="utf-8")
+    variables: dict[str, str] = {}
+    blueprint = load_blueprint(project / ".portwright" / "blueprint.yaml")
+    if blueprint.uses_redis:
+        url, prefix = redis_url(), unique_prefix()
+        upper = name.upper()
+        variables = {f"{upper}_REDIS_URL": url, f"{upper}_REDIS_PREFIX": prefix}
     port = free_port()
     log = (tmp_path / "service.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "order_pipeline", "--port", str(port)],
+        [sys.executable, "-m", name, "--port", str(port)],
         cwd=project,
-        env=environment(),
+        env=environment(**variables),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -99,6 +105,8 @@ def service(tmp_path: Path) -> Iterator[tuple[Path, int]]:
             process.kill()
             process.wait()
         log.close()
+        if variables:
+            delete_prefixed(variables[f"{name.upper()}_REDIS_URL"], prefix)
 
 
 @pytest.fixture
@@ -118,7 +126,7 @@ def scraper(
                 "rule_files": [str(fast)],
                 "scrape_configs": [
                     {
-                        "job_name": "order_pipeline",
+                        "job_name": "service",
                         "static_configs": [{"targets": [f"127.0.0.1:{target}"]}],
                     }
                 ],
@@ -153,21 +161,28 @@ def scraper(
 
 
 class Load:
-    """Posts orders from a thread until stopped."""
+    """Sends a valid item to every endpoint of the blueprint, in turn, from a thread
+    until stopped (refusals, 401 or 429, are answers too)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, blueprint: Blueprint) -> None:
         self.stopped = threading.Event()
         self.sent = 0
+        self.requests = [
+            (c.method or "POST", c.path or "/", blueprint.schema(c.outputs[0].schema))
+            for c in blueprint.components
+            if c.kind == "api_endpoint"
+        ]
         self._thread = threading.Thread(target=self._run, args=(port,), daemon=True)
 
     def _run(self, port: int) -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
             while not self.stopped.is_set():
-                try:
-                    client.post("/orders", json=ORDER)
-                except httpx.TransportError:
-                    time.sleep(0.05)
-                self.sent += 1
+                for method, path, schema in self.requests:
+                    try:
+                        client.request(method, path, json=schema.example())
+                    except httpx.TransportError:
+                        time.sleep(0.05)
+                    self.sent += 1
 
     def __enter__(self) -> Load:
         self._thread.start()
@@ -211,12 +226,16 @@ def test_every_rule_returns_series_and_a_paused_sink_raises_its_alert(
             if "record" in rule
         }
     )
-    assert records
-    with Load(target) as load:
+    # an example without SLOs records nothing: its guardrails are checked below
+    assert bool(records) == any(
+        c.objectives
+        for c in load_blueprint(project / ".portwright" / "blueprint.yaml").components
+    )
+    blueprint = load_blueprint(project / ".portwright" / "blueprint.yaml")
+    with Load(target, blueprint) as load:
         for record in records:
             assert poll(lambda r=record: query(url, r)), f"{record} returned no series"
         # every query of the dashboard, with Grafana's rate interval made concrete
-        blueprint = load_blueprint(project / ".portwright" / "blueprint.yaml")
         for panel in panel_queries(blueprint):
             expr = panel.replace("$__rate_interval", "1m")
             assert poll(lambda e=expr: query(url, e)), f"{expr} returned no series"
@@ -226,6 +245,8 @@ def test_every_rule_returns_series_and_a_paused_sink_raises_its_alert(
             for rule in group["rules"]:
                 assert rule["health"] == "ok", rule
         assert load.sent > 0
+        if blueprint.name != "order_pipeline":
+            return  # the pausable sink is order_pipeline's
 
         pause = project / "order_pipeline" / "components" / "PAUSE"
         pause.touch()

@@ -124,7 +124,7 @@ def test_the_status_page_shows_every_component_and_live_numbers(
     blueprint = load_blueprint(blueprint_path)
     url = f"http://127.0.0.1:{port}/status"
     idle = browse(binary, url, tmp_path / "profile-1", "--dump-dom")
-    with Load(port):
+    with Load(port, blueprint):
         busy = browse(binary, url, tmp_path / "profile-2", "--dump-dom")
         shot = tmp_path / "status.png"
         browse(
