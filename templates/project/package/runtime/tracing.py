@@ -31,7 +31,14 @@ from typing import Any, TextIO
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    Tracer,
+)
 from opentelemetry.trace.propagation.tracecontext import (
     TraceContextTextMapPropagator,
 )
@@ -65,8 +72,10 @@ FILE_VARIABLE = "PORTWRIGHT_TRACES_FILE"
 _LIMIT = 1 << 16
 #: how many parents ``context_of`` looks through
 _DEPTH = 16
-#: message sequence number -> context of the span that made the message
-_CONTEXTS: dict[int, Context] = {}
+#: message sequence number -> the span that made the message (its ids only: a
+#: finished span kept here would keep its attributes alive, and the garbage
+#: collector would walk ~65,000 of them)
+_CONTEXTS: dict[int, SpanContext] = {}
 _PROPAGATOR = TraceContextTextMapPropagator()
 _shutdown: Callable[[], None] | None = None
 
@@ -159,7 +168,7 @@ def reset() -> None:
 def remember(envelope: Envelope, context: Context) -> None:
     """Note that ``envelope`` was made in ``context``."""
     contexts = _CONTEXTS
-    contexts[envelope.seq] = context
+    contexts[envelope.seq] = trace.get_current_span(context).get_span_context()
     if len(contexts) > _LIMIT:
         del contexts[next(iter(contexts))]
 
@@ -178,9 +187,9 @@ def context_of(envelope: Envelope) -> Context | None:
     contexts = _CONTEXTS
     current: Any = envelope
     for _ in range(_DEPTH):
-        context = contexts.get(current.seq)
-        if context is not None:
-            return context
+        span = contexts.get(current.seq)
+        if span is not None:
+            return trace.set_span_in_context(NonRecordingSpan(span))
         current = current.parent
         if current.__class__ is not Envelope:
             return None
@@ -265,20 +274,21 @@ def traced_loop(
         base["portwright.partition"] = partition
     open_span: list[Span] = []  # the span of the message being handled, if any
 
+    name = f"{component} process"
+
     def start() -> Span:
         envelope = current()
-        attributes = dict(base)
-        parent = None
-        if envelope is not None:
-            attributes["messaging.message.id"] = envelope.id
-            attributes["messaging.message.conversation_id"] = envelope.correlation_id
-            parent = context_of(envelope)
+        parent = None if envelope is None else context_of(envelope)
         span = tracer.start_span(
-            f"{component} process",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes=attributes,
+            name, context=parent, kind=SpanKind.CONSUMER, attributes=base
         )
+        # the ids cost more to format than a message's trip through a stage: only
+        # for a span the sampler keeps
+        if envelope is not None and span.is_recording():
+            span.set_attribute("messaging.message.id", envelope.id)
+            span.set_attribute(
+                "messaging.message.conversation_id", envelope.correlation_id
+            )
         if deliver is not None:
             open_span.append(span)
         return span
@@ -335,7 +345,7 @@ def traced_loop(
             failed(span, exc)
             raise
         last = next_seq()
-        context = trace.set_span_in_context(span)
+        context = span.get_span_context()
         contexts = _CONTEXTS
         if last - first > 1:
             for seq in range(first + 1, last):
