@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
+from opentelemetry.trace import SpanContext
 from pydantic import BaseModel
 from runtime import tracing
 from runtime.redis import wire
@@ -99,6 +100,18 @@ def test_the_wire_carries_the_trace_context_only_when_tracing_is_on(
 
     tracing.reset()  # off: the same message goes without it
     assert "traceparent" not in json.loads(wire.encode(sent, 1.0))
+
+
+def test_the_memory_keeps_the_latest_messages_and_forgets_older_ones() -> None:
+    memory = tracing._Remembered()
+    span = SpanContext(trace_id=1, span_id=2, is_remote=False)
+    limit = tracing._LIMIT
+    for seq in range(2 * limit + 10):
+        memory.put(seq, span)
+
+    assert memory.get(0) is None  # forgotten
+    assert all(memory.get(seq) is span for seq in range(limit + 10, 2 * limit + 10))
+    assert limit <= len(memory) <= 2 * limit
 
 
 # -- in process, over memory ------------------------------------------------------
@@ -217,7 +230,7 @@ async def test_tracing_off_leaves_no_trace_context_behind() -> None:
         with anyio.fail_after(10):
             while not ledger.items:
                 await anyio.sleep(0.01)
-    assert tracing._CONTEXTS == {}
+    assert len(tracing._CONTEXTS) == 0
 
 
 def assert_chain(spans: dict[str, Any], names: list[str]) -> None:

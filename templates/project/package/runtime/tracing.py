@@ -11,9 +11,9 @@ envelope's sequence number, the context of the span in which each message was ma
 the HTTP request's span for a message an endpoint accepts, the span of the
 component that derived it, or the context a Redis entry carried in its
 ``traceparent`` field (W3C trace context). A component's span for a message is a
-child of that context. The memory is bounded (``_LIMIT`` messages, oldest first
-forgotten): a message that waited longer than that starts no new trace, its span is
-a root.
+child of that context. The memory is bounded (the last 65,536 messages at least,
+older ones forgotten): the next span of a message made longer ago than that starts
+a new trace.
 
 Span attributes name the component, the port, the message and correlation ids and
 the partition (when the connection has one); never the payload, so a field marked
@@ -72,10 +72,43 @@ FILE_VARIABLE = "PORTWRIGHT_TRACES_FILE"
 _LIMIT = 1 << 16
 #: how many parents ``context_of`` looks through
 _DEPTH = 16
-#: message sequence number -> the span that made the message (its ids only: a
-#: finished span kept here would keep its attributes alive, and the garbage
-#: collector would walk ~65,000 of them)
-_CONTEXTS: dict[int, SpanContext] = {}
+
+
+class _Remembered:
+    """Message sequence number -> the span that made the message: its ids only (a
+    finished span kept here would keep its attributes alive).
+
+    The last ``_LIMIT`` to ``2 * _LIMIT`` messages, in two generations: the older is
+    dropped whole when the newer is full. (Deleting one entry at a time from the
+    front of a dict makes each later deletion scan past the holes left before it.)
+    """
+
+    __slots__ = ("newer", "older")
+
+    def __init__(self) -> None:
+        self.newer: dict[int, SpanContext] = {}
+        self.older: dict[int, SpanContext] = {}
+
+    def put(self, seq: int, span: SpanContext) -> None:
+        newer = self.newer
+        newer[seq] = span
+        if len(newer) >= _LIMIT:
+            self.older = newer
+            self.newer = {}
+
+    def get(self, seq: int) -> SpanContext | None:
+        span = self.newer.get(seq)
+        return self.older.get(seq) if span is None else span
+
+    def clear(self) -> None:
+        self.newer.clear()
+        self.older.clear()
+
+    def __len__(self) -> int:
+        return len(self.newer) + len(self.older)
+
+
+_CONTEXTS = _Remembered()
 _PROPAGATOR = TraceContextTextMapPropagator()
 _shutdown: Callable[[], None] | None = None
 
@@ -167,10 +200,7 @@ def reset() -> None:
 
 def remember(envelope: Envelope, context: Context) -> None:
     """Note that ``envelope`` was made in ``context``."""
-    contexts = _CONTEXTS
-    contexts[envelope.seq] = trace.get_current_span(context).get_span_context()
-    if len(contexts) > _LIMIT:
-        del contexts[next(iter(contexts))]
+    _CONTEXTS.put(envelope.seq, trace.get_current_span(context).get_span_context())
 
 
 def made(envelope: Envelope) -> None:
@@ -346,17 +376,15 @@ def traced_loop(
             raise
         last = next_seq()
         context = span.get_span_context()
-        contexts = _CONTEXTS
+        put = _CONTEXTS.put
         if last - first > 1:
             for seq in range(first + 1, last):
-                contexts[seq] = context
+                put(seq, context)
         else:
             # nothing new: a filter or a router forwards the same envelope, which
             # then goes on from this span (in memory, a copy of it fanned out to a
             # component that has not yet handled it gets this span as parent too)
-            contexts[envelope.seq] = context
-        while len(contexts) > _LIMIT:
-            del contexts[next(iter(contexts))]
+            put(envelope.seq, context)
         span.end()
         return pending
 
