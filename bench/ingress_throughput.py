@@ -10,9 +10,10 @@ the same small JSON body:
 - runtime: ``create_app`` with an ``ApiEndpoint``, the service running and a tap
   taking the messages.
 
-Usage: ``python bench/ingress_throughput.py [requests] [rounds]``. Prints requests
-per second of CPU time (best of the rounds). No assertions: numbers depend on the
-machine.
+Usage: ``python bench/ingress_throughput.py [requests] [rounds] [--tracing]``. Prints
+requests per second of CPU time (best of the rounds). No assertions: numbers depend
+on the machine. ``--tracing`` adds "runtime+tracing": the runtime with OpenTelemetry
+tracing on (a span per request, all sampled, handed to an exporter that discards it).
 """
 
 from __future__ import annotations
@@ -117,31 +118,76 @@ def fastapi_with_route() -> FastAPI:
     return app
 
 
-async def main(requests: int, rounds: int) -> None:
+def tracing_on() -> Callable[[], None]:
+    """Turn the runtime's tracing on, every span sampled and discarded; the undo."""
+    from collections.abc import Sequence
+
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+    from runtime import tracing
+
+    class Discard(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider(sampler=ALWAYS_ON, shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(Discard()))
+    tracing.configure("bench", tracer=provider.get_tracer("bench"))
+
+    def off() -> None:
+        tracing.reset()
+        provider.shutdown()
+
+    return off
+
+
+async def runtime_rate(requests: int, traced: bool = False) -> float:
+    """The runtime's ingest route, the service running, a tap taking the messages."""
+    off = tracing_on() if traced else None
+    try:
+        service = rt.Service("bench")
+        service.add(rt.ApiEndpoint("orders", route="/orders", schema=Order))
+        service.tap("orders.out", buffer_size=requests + 1)
+        async with service.running():
+            return await requests_per_second(rt.create_app(service), requests)
+    finally:
+        if off is not None:
+            off()
+
+
+async def main(requests: int, rounds: int, traced: bool = False) -> None:
     """Measure each app, best of the rounds."""
     apps: dict[str, App] = {
         "fastapi": fastapi_app(),
         "starlette": Starlette(routes=[Route("/orders", validate, methods=["POST"])]),
         "fastapi+route": fastapi_with_route(),
     }
-    results = dict.fromkeys([*apps, "runtime"], 0.0)
+    runtimes = ["runtime", "runtime+tracing"] if traced else ["runtime"]
+    results = dict.fromkeys([*apps, *runtimes], 0.0)
     for _ in range(rounds):
         for name, app in apps.items():
             results[name] = max(results[name], await requests_per_second(app, requests))
-        service = rt.Service("bench")
-        service.add(rt.ApiEndpoint("orders", route="/orders", schema=Order))
-        service.tap("orders.out", buffer_size=requests + 1)
-        async with service.running():
-            rate = await requests_per_second(rt.create_app(service), requests)
-        results["runtime"] = max(results["runtime"], rate)
+        for name in runtimes:
+            rate = await runtime_rate(requests, traced=name != "runtime")
+            results[name] = max(results[name], rate)
     for name, rate in results.items():
-        print(f"{name:>14}: {rate:10,.0f} requests/s")
+        print(f"{name:>15}: {rate:10,.0f} requests/s")
     print(f"runtime / fastapi: {results['runtime'] / results['fastapi']:5.2f}x")
+    if traced:  # CPU per request, on against off
+        ratio = results["runtime"] / results["runtime+tracing"]
+        print(f"tracing on / off (CPU per request): {ratio:5.2f}x")
 
 
 if __name__ == "__main__":
+    args = [arg for arg in sys.argv[1:] if arg != "--tracing"]
     anyio.run(
         main,
-        int(sys.argv[1]) if len(sys.argv) > 1 else 20_000,
-        int(sys.argv[2]) if len(sys.argv) > 2 else 3,
+        int(args[0]) if args else 20_000,
+        int(args[1]) if len(args) > 1 else 3,
+        "--tracing" in sys.argv,
     )

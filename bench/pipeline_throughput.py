@@ -15,9 +15,13 @@ anyio memory streams:
 The runtime's ratio to "nowait" is its cost over bare streams; the ratio to
 "nowait+user" is its own overhead (envelopes, metrics, ports) for the same work.
 
-Usage: ``python bench/pipeline_throughput.py [items] [rounds]``. Prints items per
-second of CPU time (best of the rounds) and the runtime's ratio to each baseline. No
-assertions: numbers depend on the machine.
+Usage: ``python bench/pipeline_throughput.py [items] [rounds] [--tracing]``. Prints
+items per second of CPU time (best of the rounds) and the runtime's ratio to each
+baseline. No assertions: numbers depend on the machine.
+
+``--tracing`` adds "runtime+tracing": the same service with OpenTelemetry tracing on
+(runtime/tracing.py), every span sampled and handed to an exporter that discards it
+(the SDK's SimpleSpanProcessor: what spans cost here, not their export).
 """
 
 from __future__ import annotations
@@ -280,6 +284,33 @@ async def runtime(items: int) -> int:
     return sink.received
 
 
+async def runtime_traced(items: int) -> int:
+    """``runtime`` with tracing on: a span per component per item, all sampled."""
+    from collections.abc import Sequence
+
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+    from runtime import tracing
+
+    class Discard(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider(sampler=ALWAYS_ON, shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(Discard()))
+    tracing.configure("bench", tracer=provider.get_tracer("bench"))
+    try:
+        return await runtime(items)
+    finally:
+        tracing.reset()
+        provider.shutdown()
+
+
 def measure(pipeline: Callable[[int], Awaitable[int]], items: int) -> float:
     """Items per second of CPU time for one run.
 
@@ -297,14 +328,17 @@ def measure(pipeline: Callable[[int], Awaitable[int]], items: int) -> float:
 
 def main() -> None:
     """Measure every pipeline, best of the rounds, and print the ratios."""
-    items = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    args = [arg for arg in sys.argv[1:] if arg != "--tracing"]
+    items = int(args[0]) if args else 200_000
+    rounds = int(args[1]) if len(args) > 1 else 3
     pipelines = {
         "naive": (naive, max(items // 10, 1)),
         "nowait": (nowait, items),
         "nowait+user": (nowait_user, items),
         "runtime": (runtime, items),
     }
+    if "--tracing" in sys.argv:
+        pipelines["runtime+tracing"] = (runtime_traced, items)
     results = dict.fromkeys(pipelines, 0.0)
     for _ in range(rounds):  # interleaved, so a busy moment hits every pipeline
         for name, (pipeline, count) in pipelines.items():
@@ -313,6 +347,9 @@ def main() -> None:
         print(f"{name:>12}: {rate:12,.0f} items/s")
     for name in ("naive", "nowait", "nowait+user"):
         print(f"runtime / {name:<12}: {results['runtime'] / results[name]:6.2f}x")
+    if "runtime+tracing" in results:  # CPU per item, on against off
+        ratio = results["runtime"] / results["runtime+tracing"]
+        print(f"tracing on / off (CPU per item): {ratio:6.2f}x")
 
 
 if __name__ == "__main__":
