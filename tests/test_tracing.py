@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -264,6 +266,24 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, cls in (("review_queue", "ReviewQueue"), ("ledger", "Ledger")):
         (components / f"{name}.py").write_text(SINK.format(name=cls, base=cls + "Base"))
     return dest
+
+
+def test_a_service_asked_for_an_unknown_exporter_does_not_start(
+    project: Path, tmp_path: Path
+) -> None:
+    env = environment(redis_url(), unique_prefix(), tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", PACKAGE, "--components", "orders_api", "--port", "0"],
+        cwd=project,
+        env={**env, "OTEL_TRACES_EXPORTER": "zipkin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert "OTEL_TRACES_EXPORTER: 'zipkin' is not one of" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_one_trace_spans_http_ingress_redis_hops_and_a_sink_in_another_process(

@@ -44,6 +44,7 @@ from opentelemetry.trace.propagation.tracecontext import (
 )
 
 from .envelope import Envelope, next_seq
+from .errors import SettingsError
 
 __all__ = [
     "EXPORTERS",
@@ -113,8 +114,9 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _shutdown: Callable[[], None] | None = None
 
 
-class TracingError(ValueError):
-    """The ``OTEL_*`` settings ask for something this service cannot do."""
+class TracingError(SettingsError):
+    """The ``OTEL_*`` settings ask for something this service cannot do (the
+    service does not start: ``python -m <package>`` says why and exits 2)."""
 
 
 def configure(
