@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import SpanContext, StatusCode
 from pydantic import BaseModel
 from runtime import tracing
 from runtime.redis import wire
@@ -200,6 +200,38 @@ async def test_a_component_whose_loop_is_not_traced_keeps_the_trace_going(
     }
     assert set(by_component) == {"orders", "keep", "ledger"}
     assert_chain(by_component, ["orders", "keep", "ledger"])
+
+
+class Refuse(runtime.Transformer):
+    def transform(self, item: Order) -> Scored:
+        raise ValueError(f"cannot score the order of {item.email}")
+
+
+@pytest.mark.anyio
+async def test_a_failure_is_recorded_on_the_component_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    service = runtime.Service("shop", pii_fields={"email"})
+    service.add(runtime.ApiEndpoint("orders", route="/orders", schema=Order))
+    score = service.add(Refuse("score"))
+    service.add(Recorder("ledger"))
+    service.connect("orders.out", "score.in")
+    service.connect("score.out", "ledger.in")
+    async with client_for(service) as client, service.running():
+        await client.post("/orders", json={"order_id": "o-1", "email": SECRET})
+        with anyio.fail_after(10):
+            while not score.inputs["in"].errors:
+                await anyio.sleep(0.01)
+
+    (failed,) = [
+        span
+        for span in spans.get_finished_spans()
+        if (span.attributes or {}).get("portwright.component") == "score"
+    ]
+    assert failed.status.status_code is StatusCode.ERROR
+    assert [event.name for event in failed.events] == ["exception"]
+    assert failed.events[0].attributes == {"exception.type": "builtins.ValueError"}
+    assert SECRET not in dump(spans.get_finished_spans())
 
 
 @pytest.mark.anyio

@@ -326,7 +326,11 @@ def traced_loop(
         return span
 
     def failed(span: Span, exc: Exception) -> None:
-        span.record_exception(exc)
+        # the type only: a message may quote the item (pii); the log has it, masked
+        span.add_event(
+            "exception",
+            {"exception.type": f"{type(exc).__module__}.{type(exc).__name__}"},
+        )
         span.set_status(StatusCode.ERROR, type(exc).__name__)
         span.end()
         open_span.clear()
