@@ -135,6 +135,13 @@ class Score(runtime.Transformer):
         return Scored(**item.model_dump(), risk=0.5)
 
 
+class BatchScore(runtime.Transformer):
+    """Batched: a list of orders in, a list of scored ones out."""
+
+    def transform(self, item: list[Order]) -> list[Scored]:
+        return [Scored(**order.model_dump(), risk=0.5) for order in item]
+
+
 class Keep(runtime.Filter):
     async def keep(self, item: Scored) -> bool:
         await anyio.lowlevel.checkpoint()
@@ -183,11 +190,46 @@ async def test_a_request_is_one_trace_through_every_component(
     assert SECRET not in dump(finished)
 
 
+@pytest.mark.parametrize(
+    "window", [{"concurrency": 4}, {"concurrency": 2, "blocking": True}]
+)
+@pytest.mark.anyio
+async def test_a_component_in_a_concurrency_window_has_its_span_in_the_trace(
+    spans: InMemorySpanExporter, window: dict[str, Any]
+) -> None:
+    service, ledger = memory_service(**window)
+    async with client_for(service) as client, service.running():
+        for number in range(3):
+            await client.post(
+                "/orders", json={"order_id": f"o-{number}", "email": SECRET}
+            )
+        with anyio.fail_after(10):
+            while len(ledger.items) < 3:
+                await anyio.sleep(0.01)
+
+    finished = spans.get_finished_spans()
+    traces: dict[int, dict[str, Any]] = {}
+    for span in finished:
+        component = str((span.attributes or {})["portwright.component"])
+        traces.setdefault(span.context.trace_id, {})[component] = span
+    assert len(traces) == 3
+    for by_component in traces.values():
+        assert set(by_component) == {"orders", "score", "keep", "ledger"}
+        assert_chain(by_component, ["orders", "score", "keep", "ledger"])
+
+
 @pytest.mark.anyio
 async def test_a_component_whose_loop_is_not_traced_keeps_the_trace_going(
     spans: InMemorySpanExporter,
 ) -> None:
-    service, ledger = memory_service(concurrency=4)  # a window: no span of its own
+    service = runtime.Service("shop", pii_fields={"email"})
+    service.add(runtime.ApiEndpoint("orders", route="/orders", schema=Order))
+    service.add(BatchScore("score", batch=runtime.Batch(1, 3600.0)))  # no span
+    service.add(Keep("keep"))
+    ledger = service.add(Recorder("ledger"))
+    service.connect("orders.out", "score.in")
+    service.connect("score.out", "keep.in")
+    service.connect("keep.out", "ledger.in")
     async with client_for(service) as client, service.running():
         await client.post("/orders", json={"order_id": "o-1", "email": SECRET})
         with anyio.fail_after(10):

@@ -478,6 +478,19 @@ class Component:
         handed on, then settled, when the window releases it."""
         deliver, flush, *_ = self._delivery(port)
         settled = connection.settled
+        call = self._call
+        tracer = tracing.TRACER
+        if tracer is not None and call is not None:  # decided once per loop
+            call, deliver = tracing.traced_loop(
+                tracer,
+                self.name,
+                port.address,
+                getattr(connection, "partition", None),
+                call,
+                self._call_is_async,
+                deliver,
+                current_message,
+            )
 
         async def release(
             envelope: Envelope, result: Any, error: Exception | None
@@ -497,7 +510,7 @@ class Component:
 
         window = Window(
             self.work,
-            self._call,
+            call,
             is_async=self._call_is_async,
             port=port,
             key=connection.key,

@@ -213,8 +213,8 @@ def made(envelope: Envelope) -> None:
 def context_of(envelope: Envelope) -> Context | None:
     """The context ``envelope`` was made in, if known; else its parent's.
 
-    A message made where no span was open (a loop that is not traced: batches,
-    concurrency windows) goes on in the trace of the message it was made from.
+    A message made where no span was open (a loop that is not traced: a batched
+    component's) goes on in the trace of the message it was made from.
     """
     contexts = _CONTEXTS
     current: Any = envelope
@@ -292,7 +292,9 @@ def traced_loop(
 ) -> tuple[Call, Deliver | None]:
     """``call`` and ``deliver`` of one receiving loop, with a span per message.
 
-    The span starts when the user method is called (``current()`` is the message
+    For the one-at-a-time loop and for a concurrency window (``call`` may then run
+    in a worker thread, where ``current()`` reads the task's copied context). The
+    span starts when the user method is called (``current()`` is the message
     being handled) and ends when what it returned is handed on (or when it fails).
     Every message made while handing on is remembered in the span's context: the
     messages are made synchronously in ``deliver``, so their sequence numbers fall
@@ -304,11 +306,14 @@ def traced_loop(
     }
     if partition is not None:
         base["portwright.partition"] = partition
-    open_span: list[Span] = []  # the span of the message being handled, if any
+    # the span of each message whose user method returned and whose results are not
+    # handed on yet, by sequence number (one in a loop, up to ``concurrency`` in a
+    # window)
+    open_spans: dict[int, Span] = {}
 
     name = f"{component} process"
 
-    def start() -> Span:
+    def start() -> tuple[Span, Envelope | None]:
         envelope = current()
         parent = None if envelope is None else context_of(envelope)
         span = tracer.start_span(
@@ -321,9 +326,7 @@ def traced_loop(
             span.set_attribute(
                 "messaging.message.conversation_id", envelope.correlation_id
             )
-        if deliver is not None:
-            open_span.append(span)
-        return span
+        return span, envelope
 
     def failed(span: Span, exc: Exception) -> None:
         # the type only: a message may quote the item (pii); the log has it, masked
@@ -333,36 +336,37 @@ def traced_loop(
         )
         span.set_status(StatusCode.ERROR, type(exc).__name__)
         span.end()
-        open_span.clear()
 
-    def finish(span: Span) -> None:
-        if deliver is None:
+    def finish(span: Span, envelope: Envelope | None) -> None:
+        if deliver is None or envelope is None:
             span.end()
+        else:  # ended when what the method returned is handed on
+            open_spans[envelope.seq] = span
 
     if is_async:
         assert call is not None
 
         async def traced_async(item: Any) -> Any:
-            span = start()
+            span, envelope = start()
             try:
                 result = await call(item)
             except Exception as exc:
                 failed(span, exc)
                 raise
-            finish(span)
+            finish(span, envelope)
             return result
 
         traced_call: Call = traced_async
     else:
 
         def traced_sync(item: Any) -> Any:
-            span = start()
+            span, envelope = start()
             try:
                 result = item if call is None else call(item)
             except Exception as exc:
                 failed(span, exc)
                 raise
-            finish(span)
+            finish(span, envelope)
             return result
 
         traced_call = traced_sync
@@ -371,7 +375,7 @@ def traced_loop(
     hand_on = deliver
 
     def traced_deliver(envelope: Envelope, result: Any, now: float) -> Any:
-        span = open_span.pop() if open_span else None
+        span = open_spans.pop(envelope.seq, None)
         if span is None:
             return hand_on(envelope, result, now)
         first = next_seq()
