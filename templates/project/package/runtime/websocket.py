@@ -70,6 +70,9 @@ POLICY = 1008
 TRY_AGAIN_LATER = 1013
 SlowClient = Literal["drop_oldest", "disconnect"]
 _PING = '{"type":"ping"}'
+#: the longest wait for a close frame to be written behind what a slow client has
+#: not read yet (the wait holds only that client's own task)
+_CLOSE_WAIT_S = 10.0
 
 
 class LiveCounts:
@@ -105,6 +108,7 @@ class LiveClient:
         self.heard = True  # something came from the client since the last beat
         self.closing: tuple[int, str] | None = None
         self._ready = anyio.Event()
+        self._sending: anyio.CancelScope | None = None  # while ``send_all`` runs
 
     def offer(self, frame: str) -> None:
         """Queue ``frame`` without waiting; a full queue applies the policy."""
@@ -122,30 +126,37 @@ class LiveClient:
         self._ready.set()
 
     def close(self, code: int, reason: str = "") -> None:
-        """Close once the frames already queued are sent (``code`` 1001), or now."""
+        """Close once the frames already queued are sent (``code`` 1001), or now:
+        a send stuck on a client that reads nothing is abandoned."""
         if self.closing is None:
             self.closing = (code, reason)
             if code != GOING_AWAY:
                 self.queue.clear()  # a refused client gets nothing more
+                if self._sending is not None:
+                    self._sending.cancel()
             self._ready.set()
 
     async def send_all(self) -> None:
         """Send queued frames until closed; then send the close frame."""
         websocket, counts = self.websocket, self.route.counts
-        while True:
-            while self.queue:
-                frame = self.queue.popleft()
-                await websocket.send_text(frame)
-                counts.frames_out += 1
-                counts.bytes_out += len(frame)
-            if self.closing is not None:
-                break
-            self._ready = anyio.Event()
-            if not self.queue:
-                await self._ready.wait()
-        code, reason = self.closing
+        with anyio.CancelScope() as self._sending:
+            while True:
+                while self.queue:
+                    frame = self.queue.popleft()
+                    await websocket.send_text(frame)
+                    counts.frames_out += 1
+                    counts.bytes_out += len(frame)
+                if self.closing is not None:
+                    break
+                self._ready = anyio.Event()
+                if not self.queue:
+                    await self._ready.wait()
+        code, reason = self.closing or (GOING_AWAY, "")
         if websocket.application_state is WebSocketState.CONNECTED:
-            await websocket.close(code, reason)
+            # the close frame goes behind what the socket holds: never wait long
+            # for a client that reads nothing
+            with anyio.move_on_after(_CLOSE_WAIT_S):
+                await websocket.close(code, reason)
 
     async def beat(self, every_s: float) -> None:
         """Ping a client heard from in no beat; close it when it stays silent."""
