@@ -32,6 +32,7 @@ from . import (
     keyed,
     pipeline,
     redis_transport,
+    websocket,
 )
 from .table import Row, machine, render_markdown, render_text, to_json
 
@@ -46,6 +47,7 @@ SECTIONS: dict[str, Section] = {
     "enrichment": enrichment.run,
     "blocking": blocking.run,
     "keyed": keyed.run,
+    "websocket": websocket.run,
 }
 ORDER = tuple(SECTIONS)
 

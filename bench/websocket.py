@@ -40,7 +40,7 @@ import httpx
 from .table import Goal, Row, median
 
 Log = Callable[[str], None]
-SECTION = "9 websocket"
+SECTION = "10 websocket"
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_HOME = Path(

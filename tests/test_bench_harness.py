@@ -31,6 +31,7 @@ SECTIONS = (
     "7 enrichment",
     "8 blocking code",
     "9 keyed streams and redis cluster",
+    "10 websocket",
 )
 
 
@@ -104,6 +105,9 @@ def test_quick_run_prints_every_section_with_positive_figures(tmp_path: Path) ->
         "/health p99, the same sink on the loop vs idle",
         "SQLite (default journal), batch max_items 500",
         "SQLite (WAL, synchronous=NORMAL), batch max_items 500",
+        "websocket_out fan-out to",
+        "websocket_in fan-in over",
+        "p99 delivery to",
     ]
     if redis_measurable():
         expected_figures += REDIS_FIGURES
