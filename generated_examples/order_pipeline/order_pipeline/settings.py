@@ -8,6 +8,8 @@ Every setting has a variable ``ORDER_PIPELINE_<SETTING>``:
 - ``ORDER_PIPELINE_CLEANUP_TIMEOUT_S``: how long one component's cleanup may take
 - ``ORDER_PIPELINE_READY_MAX_UTILIZATION``: /ready fails while a buffer is this full
 - ``ORDER_PIPELINE_SOURCE_RESTART_S``: pause before a failed source starts again
+- ``ORDER_PIPELINE_LOOP_LAG_WARN_MS``: a warning names the code that holds the event
+  loop this long (100 by default)
 - ``ORDER_PIPELINE_COMPONENTS``: the components this process runs, comma-separated (all
   when empty); ``python -m order_pipeline --components a,b`` sets it
 - ``ORDER_PIPELINE_TRANSPORT``: ``memory`` or ``redis`` for every connection, whatever the

@@ -1,4 +1,4 @@
-"""Each HTTP endpoint answers 202, 413, 422 and 503 as its blueprint configures.
+"""Each HTTP endpoint answers 202, 413, 415, 422 and 503 as its blueprint configures.
 
 Requests carry the credentials an endpoint requires (the test ones, see conftest.py);
 what happens without them is tested in test_endpoint_security.py.
@@ -52,6 +52,7 @@ Headers = Callable[[str | None], dict[str, str]]
 #: the wait before 503 of the endpoint under test in the 503 test, so that it does not
 #: wait the blueprint's own timeout; that one is checked apart, without waiting it
 SHORT_TIMEOUT_MS = 50
+JSON = {"content-type": "application/json"}
 
 
 def client_for(service: Service) -> httpx.AsyncClient:
@@ -129,7 +130,7 @@ async def test_bad_body_is_422_with_field_errors(
     service = build_service(defaults=True)
     async with service.running(), client_for(service) as client:
         not_json = await client.request(
-            method, path, content=b"{not json", headers=headers
+            method, path, content=b"{not json", headers={**headers, **JSON}
         )
         wrong = await client.request(
             method, path, json={**body, "unexpected_field": 1}, headers=headers
@@ -141,6 +142,34 @@ async def test_bad_body_is_422_with_field_errors(
         422,
     )
     assert "unexpected_field" in json.dumps(wrong.json())
+    assert service.metrics.snapshot()[name]["out"]["messages"] == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("name", "method", "path", "cap_kb", "timeout_ms", "body"), ENDPOINTS, ids=IDS
+)
+async def test_body_not_sent_as_json_is_415(
+    name: str,
+    method: str,
+    path: str,
+    cap_kb: int,
+    timeout_ms: int,
+    body: dict[str, Any],
+    auth_headers: Headers,
+) -> None:
+    headers = auth_headers(AUTH[name])
+    content = json.dumps(body).encode()
+    service = build_service(defaults=True)
+    async with service.running(), client_for(service) as client:
+        untyped = await client.request(method, path, content=content, headers=headers)
+        text = await client.request(
+            method,
+            path,
+            content=content,
+            headers={**headers, "content-type": "text/plain"},
+        )
+    assert (untyped.status_code, text.status_code) == (415, 415)
     assert service.metrics.snapshot()[name]["out"]["messages"] == 0
 
 

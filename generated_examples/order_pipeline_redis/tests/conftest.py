@@ -73,7 +73,7 @@ TRANSPORT_MODULES = ("test_pipeline", "test_endpoints")
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """The service's tests run with its connections in memory, then by Redis."""
-    if metafunc.module.__name__.rpartition(".")[2] in TRANSPORT_MODULES:
+    if metafunc.definition.path.stem in TRANSPORT_MODULES:
         metafunc.parametrize("transport", ["memory", "redis"], indirect=True)
 
 

@@ -48,7 +48,7 @@ class Reading(BaseModel):
     unit: str = Field(default="celsius")
     recorded_at: datetime
     location: Location | None
-    tags: list[str] = Field(default=[], max_length=16)
+    tags: list[str] = Field(default=list[str](), max_length=16)
     owner_email: str | None = Field(default=None, json_schema_extra={"x-pii": True})
 
 

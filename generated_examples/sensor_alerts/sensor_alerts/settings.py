@@ -8,6 +8,8 @@ Every setting has a variable ``SENSOR_ALERTS_<SETTING>``:
 - ``SENSOR_ALERTS_CLEANUP_TIMEOUT_S``: how long one component's cleanup may take
 - ``SENSOR_ALERTS_READY_MAX_UTILIZATION``: /ready fails while a buffer is this full
 - ``SENSOR_ALERTS_SOURCE_RESTART_S``: pause before a failed source starts again
+- ``SENSOR_ALERTS_LOOP_LAG_WARN_MS``: a warning names the code that holds the event
+  loop this long (100 by default)
 - ``SENSOR_ALERTS_COMPONENTS``: the components this process runs, comma-separated (all
   when empty); ``python -m sensor_alerts --components a,b`` sets it
 - ``SENSOR_ALERTS_TRANSPORT``: ``memory`` or ``redis`` for every connection, whatever the

@@ -34,18 +34,29 @@ from .settings import SERVICE, load_settings
 #: Field names masked in every log line and error record, at any depth.
 PII_FIELDS = frozenset({"email", "owner_email", "phone", "token"})
 
-#: (from, to, buffer size, overflow, transport) for every connection; a redis
-#: connection is the stream of its output port, read by its input port's group.
-CONNECTIONS: tuple[tuple[str, str, int, Overflow, Transport], ...] = (
-    ("readings_api.out", "intake.live", 512, "block", "memory"),
-    ("backfill_api.out", "intake.backfill", 512, "block", "memory"),
-    ("poller.out", "intake.polled", 512, "block", "memory"),
-    ("intake.out", "plausible.in", 512, "block", "memory"),
-    ("plausible.out", "classify.in", 512, "block", "memory"),
-    ("classify.out", "by_severity.in", 512, "block", "memory"),
-    ("classify.errors", "dead_letters.in", 512, "block", "memory"),
-    ("by_severity.critical", "pager.in", 128, "block", "memory"),
-    ("by_severity.routine", "archive.routine", 2048, "drop_oldest", "memory"),
+#: (from, to, buffer size, overflow, transport, key, max lag) for every connection;
+#: a redis connection is the stream of its output port, read by its input port's
+#: group (holding at most max lag entries unread or pending, when bounded); a keyed
+#: one (key: a field) keeps each value's items in order, one at a time.
+_Edge = tuple[str, str, int, Overflow, Transport, str | None, int | None]
+CONNECTIONS: tuple[_Edge, ...] = (
+    ("readings_api.out", "intake.live", 512, "block", "memory", None, None),
+    ("backfill_api.out", "intake.backfill", 512, "block", "memory", None, None),
+    ("poller.out", "intake.polled", 512, "block", "memory", None, None),
+    ("intake.out", "plausible.in", 512, "block", "memory", None, None),
+    ("plausible.out", "classify.in", 512, "block", "memory", None, None),
+    ("classify.out", "by_severity.in", 512, "block", "memory", None, None),
+    ("classify.errors", "dead_letters.in", 512, "block", "memory", None, None),
+    ("by_severity.critical", "pager.in", 128, "block", "memory", None, None),
+    (
+        "by_severity.routine",
+        "archive.routine",
+        2048,
+        "drop_oldest",
+        "memory",
+        None,
+        None,
+    ),
 )
 
 
@@ -108,12 +119,14 @@ def build_service(
     )
     for component in build_components(defaults, overrides):
         service.add(component)
-    for source, target, buffer_size, overflow, transport in CONNECTIONS:
+    for source, target, buffer_size, overflow, transport, key, max_lag in CONNECTIONS:
         service.connect(
             source,
             target,
             buffer_size=buffer_size,
             overflow=overflow,
             transport=transport,
+            key=key,
+            max_lag=max_lag,
         )
     return service

@@ -32,7 +32,7 @@ ENDPOINTS: list[Endpoint] = [
         "POST",
         "/readings",
         None,
-        [1200, 60, "client"],
+        (1200, 60, "client"),
         {
             "reading_id": "01890a5d-ac96-774b-bcce-b302099a8057",
             "sensor_id": "aaa",
@@ -49,7 +49,7 @@ ENDPOINTS: list[Endpoint] = [
         "PUT",
         "/readings/backfill",
         "api_key",
-        [30, 60, "api_key"],
+        (30, 60, "api_key"),
         {
             "reading_id": "01890a5d-ac96-774b-bcce-b302099a8057",
             "sensor_id": "aaa",

@@ -9,6 +9,7 @@ data masked, and sent to the ``errors`` port when one is wired; the loop goes on
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import (
@@ -20,6 +21,7 @@ from collections.abc import (
     Iterator,
     Mapping,
     Sequence,
+    Sized,
 )
 from functools import partial
 from time import monotonic
@@ -28,6 +30,8 @@ from typing import Any
 import anyio
 from anyio.lowlevel import checkpoint
 
+from .batching import Batch, Batching
+from .clock import Clock, LoopClock
 from .component import (
     ERRORS_PORT,
     Component,
@@ -36,13 +40,16 @@ from .component import (
     RunContext,
     State,
 )
-from .envelope import Entry, Envelope, next_seq
+from .concurrency import Ordering
+from .envelope import Entry, Envelope, new_envelope, next_seq
 from .errors import UnknownRouteError, WiringError
 from .ports import InputPort, OutputPort
+from .results import each, is_plural
+from .streamstate import StreamState
+from .timers import Ticker
 
-__all__ = ["Filter", "Merger", "Router", "Sink", "Source", "Transformer"]
+__all__ = ["Filter", "Merger", "Router", "Sink", "Source", "Timer", "Transformer"]
 
-_new_envelope = tuple.__new__
 
 _ONE_IN = {"in": Any}
 _ONE_OUT = {"out": Any}
@@ -122,13 +129,19 @@ class Source(Component, ABC):
         # into the stream's buffer (what send_nowait would do when no receiver is
         # waiting and the receiver is open); anything else takes ``emit``.
         port = out if out is not None else self._first_output()
-        state: Any = None
+        state: StreamState[Entry] | None = None
         if out is not None and (connection := out.batched_connection) is not None:
             state = connection.stream_state
-        fast = state is not None
-        buffer: deque[Entry] = state.buffer if fast else deque()
-        append, waiting = buffer.append, state.waiting_receivers if fast else {}
-        size = state.max_buffer_size if fast else 0
+        buffer: deque[Entry] = deque()
+        waiting: Sized = ()
+        size = 0.0
+        if state is not None:
+            buffer, waiting, size = (
+                state.buffer,
+                state.waiting_receivers,
+                state.max_buffer_size,
+            )
+        append = buffer.append
         burst_limit = self.burst_limit
         produced = 0
         generated = self.generate()
@@ -139,9 +152,9 @@ class Source(Component, ABC):
                 # Envelope.start, inlined: this runs for every message.
                 entry = (
                     now,
-                    _new_envelope(Envelope, (item, next_seq(), now, None, None)),
+                    new_envelope(Envelope, (item, next_seq(), now, None, None)),
                 )
-                if fast and not waiting and len(buffer) < size:
+                if state is not None and not waiting and len(buffer) < size:
                     if state.open_receive_channels:
                         append(entry)
                         port.sent += 1
@@ -169,6 +182,63 @@ class Source(Component, ABC):
         )
 
 
+class Timer(Source):
+    """Produces items on a clock: ``tick()`` runs ``every`` seconds, or on a cron
+    ``schedule`` (five fields, UTC), and returns or yields the items to send.
+
+    The first tick with ``every`` runs at start. A tick that runs long (or whose
+    items wait for room downstream) never makes ticks pile up: the ticks that came
+    due meanwhile are skipped and counted (``ticker.skipped``). An exception in
+    ``tick()`` is reported like any failure and the next tick runs on time.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        every: float | None = None,
+        schedule: str | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        burst_limit: int = 256,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(name, outputs=outputs, burst_limit=burst_limit)
+        try:
+            self.ticker = Ticker(clock or LoopClock(), every=every, schedule=schedule)
+        except ValueError as exc:
+            raise WiringError(f"timer {name!r}: {exc}") from None
+
+    @property
+    def clock(self) -> Clock:
+        """What the ticks are timed by; set a ``ManualClock`` before the service
+        starts to drive them by hand."""
+        return self.ticker.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self.ticker.clock = clock
+
+    @abstractmethod
+    def tick(self) -> MaybeAwaitable[Any]:
+        """Return the item(s) to send now: one, a list, ``None``, or ``yield`` them."""
+
+    async def generate(self) -> AsyncIterator[Any]:
+        """Tick on the clock and yield what each tick gives."""
+        ticker = self.ticker
+        due = ticker.first()
+        while True:
+            await ticker.clock.sleep_until(due)
+            try:
+                result = self.tick()
+                if inspect.isawaitable(result):
+                    result = await result
+                async for item in each(result):
+                    yield item
+            except Exception as exc:
+                await self.fail(self._out or self._first_output(), None, exc)
+            due = ticker.next()
+
+
 class _OneToOne(Component, ABC):
     """One input, one output, one user method: what Transformer and Filter share."""
 
@@ -182,8 +252,19 @@ class _OneToOne(Component, ABC):
         inputs: Mapping[str, Any] | None = None,
         outputs: Mapping[str, Any] | None = None,
         burst_limit: int = 256,
+        concurrency: int = 1,
+        ordering: Ordering = "input",
+        blocking: bool = False,
     ) -> None:
-        super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
+        super().__init__(
+            name,
+            inputs=inputs,
+            outputs=outputs,
+            burst_limit=burst_limit,
+            concurrency=concurrency,
+            ordering=ordering,
+            blocking=blocking,
+        )
         self._out = _single_output(self)
         _require_inputs(self, exactly_one=True)
         self.use(self._user_method())
@@ -198,12 +279,42 @@ class Transformer(_OneToOne):
 
     ``None`` drops the message (counted as dropped on the input port). The new item
     travels as a new message: same correlation id, caused by the input message.
+    A list (or a generator: ``yield``) sends each of its items as such a message;
+    an empty one drops the input like ``None``.
+
+    With ``batch``, ``transform`` takes a list of items and returns a list: the
+    outputs are caused by the inputs in order when there are as many, else each
+    by the batch's first input.
     """
 
     kind = "transformer"
 
+    def __init__(
+        self,
+        name: str,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        burst_limit: int = 256,
+        batch: Batch | None = None,
+        concurrency: int = 1,
+        ordering: Ordering = "input",
+        blocking: bool = False,
+    ) -> None:
+        super().__init__(
+            name,
+            inputs=inputs,
+            outputs=outputs,
+            burst_limit=burst_limit,
+            concurrency=concurrency,
+            ordering=ordering,
+            blocking=blocking,
+        )
+        if batch is not None:
+            self.batching = Batching(batch)
+
     @abstractmethod
-    def transform(self, item: Any) -> MaybeAwaitable[Any]:
+    def transform(self, item: Any, /) -> MaybeAwaitable[Any]:
         """Return the item to send on, or ``None`` to drop this one."""
 
     def _user_method(self) -> Callable[[Any], Any]:
@@ -215,13 +326,73 @@ class Transformer(_OneToOne):
         entries: list[Entry] = []
         append = entries.append
 
-        def deliver(envelope: Envelope, result: Any, now: float) -> None:
+        def deliver(
+            envelope: Envelope, result: Any, now: float
+        ) -> Awaitable[None] | None:
             if result is None:
                 port.dropped += 1
-            else:
+            elif not is_plural(result):
                 append((now, envelope.derive(result, now, by)))
+            elif isinstance(result, AsyncIterator):
+                return self._derive_each(port, envelope, each(result), append, now)
+            else:
+                count = 0
+                try:
+                    for item in result:
+                        append((now, envelope.derive(item, now, _nth(by, count))))
+                        count += 1
+                except Exception as exc:  # the user's generator raised
+                    return self.fail(port, envelope, exc)
+                if count == 0:
+                    port.dropped += 1
+            return None
 
         return Delivery(deliver, partial(out.emit_all, entries), derive=append, by=by)
+
+    async def _derive_each(
+        self,
+        port: InputPort,
+        envelope: Envelope,
+        items: AsyncIterator[Any],
+        append: Callable[[Entry], None],
+        now: float,
+    ) -> None:
+        """What an ``async def`` generator yields, each item as a message."""
+        index = 0
+        try:
+            async for item in items:
+                append(
+                    (now, envelope.derive(item, now, _nth(self._out.address, index)))
+                )
+                index += 1
+        except Exception as exc:
+            await self.fail(port, envelope, exc)
+            return
+        if index == 0:
+            port.dropped += 1
+
+    def _deliver_batch(
+        self, port: InputPort, envelopes: list[Envelope], result: Any, now: float
+    ) -> Awaitable[None] | None:
+        by = self._out.address
+        outputs: list[Any] = [] if result is None else list(result)
+        if not outputs:
+            port.dropped += len(envelopes)
+            return None
+        paired = len(outputs) == len(envelopes)
+        first = envelopes[0]
+        entries = [
+            (
+                now,
+                (
+                    envelopes[index].derive(item, now, by)
+                    if paired
+                    else first.derive(item, now, _nth(by, index))
+                ),
+            )
+            for index, item in enumerate(outputs)
+        ]
+        return self._out.emit_all(entries)
 
 
 class Filter(_OneToOne):
@@ -275,8 +446,19 @@ class Router(Component, ABC):
         outputs: Mapping[str, Any],
         inputs: Mapping[str, Any] | None = None,
         burst_limit: int = 256,
+        concurrency: int = 1,
+        ordering: Ordering = "input",
+        blocking: bool = False,
     ) -> None:
-        super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
+        super().__init__(
+            name,
+            inputs=inputs,
+            outputs=outputs,
+            burst_limit=burst_limit,
+            concurrency=concurrency,
+            ordering=ordering,
+            blocking=blocking,
+        )
         _require_inputs(self, exactly_one=True)
         self._routes = self.data_outputs
         if not self._routes:
@@ -385,7 +567,9 @@ class Merger(Component):
 class Sink(Component, ABC):
     """Named inputs, no outputs (except ``errors``): ``consume(item)`` keeps it.
 
-    All inputs are drained concurrently, each by its own task.
+    All inputs are drained concurrently, each by its own task. With ``batch``,
+    ``consume`` takes a list of items (up to ``max_items``, or fewer after
+    ``max_wait_s``); over Redis they are acknowledged once it returns.
     """
 
     kind = "sink"
@@ -399,9 +583,23 @@ class Sink(Component, ABC):
         inputs: Mapping[str, Any] | None = None,
         outputs: Mapping[str, Any] | None = None,
         burst_limit: int = 256,
+        batch: Batch | None = None,
+        concurrency: int = 1,
+        ordering: Ordering = "input",
+        blocking: bool = False,
     ) -> None:
-        super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
+        super().__init__(
+            name,
+            inputs=inputs,
+            outputs=outputs,
+            burst_limit=burst_limit,
+            concurrency=concurrency,
+            ordering=ordering,
+            blocking=blocking,
+        )
         _require_inputs(self, exactly_one=False)
+        if batch is not None:
+            self.batching = Batching(batch)
         if self.data_outputs:
             raise WiringError(
                 f"sink {name!r} may only have an {ERRORS_PORT!r} output, "
@@ -410,7 +608,7 @@ class Sink(Component, ABC):
         self.use(self.consume)
 
     @abstractmethod
-    def consume(self, item: Any) -> MaybeAwaitable[None]:
+    def consume(self, item: Any, /) -> MaybeAwaitable[None]:
         """Do whatever the service does with a finished item."""
 
 
@@ -432,6 +630,13 @@ def _require_inputs(component: Component, *, exactly_one: bool) -> None:
             f"{component.kind} {component.name!r} needs {wanted}, "
             f"got {sorted(component.inputs) or 'none'}"
         )
+
+
+def _nth(by: str, index: int) -> str:
+    """Where the ``index``-th of several items from one input was made: the first
+    keeps ``by``, so its id is the one a single result would have (ids of messages
+    made from a redelivered message stay the same, see ``Envelope.derive``)."""
+    return by if index == 0 else f"{by}#{index}"
 
 
 async def _await_each(awaitables: list[Awaitable[None]]) -> None:

@@ -14,5 +14,5 @@ class Score(ScoreBase):
     """What score does."""
 
     def transform(self, item: Order) -> ScoredOrder | None:
-        """Return the ScoredOrder for ``item``, or None to drop it."""
+        """Return the ScoredOrder for ``item``, or None to drop it (a list of them, or ``yield``, sends several)."""
         return self.carry_over(item)

@@ -10,8 +10,10 @@ See docs/runtime.md for the API and a complete wiring example.
 
 from .app import create_app, serve
 from .auth import ApiKeyAuth, BasicAuth, Credentials, api_key_digest, user_entry
+from .batching import Batch
+from .clock import Clock, LoopClock, ManualClock
 from .component import Component, RunContext, State, current_message
-from .components import Filter, Merger, Router, Sink, Source, Transformer
+from .components import Filter, Merger, Router, Sink, Source, Timer, Transformer
 from .context import RequestContext, TrustedProxies, current_request
 from .dedup import Dedup, DedupBusy
 from .envelope import Entry, Envelope, Origin, uuid7
@@ -28,17 +30,21 @@ from .errors import (
     Unauthorized,
     Unavailable,
     UnknownRouteError,
+    UnsupportedMediaType,
     WiringError,
 )
+from .histogram import Histogram
 from .ingress import ApiEndpoint
 from .logs import JsonFormatter, MaskedLogger, configure_logging
-from .metrics import Histogram, ServiceMetrics
+from .metrics import ServiceMetrics
 from .pii import MASK, Masker
-from .ports import Connection, InputPort, OutputPort, Overflow, Transport
+from .ports import Connection, InputPort, OutputPort, Overflow
 from .ratelimit import RateLimit
 from .service import DrainReport, Service, ServiceState
 from .settings import ServiceSettings
 from .taps import Inlet, Tap
+from .transport import Transport
+from .websocket import WebSocketIn, WebSocketOut
 
 __all__ = [
     "MASK",
@@ -46,6 +52,8 @@ __all__ = [
     "ApiKeyAuth",
     "BadRequest",
     "BasicAuth",
+    "Batch",
+    "Clock",
     "Component",
     "Connection",
     "Credentials",
@@ -61,6 +69,8 @@ __all__ = [
     "InputPort",
     "InvalidBody",
     "JsonFormatter",
+    "LoopClock",
+    "ManualClock",
     "MaskedLogger",
     "Masker",
     "Merger",
@@ -85,12 +95,16 @@ __all__ = [
     "StartupError",
     "State",
     "Tap",
+    "Timer",
     "Transformer",
     "Transport",
     "TrustedProxies",
     "Unauthorized",
     "Unavailable",
     "UnknownRouteError",
+    "UnsupportedMediaType",
+    "WebSocketIn",
+    "WebSocketOut",
     "WiringError",
     "api_key_digest",
     "configure_logging",

@@ -27,6 +27,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from . import tracing
 from .auth import ApiKeyAuth, BasicAuth, Credentials
 from .component import Component, RunContext
 from .context import CORRELATION_HEADER, current_request, valid_correlation_id
@@ -35,9 +36,12 @@ from .errors import (
     BadRequest,
     InvalidBody,
     PayloadTooLarge,
+    RequestError,
     Unavailable,
+    UnsupportedMediaType,
     WiringError,
 )
+from .histogram import LATENCY_BUCKETS, Histogram
 from .ratelimit import RateLimit, RateLimiter, RateLimitStore, client_key
 
 __all__ = ["ApiEndpoint", "Auth", "accepted"]
@@ -122,6 +126,10 @@ class ApiEndpoint(Component):
         self.limiter: RateLimiter | None = None
         self._accepting = False
         self._in_flight = 0
+        #: requests answered, by status (the availability SLI, docs/operations.md)
+        self.responses: dict[int, int] = {}
+        #: how long answering took (the latency SLI)
+        self.duration = Histogram(LATENCY_BUCKETS)
         self._idle: anyio.Event | None = None
 
     def configure(
@@ -189,11 +197,34 @@ class ApiEndpoint(Component):
         Returns the message id and the correlation id (the client's, or the new
         message's own id when the client sent none that looks like an id).
         """
-        if not self._accepting:
-            raise self._unavailable("the service is not accepting messages")
+        started = monotonic()
+        status: int | None = None  # a cancelled request was not answered
+        try:
+            if not self._accepting:
+                raise self._unavailable("the service is not accepting messages")
+            taken = await self._counted(scope, receive)
+            status = 202
+            return taken
+        except RequestError as exc:
+            status = exc.status
+            raise
+        except Exception:
+            status = 500
+            raise
+        finally:
+            if status is not None:
+                self.responses[status] = self.responses.get(status, 0) + 1
+                self.duration.observe(monotonic() - started)
+
+    async def _counted(self, scope: Scope, receive: Receive) -> tuple[str, str]:
         self._in_flight += 1
         try:
-            return await self._accept(scope, receive)
+            tracer = tracing.TRACER
+            if tracer is None:
+                return await self._accept(scope, receive)
+            # one trace per accepted request: the message is made in this span
+            with tracing.request_span(tracer, self.name, scope):
+                return await self._accept(scope, receive)
         finally:
             self._in_flight -= 1
             if not self._in_flight and self._idle is not None:
@@ -203,13 +234,17 @@ class ApiEndpoint(Component):
         if self.authenticator is not None or self.limiter is not None:
             await self._guard(scope)
         limit = self.max_payload_bytes
-        for key, declared in scope["headers"]:
-            if key == b"content-length":  # the first one, as Starlette reads it
-                if not declared.isdigit():
-                    raise BadRequest("Content-Length is not a number")
-                if int(declared) > limit:
-                    raise self._too_large()
-                break
+        length = media = None
+        for key, value in scope["headers"]:  # the first of each, as Starlette reads
+            if key == b"content-length" and length is None:
+                length = value
+            elif key == b"content-type" and media is None:
+                media = value
+        if length is not None:
+            if not length.isdigit():
+                raise BadRequest("Content-Length is not a number")
+            if int(length) > limit:
+                raise self._too_large()
         # The body, read straight from the server with a running cap, so that a
         # chunked body is refused as soon as it grows past the limit.
         size = 0
@@ -226,6 +261,11 @@ class ApiEndpoint(Component):
             if not message.get("more_body", False):
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        # after the size checks: a body too large is refused as that, whatever it is
+        if media is None or not _is_json(media):
+            raise UnsupportedMediaType(
+                "the body must be sent as JSON (Content-Type: application/json)"
+            )
         try:
             item = self._validate_json(body)
         except ValidationError as exc:
@@ -239,6 +279,8 @@ class ApiEndpoint(Component):
             correlation = context.known_correlation_id
         now = monotonic()
         envelope = Envelope.start(item, now, correlation)
+        if tracing.TRACER is not None:
+            tracing.made(envelope)
         message_id = envelope.id
         if correlation is None:
             correlation = message_id  # this message starts the conversation
@@ -304,6 +346,14 @@ class ApiEndpoint(Component):
 
     def _unavailable(self, detail: str) -> Unavailable:
         return Unavailable(detail, self.retry_after)
+
+
+def _is_json(content_type: bytes) -> bool:
+    """Whether a Content-Type is JSON: ``application/json`` or ``.../x+json``."""
+    media = content_type.partition(b";")[0].strip().lower()
+    return media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    )
 
 
 async def accepted(send: Send, message_id: str, correlation_id: str) -> None:

@@ -10,12 +10,8 @@ numbers as a dict.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
-from itertools import chain, repeat
-from math import fsum
-from operator import neg
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -26,129 +22,16 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from .component import Component
-    from .ports import InputPort
+from .component import Component
+from .components import Timer
+from .histogram import AGE_BUCKETS, LATENCY_BUCKETS, Histogram
+from .ingress import ApiEndpoint
+from .ports import InputPort
 
 __all__ = ["AGE_BUCKETS", "LATENCY_BUCKETS", "Histogram", "ServiceMetrics"]
 
-#: Upper bounds (seconds) for message age: from sub-millisecond hops to a minute.
-AGE_BUCKETS = (
-    0.0001,
-    0.0005,
-    0.001,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-)
-#: Upper bounds (seconds) for the time user code spends on one item.
-LATENCY_BUCKETS = (
-    0.00001,
-    0.00005,
-    0.0001,
-    0.0005,
-    0.001,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-
 _LABELS = ("component", "port")
 _STREAM_NUMBERS = ("lag", "pending", "redeliveries", "dead_lettered")
-
-
-class Histogram:
-    """A fixed-bucket histogram updated in place (``counts[i] += 1``).
-
-    ``counts[i]`` holds the observations in ``(bounds[i-1], bounds[i]]``; the last
-    slot holds those above every bound. Hot loops inline ``observe``.
-    """
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: Iterable[float]) -> None:
-        self.bounds = tuple(sorted(bounds))
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        """Record one observation."""
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-    def observe_since(self, now: float, stamps: list[float]) -> None:
-        """Record ``now - stamp`` for every stamp, as ``observe`` would (sorts them).
-
-        For a batch of messages' ages: the ages are split at the bounds they
-        straddle, so the work grows with the buckets they cover, not with each
-        message (one bucket, the common case: one ``+=``).
-        """
-        count = len(stamps)
-        if count < 4:
-            for stamp in stamps:
-                self.observe(now - stamp)
-            return
-        bounds, counts = self.bounds, self.counts
-        stamps.sort()
-        # The newest stamp is the youngest age: ages fall along the sorted stamps.
-        low = bisect_left(bounds, now - stamps[-1])
-        high = bisect_left(bounds, now - stamps[0])
-        if low == high:
-            counts[low] += count
-        else:
-            # older[k]: how many ages are over bounds[k]. ``stamp - now < -bound``
-            # is exactly ``now - stamp > bound`` (IEEE negation is exact).
-            def since(stamp: float) -> float:
-                return stamp - now
-
-            above = count
-            for index in range(low, high):
-                older = bisect_left(stamps, -bounds[index], key=since)
-                counts[index] += above - older
-                above = older
-            counts[high] += above
-        # Correctly rounded: the same as adding each age, without its rounding.
-        self.sum += fsum(chain(repeat(now, count), map(neg, stamps)))
-
-    @property
-    def count(self) -> int:
-        """The number of observations."""
-        return sum(self.counts)
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        """``(le, cumulative count)`` pairs in Prometheus order, ending with +Inf."""
-        total = 0
-        pairs = []
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            total += count
-            pairs.append((_le(bound), total))
-        return pairs
-
-    def as_dict(self) -> dict[str, Any]:
-        """Count, sum and cumulative buckets, for snapshots and logs."""
-        return {
-            "count": self.count,
-            "sum": self.sum,
-            "buckets": dict(self.cumulative()),
-        }
 
 
 class ServiceMetrics:
@@ -204,6 +87,24 @@ class ServiceMetrics:
                 }
             snapshot[component.name] = ports
         return snapshot
+
+    def groups(self) -> dict[str, dict[str, Any]]:
+        """``{component: numbers}`` for components that batch or tick: ``batch_size``
+        and ``batch_latency`` (histograms), or ``ticks`` and ``ticks_skipped``."""
+        found: dict[str, dict[str, Any]] = {}
+        for component in self._components():
+            if component.batching is not None:
+                found[component.name] = {
+                    "batch_size": component.batching.sizes.as_dict(),
+                    "batch_latency": component.batching.latency.as_dict(),
+                }
+            if isinstance(component, Timer):
+                ticker = component.ticker
+                found[component.name] = {
+                    "ticks": ticker.ticks,
+                    "ticks_skipped": ticker.skipped,
+                }
+        return found
 
 
 class _PortCollector(Collector):
@@ -283,20 +184,74 @@ class _PortCollector(Collector):
                 blocked.add_metric(labels, out.blocked_seconds)
         yield from (received, sent, dropped, errors, blocked, depth, utilization)
         yield from (running, age, latency, lag, pending, redeliveries, dead)
+        yield from _batches_and_ticks(self._components())
+        yield from _requests(self._components())
+
+
+def _batches_and_ticks(components: Iterable[Component]) -> Iterator[Metric]:
+    """Per component: its batch sizes and batch latency, or its ticks run and skipped."""
+    sizes = HistogramMetricFamily(
+        "portwright_batch_size",
+        "Items per batch handed to a batching component's user method.",
+        labels=["component"],
+    )
+    latency = HistogramMetricFamily(
+        "portwright_batch_latency_seconds",
+        "Time a batching component's user method spent on one batch.",
+        labels=["component"],
+    )
+    ticks = CounterMetricFamily(
+        "portwright_ticks", "Ticks a timer source ran.", labels=["component"]
+    )
+    skipped = CounterMetricFamily(
+        "portwright_ticks_skipped",
+        "Ticks a timer source skipped because the one before ran past them.",
+        labels=["component"],
+    )
+    for component in components:
+        batching = component.batching
+        if batching is not None:
+            labels = [component.name]
+            sizes.add_metric(labels, batching.sizes.cumulative(), batching.sizes.sum)
+            latency.add_metric(
+                labels, batching.latency.cumulative(), batching.latency.sum
+            )
+        if isinstance(component, Timer):
+            ticks.add_metric([component.name], component.ticker.ticks)
+            skipped.add_metric([component.name], component.ticker.skipped)
+    yield from (sizes, latency, ticks, skipped)
+
+
+def _requests(components: Iterable[Component]) -> Iterator[Metric]:
+    """Per api_endpoint: requests answered by status, and how long answering took
+    (the availability and latency SLIs of docs/operations.md)."""
+    answered = CounterMetricFamily(
+        "portwright_http_responses",
+        "Requests an api_endpoint answered, by HTTP status.",
+        labels=["component", "code"],
+    )
+    duration = HistogramMetricFamily(
+        "portwright_http_request_duration_seconds",
+        "Time an api_endpoint took to answer a request.",
+        labels=["component"],
+    )
+    for component in components:
+        if isinstance(component, ApiEndpoint):
+            for status, count in sorted(component.responses.items()):
+                answered.add_metric([component.name, str(status)], count)
+            stats = component.duration
+            duration.add_metric([component.name], stats.cumulative(), stats.sum)
+    yield from (answered, duration)
 
 
 def _stream_stats(port: InputPort) -> list[dict[str, Any]]:
-    """The Redis numbers of the port's connections that are read here."""
+    """The stream numbers of the port's connections that are read here (a
+    transport between processes reports them)."""
     return [
         stats
         for connection in port.connections
         if (stats := connection.stream_stats()) is not None
     ]
-
-
-def _le(bound: float) -> str:
-    """A bucket bound as Prometheus writes it: ``0.005``, ``1.0``, ``+Inf``."""
-    return "+Inf" if bound == float("inf") else repr(float(bound))
 
 
 def _counter(name: str, documentation: str) -> CounterMetricFamily:

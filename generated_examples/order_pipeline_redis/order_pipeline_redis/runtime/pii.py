@@ -58,7 +58,7 @@ class Masker:
                 )
                 for key, item in value.items()
             }
-        if isinstance(value, list | tuple | set | frozenset):
+        if isinstance(value, (list, tuple, set, frozenset)):
             return [self.mask(item) for item in value]
         return value
 

@@ -23,45 +23,71 @@ connection falls back to the awaiting ``send``.
 Components move messages in batches where they can: the receiving loop takes what
 is already buffered (``Connection.take``, at most ``burst_limit`` messages) and
 hands what it produced to the next stream in one operation (``OutputPort.emit_all``
--> ``Connection.put``). anyio's public API moves one item per call, so these read
-and fill the stream's buffer directly. Whether that works with the installed anyio
-is checked once, when a connection opens (``Connection.batched``); if not, ``take``
-and ``emit_all`` use the per-item calls instead. Either way a stream never holds
-more than ``buffer_size`` messages, a waiting receiver is handed its item and woken,
-and waiting senders are moved into the room a batch frees, in the order they came.
+-> ``Connection.put``). anyio's public API moves one item per call, so these work
+on the stream's state through ``streamstate``, checked once when a connection opens
+(``Connection.batched``); if not, ``take`` and ``emit_all`` use the per-item calls.
 
-A connection may instead be carried by Redis (``streams.RedisConnection``, a subclass):
-the receiving component drains it the same way, through ``receiving()``, and reports
-what became of each message through ``settled``.
+``Connection`` is what every transport shares: the bounded buffer in front of the
+receiving component, and the protocol the core knows (``place``, ``offer``/``send``,
+``take``/``put``, ``settled``, ``per_message``, ``stream_stats``). As it is, it is the
+memory transport (package ``memory``); a transport between processes subclasses it
+(``redis.connection``): the receiving component drains it the same
+way, through ``receiving()``, and reports what became of each message through
+``settled``.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from itertools import islice
+from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any, ClassVar, Literal, NoReturn, get_args
 
 import anyio
 from anyio import BrokenResourceError, EndOfStream, WouldBlock
-from anyio.streams.memory import (
-    MemoryObjectReceiveStream,
-    MemoryObjectSendStream,
-    MemoryObjectStreamStatistics,
-)
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .envelope import Entry, Envelope
 from .errors import WiringError
-from .metrics import AGE_BUCKETS, LATENCY_BUCKETS, Histogram
+from .histogram import AGE_BUCKETS, LATENCY_BUCKETS, Histogram
+from .pii import Masker
+from .streamstate import StreamClosed, StreamState, state_of
+from .streamstate import put as _put
+from .streamstate import take as _take
 
-__all__ = ["Connection", "InputPort", "OutputPort", "Overflow", "Transport"]
+__all__ = [
+    "Connection",
+    "InputPort",
+    "OutputPort",
+    "Overflow",
+    "Placement",
+    "Writer",
+]
 
 Overflow = Literal["block", "drop_newest", "drop_oldest"]
 OVERFLOW_POLICIES: tuple[str, ...] = get_args(Overflow)
-Transport = Literal["memory", "redis"]
-TRANSPORTS: tuple[str, ...] = get_args(Transport)
+#: background work a connection asks the service to run while it runs (a writer)
+Writer = Callable[[], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a connection's ends run, told to it by the service when it starts."""
+
+    #: the sending / receiving component runs in this process
+    sending: bool
+    receiving: bool
+    #: set when the service begins to stop
+    stopping: anyio.Event = field(default_factory=anyio.Event)
+    #: masks personal data in what the connection records (dead letters)
+    masker: Masker = field(default_factory=Masker)
+    #: the sender waits until the message is safely carried (HTTP ingress, which
+    #: answers 202 only then)
+    confirm: bool = False
+    #: the receiving component's output ports: a message taken here is settled
+    #: only once what the component sent on them for it is safely carried
+    outputs: tuple[OutputPort, ...] = ()
 
 
 class InputPort:
@@ -200,7 +226,7 @@ class OutputPort:
         dropped it), else an awaitable that finishes the delivery.
         """
         count = len(entries)
-        if count <= 1:  # one message at a time (the loop for Redis, async code)
+        if count <= 1:  # one message at a time (per-message transports, async code)
             pending = self.emit(entries[0]) if count else None
             entries.clear()
             return pending
@@ -276,7 +302,23 @@ class OutputPort:
 class Connection:
     """One bounded stream from an output port to an input port."""
 
-    transport: ClassVar[Transport] = "memory"
+    #: the transport's name (for people: repr, docs; nothing branches on it)
+    transport: ClassVar[str] = "memory"
+    #: each message must be handled on its own (acknowledged, encoded when sent),
+    #: so the receiving loop may not move it in a batch
+    per_message: ClassVar[bool] = False
+    #: its two ends may run in different processes
+    between_processes: ClassVar[bool] = False
+    #: it can keep each key's order (``key``): the items of one key reach the
+    #: receiver in the order sent and one at a time
+    keeps_key_order: ClassVar[bool] = True
+    #: ``key(item)``: the value whose items keep their order and are never in the
+    #: receiver's method together (see ``concurrency.Window``); None: not keyed
+    key: Callable[[Any], object] | None = None
+    #: the most entries the receiving group may hold unread or pending before
+    #: senders wait (a transport between processes; in memory ``buffer_size``
+    #: bounds the stream already); None: unbounded
+    max_lag: int | None = None
     #: ``settled(envelope, error)``: told when the receiver is done with a message
     #: (``error`` is None) or failed on it; ``None`` when nobody needs to know.
     settled: Callable[[Envelope, Exception | None], None] | None = None
@@ -313,16 +355,12 @@ class Connection:
         self.batched = False
         #: messages a ``send_all`` still waits to deliver (abandoned if cancelled)
         self.unsent = 0
-        self._buffer: deque[Entry] = deque()
-        self._state: Any = None
+        self._state: StreamState[Entry] | None = None
 
     @property
-    def stream_state(self) -> Any:
-        """anyio's state of a ``batched`` stream (buffer, waiting tasks), else None.
-
-        Not public anyio API: only for the loops that move entries in bulk, and
-        only where ``batched`` says its shape was checked.
-        """
+    def stream_state(self) -> StreamState[Entry] | None:
+        """The stream's state for moving entries in bulk, if ``batched`` (see
+        ``streamstate``), else None."""
         return self._state
 
     def __repr__(self) -> str:
@@ -331,16 +369,24 @@ class Connection:
             f"buffer_size={self.buffer_size}, overflow={self.overflow!r})"
         )
 
+    def place(self, placement: Placement) -> Writer | None:
+        """Open the ends that run here; what to run in the background, if anything.
+
+        Called by the service when it starts. In memory both ends must run here
+        (the service checks that); a transport between processes overrides this.
+        """
+        if placement.sending and placement.receiving:
+            self.open()
+        return None
+
     def open(self) -> None:
         """Create the stream; called when the service starts."""
         self.sender, self.receiver = anyio.create_memory_object_stream[Entry](
             self.buffer_size
         )
         self._send_nowait = self.sender.send_nowait
-        self._state = _batch_state(self.sender, self.receiver)
+        self._state = state_of(self.sender, self.receiver)
         self.batched = self._state is not None
-        if self._state is not None:
-            self._buffer = self._state.buffer
         self.offer = {
             "block": self._offer_block,
             "drop_newest": self._offer_drop_newest,
@@ -375,25 +421,10 @@ class Connection:
         Without ``batched``, one ``receive_nowait`` per entry. Call it only from
         the receiving loop.
         """
-        if not self.batched:
-            return self._take_each(limit)
-        buffer = self._buffer
-        if len(buffer) <= limit:
-            batch = list(buffer)
-            buffer.clear()
-        else:
-            popleft = buffer.popleft
-            batch = [popleft() for _ in range(limit)]
         state = self._state
-        senders = state.waiting_senders
-        if senders:
-            room = state.max_buffer_size - len(buffer)
-            while senders and room > 0:
-                event, entry = senders.popitem(last=False)
-                buffer.append(entry)
-                event.set()
-                room -= 1
-        return batch
+        if state is None:
+            return self._take_each(limit)
+        return _take(state, limit)
 
     def _take_each(self, limit: int) -> list[Entry]:
         assert self.receiver is not None, "connection is not open"
@@ -413,28 +444,13 @@ class Connection:
         when all did, or when the receiver is gone: then they are counted as
         dropped). Needs ``batched``.
         """
-        count = len(entries)
-        send_nowait = self._send_nowait
         state = self._state
-        # The first entry goes through anyio: it raises if the stream is closed,
-        # and hands the entry to a waiting receiver (and wakes it).
-        while start < count and (start == 0 or state.waiting_receivers):
-            try:
-                send_nowait(entries[start])
-            except WouldBlock:
-                return start
-            except BrokenResourceError:
-                self.source.dropped += count - start
-                return count
-            start += 1
-        room = state.max_buffer_size - len(self._buffer)
-        if room >= count - start:
-            self._buffer.extend(islice(entries, start, None) if start else entries)
-            return count
-        if room > 0:
-            self._buffer.extend(islice(entries, start, start + room))
-            start += room
-        return start
+        assert state is not None, "put needs a batched connection"
+        try:
+            return _put(state, self._send_nowait, entries, start)
+        except StreamClosed as closed:
+            self.source.dropped += len(entries) - closed.index
+            return len(entries)
 
     async def send_all(self, entries: list[Entry]) -> None:
         """Deliver every entry, in order, waiting for room; the wait is blocked time."""
@@ -455,7 +471,7 @@ class Connection:
             self.source.blocked_seconds += monotonic() - started
 
     def stream_stats(self) -> dict[str, Any] | None:
-        """Numbers of the Redis stream behind this connection (None: in memory)."""
+        """Numbers of the transport's stream behind this connection (None: in memory)."""
         return None
 
     def depth(self) -> int:
@@ -508,42 +524,6 @@ class Connection:
         except BrokenResourceError:
             self.source.dropped += 1
         return True
-
-
-def _batch_state(
-    sender: MemoryObjectSendStream[Entry], receiver: MemoryObjectReceiveStream[Entry]
-) -> Any:
-    """The stream's shared state, if ``take`` and ``put`` can work on it; else None.
-
-    They read anyio's ``MemoryObjectStreamState`` (the buffer, the waiting senders
-    and receivers), which is not public API. So check, once per connection, that it
-    has the shape they expect and that an item sent with the public API shows up in
-    that buffer; anything else falls back to the per-item calls.
-    """
-    try:
-        state: Any = sender._state
-        if receiver._state is not state:
-            return None
-        buffer = state.buffer
-        shaped = (
-            isinstance(buffer, deque)
-            and isinstance(state.waiting_senders, OrderedDict)
-            and isinstance(state.waiting_receivers, OrderedDict)
-            and isinstance(state.max_buffer_size, int | float)
-            and isinstance(state.open_receive_channels, int)
-            and isinstance(receiver.statistics(), MemoryObjectStreamStatistics)
-        )
-        if not shaped or buffer:
-            return None
-        probe: Any = (0.0, None)
-        sender.send_nowait(probe)
-        seen = len(buffer) == 1 and buffer[0] is probe
-        taken = receiver.receive_nowait()
-        if not seen or taken is not probe or buffer:
-            return None
-    except Exception:
-        return None
-    return state
 
 
 def _not_open(entry: Entry) -> NoReturn:

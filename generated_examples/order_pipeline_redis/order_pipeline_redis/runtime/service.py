@@ -10,36 +10,37 @@ returned ``DrainReport`` (also logged) says what was left.
 
 A service may run in several processes: each runs the components its settings name
 (``components``; all by default), and the connections between processes are carried
-by Redis (see ``streams``).
+by a transport between processes (Redis). The service knows transports only through
+``transport.Carrier``: one per transport it uses, made when a connection asks.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
 from time import monotonic
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .component import Component, RunContext, State
 from .components import Source
-from .dedup import Dedup, MemoryDedup, RedisDedup
+from .dedup import Dedup, MemoryDedup
 from .errors import ServiceError, SettingsError, StartupError, WiringError
 from .ingress import ApiEndpoint
 from .logs import MaskedLogger
+from .looplag import LoopLag
 from .metrics import ServiceMetrics
 from .pii import Masker
-from .ports import Connection, InputPort, OutputPort, Overflow, Transport
+from .ports import Connection, InputPort, OutputPort, Overflow, Placement, Writer
 from .settings import ServiceSettings
 from .taps import Inlet, Tap
-
-if TYPE_CHECKING:
-    from .streams import RedisLink
+from .transport import Carrier, Transport, carrier_factory, transports
 
 __all__ = ["DrainReport", "Service", "ServiceState"]
 
@@ -94,12 +95,20 @@ class Service:
         #: how the last run ended; set when ``run()`` returns
         self.drain_report: DrainReport | None = None
         self.log = MaskedLogger(logging.getLogger(name), self.masker, {"service": name})
+        #: the event loop's lag, and the watchdog that names code blocking it
+        self.loop_lag = LoopLag(
+            self.settings.loop_lag_warn_ms / 1000, self.local_components, self.log
+        )
+        self.metrics.registry.register(self.loop_lag)
         self._context: RunContext | None = None
         self._stop_requested_at: float | None = None
         self._left: dict[str, int] | None = None
-        #: the Redis client, once a connection is carried by Redis
-        self.redis: RedisLink | None = None
+        #: each transport's carrier, once a connection uses it (``transport``)
+        self.carriers: dict[str, Carrier] = {}
         self._failure: StartupError | None = None
+        #: where this process serves HTTP (``serve`` sets it); with Redis, each
+        #: replica lists itself there under this address (``replicas``)
+        self.url: str | None = None
 
     def __repr__(self) -> str:
         return f"Service({self.name!r}, state={self.state.value!r})"
@@ -146,21 +155,42 @@ class Service:
         buffer_size: int = 1024,
         overflow: Overflow = "block",
         transport: Transport = "memory",
+        key: str | None = None,
+        max_lag: int | None = None,
     ) -> Connection:
         """Connect the output ``"component.port"`` to the input ``"component.port"``.
 
         ``buffer_size`` bounds the connection's stream (an env override for the
         target port wins); ``overflow`` says what a full buffer does. ``transport``
         carries it in this process's memory or by Redis (``settings.transport``,
-        when set, wins).
+        when set, wins). ``key`` (a field, ``a.b`` nested) keys it: the items of one
+        value keep their order and are never in the receiver's method together.
+        ``max_lag``: over Redis, the most entries the target's group may hold unread
+        or pending before senders wait (HTTP ingress: 503); memory ignores it, its
+        ``buffer_size`` being the bound already.
         """
-        return self._connect(
+        connection = self._connect(
             source,
             target,
             buffer_size=buffer_size,
             overflow=overflow,
             transport=self.settings.transport or transport,
         )
+        if key is not None:
+            if not connection.keeps_key_order:
+                raise WiringError(
+                    f"connection {source} -> {target} is keyed by {key!r}, which "
+                    f"transport {connection.transport!r} cannot keep in order"
+                )
+            connection.key = attrgetter(key)
+        if max_lag is not None:
+            if max_lag < 1:
+                raise WiringError(
+                    f"connection {source} -> {target}: max_lag must be at least 1, "
+                    f"got {max_lag!r}"
+                )
+            connection.max_lag = max_lag
+        return connection
 
     def _connect(
         self,
@@ -181,22 +211,9 @@ class Service:
             )
         size = self.settings.buffer_overrides.get(port.address, buffer_size)
         overflow = self.settings.overflow_overrides.get(port.address, overflow)
-        connection: Connection
-        if transport == "redis":
-            from .streams import RedisConnection, RedisLink  # only when used
-
-            if self.redis is None:
-                self.redis = RedisLink(self.name, self.settings, self.log)
-            connection = RedisConnection(
-                output, port, buffer_size=size, overflow=overflow, link=self.redis
-            )
-        elif transport == "memory":
-            connection = Connection(output, port, buffer_size=size, overflow=overflow)
-        else:
-            raise WiringError(
-                f"connection {source} -> {target}: transport {transport!r} is not "
-                "'memory' or 'redis'"
-            )
+        connection = self._carrier(source, target, transport).connect(
+            output, port, buffer_size=size, overflow=overflow
+        )
         output.connections.append(connection)
         port.connections.append(connection)
         self.connections.append(connection)
@@ -324,9 +341,16 @@ class Service:
                     f"port {port.address} is saturated "
                     f"({port.utilization():.0%} of its buffer used)"
                 )
-        if self.redis is not None and self.redis.problem is not None:
-            reasons.append(self.redis.problem)
+        reasons.extend(
+            c.problem for c in self.carriers.values() if c.problem is not None
+        )
         return reasons
+
+    def shared_storage(self) -> str | None:
+        """A store every replica shares (rate limits), if a transport offers one."""
+        return next(
+            (s for c in self.carriers.values() if (s := c.shared_storage)), None
+        )
 
     async def _run(
         self,
@@ -339,9 +363,13 @@ class Service:
         writers = self._open_connections(context)
         try:
             async with anyio.create_task_group() as watchers:
-                if self.redis is not None:
-                    watchers.start_soon(self.redis.monitor)
-                # ``links``: the components, and what writes their messages to Redis
+                names = [c.name for c in self.local_components()]
+                watchers.start_soon(self.loop_lag.watch)
+                for carrier in self.carriers.values():
+                    watchers.start_soon(carrier.monitor, self.url, names)
+                # ``links``: the components, and the connections' background work
+                # (writers to another process; it ends once the components closed
+                # their outputs and all is written).
                 # (it ends once they closed their outputs and all is written).
                 async with anyio.create_task_group() as links:
                     for write in writers:
@@ -356,8 +384,8 @@ class Service:
         finally:
             for connection in self.connections:
                 connection.close()
-            if self.redis is not None:
-                await self.redis.close()
+            for carrier in self.carriers.values():
+                await carrier.close()
             if self._failure is None:
                 self.state = ServiceState.STOPPED
                 self.drain_report = self._report()
@@ -369,38 +397,25 @@ class Service:
         task_status.started(failure)
         return failure
 
-    def _open_connections(
-        self, context: RunContext
-    ) -> list[Callable[[], Coroutine[Any, Any, None]]]:
-        """Open the connections with an end here; the Redis writers to run."""
+    def _open_connections(self, context: RunContext) -> list[Writer]:
+        """Tell each connection which of its ends run here; its background work."""
         local = {component.name: component for component in self.local_components()}
-        writers: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        writers: list[Writer] = []
         for connection in self.connections:
-            sending = connection.source.component in local
-            receiving = connection.target.component in local
-            if connection.transport == "memory":
-                if sending and receiving:
-                    connection.open()
-                continue
-            from .streams import RedisConnection  # only services that use Redis
-
-            assert isinstance(connection, RedisConnection)
-            # Carried by Redis: either end may run here, or both.
             source = local.get(connection.source.component)
             target = local.get(connection.target.component)
-            connection.place(
-                sending=sending,
-                receiving=receiving,
+            placement = Placement(
+                sending=source is not None,
+                receiving=target is not None,
                 stopping=context.stopping,
                 masker=self.masker,
-                # HTTP ingress answers 202 only once Redis has the message
+                # HTTP ingress answers 202 only once the message is safely carried
                 confirm=isinstance(source, ApiEndpoint),
-                outputs=list(target.outputs.values()) if target else [],
+                outputs=tuple(target.outputs.values()) if target else (),
             )
-            if sending or receiving:
-                connection.open()
-            if connection.writes:
-                writers.append(connection.write)
+            writer = connection.place(placement)
+            if writer is not None:
+                writers.append(writer)
         return writers
 
     async def _start_components(
@@ -437,17 +452,26 @@ class Service:
             component.request_stop()
         context.stopping.set()
 
+    def _carrier(self, source: str, target: str, transport: str) -> Carrier:
+        """The service's carrier of ``transport``, made on first use."""
+        carrier = self.carriers.get(transport)
+        if carrier is None:
+            try:
+                factory = carrier_factory(transport)
+            except KeyError:
+                known = " or ".join(map(repr, transports()))
+                raise WiringError(
+                    f"connection {source} -> {target}: transport {transport!r} is "
+                    f"not {known}"
+                ) from None
+            carrier = self.carriers[transport] = factory(
+                self.name, self.settings, self.log
+            )
+        return carrier
+
     def _dedup(self) -> Dedup:
-        settings = self.settings
-        if self.redis is None:
-            return MemoryDedup(settings.dedup_ttl_s)
-        # The lease ends when the message would be claimed again anyway.
-        return RedisDedup(
-            self.redis,
-            self.redis.key("dedup") + ".",
-            ttl_s=settings.dedup_ttl_s,
-            lease_s=settings.redis_claim_idle_ms / 1000,
-        )
+        shared = (d for c in self.carriers.values() if (d := c.dedup()) is not None)
+        return next(shared, None) or MemoryDedup(self.settings.dedup_ttl_s)
 
     async def _watch_drain(
         self, context: RunContext, components: anyio.CancelScope
@@ -530,16 +554,12 @@ class Service:
 
     def check(self) -> None:
         """Raise now what would stop the start: unknown components or overrides in
-        the settings, a memory connection between processes, a bad Redis URL."""
+        the settings, a memory connection between processes, a transport's bad
+        settings (a Redis URL)."""
         settings = self.settings
         self._check_selection()
-        if self.redis is not None and not settings.redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise SettingsError(
-                f"{self.name.upper()}_REDIS_URL must start with redis://, rediss:// "
-                "or unix://"
-            )
+        for carrier in self.carriers.values():
+            carrier.check()
         ports = {
             port.address
             for component in self.components.values()
@@ -582,7 +602,7 @@ class Service:
         local = {c.name for c in self.local_components()}
         for connection in self.connections:
             ends = {connection.source.component, connection.target.component}
-            if connection.transport == "memory" and len(ends & local) == 1:
+            if not connection.between_processes and len(ends & local) == 1:
                 raise SettingsError(
                     f"connection {connection.source.address} -> "
                     f"{connection.target.address} is carried in memory, so "

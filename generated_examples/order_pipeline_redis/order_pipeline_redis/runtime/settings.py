@@ -114,6 +114,8 @@ class ServiceSettings(BaseModel):
     #: a source whose ``generate()`` raised is restarted after this many seconds
     #: (0: it stays stopped)
     source_restart_s: Annotated[float, Field(ge=0)] = 1.0
+    #: a warning names the code that holds the event loop this long (ms)
+    loop_lag_warn_ms: Annotated[float, Field(gt=0)] = 100.0
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     #: the components this process runs, comma-separated (empty: all of them)

@@ -14,5 +14,5 @@ class Classify(ClassifyBase):
     """What classify does."""
 
     def transform(self, item: Reading) -> Alert | None:
-        """Return the Alert for ``item``, or None to drop it."""
+        """Return the Alert for ``item``, or None to drop it (a list of them, or ``yield``, sends several)."""
         return self.carry_over(item)

@@ -13,10 +13,11 @@ client address), and answers every error in one JSON shape (``problems.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
 from time import monotonic
 from types import FrameType
@@ -29,18 +30,27 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import tracing
 from .auth import Credentials
 from .context import RequestContextMiddleware, TrustedProxies
 from .errors import RequestError, SettingsError
 from .ingress import ApiEndpoint, accepted
+from .listener import listen, url_of
 from .logs import configure_logging
 from .problems import ErrorHandlers, problem
 from .ratelimit import RateLimit, RateLimitStore
 from .service import Service
+from .status import StatusPage, dependency_checks, drawing_beside
+from .websocket import LiveCollector, live_routes
 
 __all__ = ["Ingest", "ServiceApp", "create_app", "serve"]
 
@@ -73,18 +83,34 @@ SECURITY_SCHEMES = {
     "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "basic": {"type": "http", "scheme": "basic"},
 }
+#: the exit status of a process stopped by SIGINT, as shells report it (128 + 2)
+INTERRUPTED = 130
 _RETRY = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
 
 
-def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
-    """The app serving ``service``'s ingress routes, health, readiness and metrics."""
+def create_app(
+    service: Service,
+    *,
+    version: str = "0.1.0",
+    description: str = "",
+    endpoint_descriptions: Mapping[str, str] | None = None,
+) -> FastAPI:
+    """The app serving ``service``'s ingress routes, health, readiness and metrics.
+
+    ``description`` describes the service in OpenAPI; each endpoint's operation is
+    described by its entry in ``endpoint_descriptions`` (the blueprint's), or else
+    by the service's description.
+    """
+    described = dict(endpoint_descriptions or {})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with service.running():
             yield
 
-    app = ServiceApp(title=service.name, version=version, lifespan=lifespan)
+    app = ServiceApp(
+        title=service.name, version=version, description=description, lifespan=lifespan
+    )
     app.state.service = service
     handlers = ErrorHandlers(service.log)
     handlers.install(app)
@@ -98,6 +124,7 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
         responses: dict[int | str, dict[str, Any]] = {
             400: {"model": Problem, "description": "Unreadable request headers"},
             413: {"model": Problem, "description": "Body too large"},
+            415: {"model": Problem, "description": "Body not sent as JSON"},
             422: {"model": Invalid, "description": "Body does not match"},
             503: {
                 "model": Problem,
@@ -139,16 +166,30 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
             methods=[endpoint.method],
             name=endpoint.name,
             summary=f"Send a message to {endpoint.name}",
+            description=described.get(endpoint.name)
+            or description
+            or f"The body, validated, becomes a message of {endpoint.name}.",
             status_code=202,
             response_model=Accepted,
             responses=responses,
             openapi_extra=endpoint.openapi_extra(),
         )
 
+    lives = live_routes(service.local_components())
+    if lives:
+        # ValueError: a second app of the same service registered them already
+        with contextlib.suppress(ValueError):
+            service.metrics.registry.register(LiveCollector(service.local_components))
+    for live in lives:
+        # WebSocket routes are not in OpenAPI (it has no way to describe them)
+        app.router.routes.append(
+            WebSocketRoute(live.route, live.handle, name=f"{live.name}_live")
+        )
+
     @app.get("/health", tags=["operations"])
-    async def health() -> dict[str, str]:
-        """The process is alive."""
-        return {"status": "alive"}
+    async def health() -> dict[str, Any]:
+        """The process is alive; ``checks`` say how each dependency is (never 503)."""
+        return {"status": "alive", "checks": dependency_checks(service)}
 
     @app.get(
         "/ready",
@@ -158,15 +199,16 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
     async def ready() -> JSONResponse:
         """Every component is running and no buffer is saturated (else 503)."""
         reasons = service.readiness()
+        checks = dependency_checks(service)
         if reasons:  # an error like any other, in the one shape, with the reasons
             return problem(
                 503,
                 "not_ready",
                 "; ".join(reasons),
                 {"retry-after": "1"},
-                extra={"status": "not ready", "reasons": reasons},
+                extra={"status": "not ready", "reasons": reasons, "checks": checks},
             )
-        return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "ready", "checks": checks})
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics() -> Response:
@@ -174,12 +216,28 @@ def create_app(service: Service, *, version: str = "0.1.0") -> FastAPI:
         # async, so the scrape reads the counters on the loop that updates them
         return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    # the status page: not in OpenAPI, like any page a person (not a client) reads
+    status = StatusPage(service, description=description, drawing=drawing_beside())
+
+    @app.get("/status", include_in_schema=False, response_class=HTMLResponse)
+    async def status_page() -> HTMLResponse:
+        """The component drawing with live numbers (docs/operations.md)."""
+        return HTMLResponse(status.page())
+
+    @app.get("/status.json", include_in_schema=False)
+    async def status_numbers() -> JSONResponse:
+        """The numbers the status page shows, refreshed each second."""
+        return JSONResponse(status.numbers())
+
     def openapi() -> dict[str, Any]:
         # The lean ingress routes take no pydantic body parameter, so FastAPI does
         # not know their schemas: register them as components.
         if app.openapi_schema is None:
             schema = get_openapi(
-                title=app.title, version=app.version, routes=app.routes
+                title=app.title,
+                version=app.version,
+                description=app.description or None,
+                routes=app.routes,
             )
             components = schema.setdefault("components", {})
             schemas = components.setdefault("schemas", {})
@@ -283,10 +341,13 @@ class Ingest:
         if handler is None:
             raise exc
         request = Request(scope, receive)
+        # Starlette types a handler as giving a response or an awaitable of one.
+        outcome: Response | Awaitable[Response]
         if inspect.iscoroutinefunction(handler):
-            response = await handler(request, exc)
+            outcome = handler(request, exc)
         else:
-            response = await run_in_threadpool(handler, request, exc)
+            outcome = await run_in_threadpool(handler, request, exc)
+        response = outcome if isinstance(outcome, Response) else await outcome
         await response(scope, receive, send)
 
 
@@ -304,14 +365,21 @@ def protect(service: Service) -> None:
             f"{service.name.upper()}_RATE_LIMIT__{unknown[0].upper()}: "
             f"no api_endpoint {unknown[0]!r} to limit"
         )
+    lives = live_routes(service.local_components())
     credentials = Credentials()
-    if any(endpoint.auth for endpoint in endpoints.values()):
+    if any(endpoint.auth for endpoint in endpoints.values()) or any(
+        live.live.auth for live in lives
+    ):
         credentials = Credentials.load(service.name, settings)
     store = None
-    if settings.rate_limit_overrides or any(e.rate_limit for e in endpoints.values()):
+    if (
+        settings.rate_limit_overrides
+        or any(e.rate_limit for e in endpoints.values())
+        or any(live.live.rate_limit for live in lives)
+    ):
         storage = settings.rate_limit_storage
         if storage == "auto":  # the service's own Redis, when it runs on Redis
-            storage = settings.redis_url if service.redis is not None else "memory"
+            storage = service.shared_storage() or "memory"
         store = RateLimitStore(
             storage,
             namespace=service.name,
@@ -332,14 +400,24 @@ def protect(service: Service) -> None:
                 "every request to it is refused",
                 name,
             )
+    for live in lives:
+        live.live.protect(credentials, store, service.name)
 
 
-def serve(app: FastAPI, *, host: str | None = None, port: int | None = None) -> None:
-    """Serve ``app`` with uvicorn until SIGTERM/SIGINT, then drain and exit.
+def serve(
+    app: FastAPI, *, host: str | None = None, port: int | range | None = None
+) -> int:
+    """Serve ``app`` with uvicorn until SIGTERM/SIGINT, then drain; the exit status.
 
     On the signal the service stops at once (ingress answers 503, sources stop)
     while uvicorn finishes open requests; the app's shutdown then waits for the
-    drain (at most ``drain_timeout_s``).
+    drain (at most ``drain_timeout_s``). Stopped by SIGINT (Ctrl-C), it returns 130,
+    as a shell reports an interrupted command, without a ``KeyboardInterrupt``;
+    stopped by SIGTERM, uvicorn ends the process by that signal once drained.
+
+    ``port`` may be a range: the first free port of it is taken, so that the same
+    command starts several replicas (``listener``). Where it serves is logged and,
+    with Redis, listed (``replicas``). Raises ``SettingsError`` when it cannot listen.
     """
     service: Service = app.state.service
     settings = service.settings
@@ -347,10 +425,17 @@ def serve(app: FastAPI, *, host: str | None = None, port: int | None = None) -> 
     configure_logging(
         service.name, settings.log_level, service.masker, also=("uvicorn",)
     )
+    # off unless OTEL_TRACES_EXPORTER names an exporter (docs/observability.md)
+    tracing.configure(service.name)
+    if not isinstance(port, range):
+        number = settings.port if port is None else port
+        port = range(number, number + 1)
+    sock = listen(host or settings.host, port)
+    service.url = url_of(sock)
     config = uvicorn.Config(
         app,
         host=host or settings.host,
-        port=settings.port if port is None else port,
+        port=sock.getsockname()[1],
         log_level=settings.log_level.lower(),
         log_config=None,
         # The client's address is decided by the app's trusted proxies alone:
@@ -358,7 +443,20 @@ def serve(app: FastAPI, *, host: str | None = None, port: int | None = None) -> 
         proxy_headers=False,
         lifespan="on",
     )
-    _DrainingServer(config, service).run()
+    server = _DrainingServer(config, service)
+    service.log.info(
+        "serving on %s (/health, /ready, /metrics)",
+        service.url,
+        extra={"url": service.url},
+    )
+    # uvicorn raises the SIGINT it handled again once it has drained, which asyncio
+    # turns into KeyboardInterrupt: the drain is done, there is nothing to say.
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
+    finally:
+        tracing.reset()  # export the spans still waiting
+    return INTERRUPTED if server.interrupted else 0
 
 
 class _DrainingServer(uvicorn.Server):
@@ -368,14 +466,25 @@ class _DrainingServer(uvicorn.Server):
         super().__init__(config)
         self._service = service
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: a SIGINT (Ctrl-C) asked it to stop
+        self.interrupted = False
 
     async def serve(self, sockets: Any = None) -> None:
         """Remember the loop, so that the signal handler can reach the service."""
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
 
+    async def shutdown(self, sockets: Any = None) -> None:
+        """Close live clients with 1001 once their queued frames are sent, before
+        uvicorn closes every connection with its own 1012."""
+        timeout = self._service.settings.drain_timeout_s
+        for live in live_routes(self._service.local_components()):
+            await live.live.close_all(timeout)
+        await super().shutdown(sockets)
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """Stop the service (on its loop), then let uvicorn shut down."""
+        self.interrupted = self.interrupted or sig == signal.SIGINT
         if self._loop is not None and sig in (signal.SIGINT, signal.SIGTERM):
             self._loop.call_soon_threadsafe(self._service.stop)
         super().handle_exit(sig, frame)

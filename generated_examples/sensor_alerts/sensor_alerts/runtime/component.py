@@ -23,18 +23,22 @@ from time import monotonic
 from typing import Any, ClassVar, NamedTuple, TypeAlias, TypeVar
 
 import anyio
-from anyio import EndOfStream, WouldBlock
+from anyio import EndOfStream, WouldBlock, to_thread
 from anyio.abc import TaskStatus
 from anyio.lowlevel import checkpoint
 from pydantic import ValidationError
 
+from . import tracing
+from .batching import Batching
+from .concurrency import Ordering, Window, Work
 from .context import current_message, set_message, track_handling
 from .dedup import Dedup, MemoryDedup
-from .envelope import Entry, Envelope, Origin, next_seq
+from .envelope import Entry, Envelope, Origin, new_envelope, next_seq
 from .errors import ErrorRecord, ServiceError, WiringError
 from .logs import MaskedLogger
 from .pii import Masker
 from .ports import Connection, InputPort, OutputPort
+from .results import PLURAL
 from .settings import ServiceSettings
 
 __all__ = [
@@ -120,6 +124,8 @@ class Component:
     #: whether ``current_message()`` is set while user code runs (it costs a little
     #: per message; always on for sinks and for connections carried by Redis)
     tracks_message: ClassVar[bool] = False
+    #: set when the user method takes a batch of items at once (``batch``)
+    batching: Batching | None = None
     #: ports used when the wiring passes none
     default_inputs: ClassVar[Mapping[str, Any]] = {}
     default_outputs: ClassVar[Mapping[str, Any]] = {}
@@ -131,6 +137,9 @@ class Component:
         inputs: Mapping[str, Any] | None = None,
         outputs: Mapping[str, Any] | None = None,
         burst_limit: int = 256,
+        concurrency: int = 1,
+        ordering: Ordering = "input",
+        blocking: bool = False,
     ) -> None:
         if not _NAME.match(name):
             raise WiringError(
@@ -144,6 +153,10 @@ class Component:
             )
         self.name = name
         self.burst_limit = burst_limit
+        #: how the user method runs: how many items at once, in which order they
+        #: leave, in worker threads or not (``concurrency.Work``)
+        self.work = Work(concurrency, ordering, blocking)
+        self.work.check(name)
         self.inputs = {
             port: InputPort(name, port, schema)
             for port, schema in (
@@ -214,6 +227,12 @@ class Component:
         """Set the user method the per-message loop calls (sync or async)."""
         self._call = method
         self._call_is_async = method is not None and inspect.iscoroutinefunction(method)
+        if self._call_is_async and self.work.blocking:
+            raise WiringError(
+                f"component {self.name!r}: blocking runs a plain def in worker "
+                f"threads, but {getattr(method, '__name__', 'the method')}() is "
+                "async def; make it a def, or drop blocking"
+            )
 
     def _handling(self) -> Envelope | None:
         return self.handling
@@ -311,7 +330,8 @@ class Component:
         latency_bounds, latency_counts = latency.bounds, latency.counts
         fastest = latency_bounds[0]
         burst_limit = self.burst_limit
-        clock, bucket, new_envelope = monotonic, bisect_left, tuple.__new__
+        clock, bucket, envelope_of = monotonic, bisect_left, new_envelope
+        plural = PLURAL  # a list or a generator: several items, through ``deliver``
         if self.tracks_message:
             # ``handling`` is set per message anyway; current_message() reads it.
             track_handling(self._handling)
@@ -362,7 +382,7 @@ class Component:
                         else:
                             latency_counts[bucket(latency_bounds, done - started)] += 1
                         started = done
-                    if derive is not None:
+                    if derive is not None and result.__class__ not in plural:
                         if result is None:
                             port.dropped += 1
                         elif envelope.parent.__class__ is Origin:
@@ -379,7 +399,7 @@ class Component:
                                 correlation,
                                 envelope,
                             )
-                            derive((started, new_envelope(Envelope, fields)))
+                            derive((started, envelope_of(Envelope, fields)))
                         continue
                     if forward is not None:
                         try:
@@ -428,15 +448,24 @@ class Component:
         return Delivery(deliver)
 
     async def _drain(self, port: InputPort, connection: Connection) -> None:
+        if self.batching is not None:  # the user method takes lists
+            await self._drain_grouped(port, connection, self.batching)
+            return
+        if self.work.windowed:  # several items at once, or in worker threads
+            await self._drain_window(port, connection)
+            return
         # Batches where nothing needs to hear about each message on its own: not
-        # over Redis (acknowledged per message, or encoded when sent), not around
-        # async user code (which may wait, and let others run, in mid-batch).
+        # over a per-message transport (acknowledged per message, or encoded when
+        # sent), not around async user code (which may wait, and let others run,
+        # in mid-batch).
+        # Traced (tracing.py): a span per message, so one message at a time.
         if (
-            connection.transport == "memory"
+            tracing.TRACER is None
+            and not connection.per_message
             and connection.settled is None
             and not self._call_is_async
-            and all(
-                c.transport == "memory"
+            and not any(
+                c.per_message
                 for output in self.outputs.values()
                 for c in output.connections
             )
@@ -444,6 +473,104 @@ class Component:
             await self._drain_batches(port, connection)
         else:
             await self._drain_each(port, connection)
+
+    async def _drain_window(self, port: InputPort, connection: Connection) -> None:
+        """The loop with ``concurrency`` items in the user method at once, or in
+        worker threads (``blocking``): see ``concurrency.Window``. Each message is
+        handed on, then settled, when the window releases it."""
+        deliver, flush, *_ = self._delivery(port)
+        settled = connection.settled
+        call = self._call
+        tracer = tracing.TRACER
+        if tracer is not None and call is not None:  # decided once per loop
+            call, deliver = tracing.traced_loop(
+                tracer,
+                self.name,
+                port.address,
+                getattr(connection, "partition", None),
+                call,
+                self._call_is_async,
+                deliver,
+                current_message,
+            )
+
+        async def release(
+            envelope: Envelope, result: Any, error: Exception | None
+        ) -> None:
+            if error is None and deliver is not None:
+                try:
+                    if (pending := deliver(envelope, result, monotonic())) is not None:
+                        await pending
+                    if flush is not None and (pending := flush()) is not None:
+                        await pending
+                except Exception as exc:  # a Redis connection could not encode it
+                    error = exc
+            if error is not None:
+                await self.fail(port, envelope, error)
+            if settled is not None:
+                settled(envelope, error)
+
+        window = Window(
+            self.work,
+            call,
+            is_async=self._call_is_async,
+            port=port,
+            key=connection.key,
+        )
+        async with connection.receiving() as receiver:
+            await window.run(receiver, release)
+
+    async def _drain_grouped(
+        self, port: InputPort, connection: Connection, batching: Batching
+    ) -> None:
+        """The loop a user batch at a time: the method takes a list of items.
+
+        ``batching`` collects up to ``max_items`` messages (or fewer after
+        ``max_wait``); the method gets their items; ``_deliver_batch`` hands on
+        what it returned; then every message of the batch is settled (on Redis:
+        acknowledged once what the batch sent is written). A failure fails each
+        message of the batch, so each is retried or reported on its own.
+        """
+        call, call_is_async = self._call, self._call_is_async
+        blocking = self.work.blocking  # a plain def in worker threads
+        settled = connection.settled
+        clock = monotonic
+        async with connection.receiving() as receiver:
+            while batch := await batching.collect(receiver):
+                port.holding = len(batch)
+                started = clock()
+                port.age.observe_since(started, list(map(_stamp, batch)))
+                envelopes = [envelope for _, envelope in batch]
+                items = [envelope.item for envelope in envelopes]
+                error: Exception | None = None
+                try:
+                    if call is None:
+                        result: Any = items
+                    elif blocking:
+                        result = await to_thread.run_sync(call, items)
+                    else:
+                        result = call(items)
+                        if call_is_async:
+                            result = await result
+                    batching.observe(len(batch), clock() - started)
+                    pending = self._deliver_batch(port, envelopes, result, clock())
+                    if pending is not None:
+                        await pending
+                except Exception as exc:
+                    error = exc
+                    for envelope in envelopes:
+                        await self.fail(port, envelope, exc)
+                port.holding = 0
+                if settled is not None:
+                    for envelope in envelopes:
+                        settled(envelope, error)
+                await checkpoint()
+
+    def _deliver_batch(
+        self, port: InputPort, envelopes: list[Envelope], result: Any, now: float
+    ) -> Awaitable[None] | None:
+        """Hand on what the user method returned for a batch (a sink: nothing)."""
+        return None
 
     async def _drain_each(self, port: InputPort, connection: Connection) -> None:
         """The loop one message at a time: Redis, and async user code."""
@@ -464,6 +591,19 @@ class Component:
             if self.tracks_message or settled is not None or call_is_async
             else None
         )
+        tracer = tracing.TRACER
+        if tracer is not None:  # decided once per loop: off costs nothing per message
+            track = set_message
+            call, deliver = tracing.traced_loop(
+                tracer,
+                self.name,
+                port.address,
+                getattr(connection, "partition", None),
+                call,
+                call_is_async,
+                deliver,
+                current_message,
+            )
         handled = 0
         async with connection.receiving() as receiver:
             receive_nowait = receiver.receive_nowait

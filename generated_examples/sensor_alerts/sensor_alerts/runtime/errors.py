@@ -91,6 +91,13 @@ class PayloadTooLarge(RequestError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(RequestError):
+    """The body is not sent as JSON (``Content-Type`` missing or another type)."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class InvalidBody(RequestError):
     """The body is not JSON or does not match the schema; ``detail`` lists why."""
 

@@ -12,7 +12,9 @@
 ``sent_time`` when it was handed to the connection: the receiver measures the
 message's age from it with its own wall clock, so age spans processes (and includes
 any clock difference between hosts). The payload is the item as pydantic writes it
-to JSON; the whole document is encoded with orjson.
+to JSON; the whole document is encoded with orjson. With tracing on (``tracing.py``),
+a ``traceparent`` field (W3C trace context) names the span the message was made in,
+so that the receiver's span joins the same trace.
 """
 
 from __future__ import annotations
@@ -24,11 +26,33 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, TypeAdapter
 
-from .envelope import Entry, Envelope, Origin, monotonic_time, next_seq, wall_time
+from .. import tracing
+from ..envelope import (
+    Entry,
+    Envelope,
+    Origin,
+    monotonic_time,
+    new_envelope,
+    next_seq,
+    wall_time,
+)
 
-__all__ = ["WireError", "decode", "encode", "schema_name"]
+__all__ = [
+    "DLQ_SUFFIX",
+    "FIELD",
+    "TARGET",
+    "WireError",
+    "decode",
+    "encode",
+    "schema_name",
+]
 
-_new_envelope = tuple.__new__
+#: the stream entry's field that holds the message (this JSON document)
+FIELD = b"e"
+#: a replayed entry's field naming the one consumer group it is for
+TARGET = b"to"
+#: a stream ``S``'s dead-letter stream is ``S + DLQ_SUFFIX``
+DLQ_SUFFIX = ".dlq"
 
 
 class WireError(ValueError):
@@ -43,17 +67,18 @@ def schema_name(item: Any) -> str:
 def encode(envelope: Envelope, enqueued: float) -> bytes:
     """The JSON document for ``envelope``, enqueued at monotonic time ``enqueued``."""
     item = envelope.item
-    return orjson.dumps(
-        {
-            "id": envelope.id,
-            "correlation_id": envelope.correlation_id,
-            "causation_id": envelope.causation_id,
-            "event_time": wall_time(envelope.created),
-            "sent_time": wall_time(enqueued),
-            "schema": type(item).__name__,
-            "payload": orjson.Fragment(_json(item)),
-        }
-    )
+    document = {
+        "id": envelope.id,
+        "correlation_id": envelope.correlation_id,
+        "causation_id": envelope.causation_id,
+        "event_time": wall_time(envelope.created),
+        "sent_time": wall_time(enqueued),
+        "schema": type(item).__name__,
+        "payload": orjson.Fragment(_json(item)),
+    }
+    if tracing.TRACER is not None and (parent := tracing.inject(envelope)):
+        document["traceparent"] = parent
+    return orjson.dumps(document)
 
 
 def _json(item: Any) -> bytes:
@@ -100,9 +125,11 @@ def decode(data: bytes, schema: Any) -> Entry:
     except (KeyError, TypeError) as exc:
         raise WireError(f"incomplete message: {exc!r}") from None
     origin = Origin(document["id"], causation if isinstance(causation, str) else None)
-    envelope = _new_envelope(
+    envelope = new_envelope(
         Envelope, (item, next_seq(), created, str(correlation), origin)
     )
+    if tracing.TRACER is not None:
+        tracing.extract(envelope, document.get("traceparent"))
     return enqueued, envelope
 
 

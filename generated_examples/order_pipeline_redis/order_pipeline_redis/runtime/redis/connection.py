@@ -21,17 +21,12 @@ delivery failed) are claimed by a live replica (``XAUTOCLAIM``) and delivered ag
 A failure on the ``max_retries``-th delivery, or a claim that would be delivery
 ``max_retries + 1``, moves the entry to the dead-letter stream with an error record,
 and acknowledges it, in one transaction.
-
-Every Redis call goes through ``RedisLink.call``: while Redis is unreachable it
-retries with backoff (50 ms doubling to 2 s), ``/ready`` says why the service is not
-ready, and nothing is dropped: senders wait, receivers keep what they hold.
+Every Redis call goes through the service's ``RedisLink`` (``link``), which retries
+while Redis is unreachable.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,162 +34,28 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from time import monotonic
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
 import anyio
 import orjson
-import redis.asyncio
-from anyio.lowlevel import checkpoint
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import ValidationError
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .envelope import Entry, Envelope
-from .logs import MaskedLogger
-from .pii import Masker
-from .ports import Connection, InputPort, OutputPort, Overflow
-from .settings import ServiceSettings
-from .wire import WireError, decode, encode, read
+from ..envelope import Entry, Envelope
+from ..pii import Masker
+from ..ports import Connection, InputPort, OutputPort, Overflow, Placement, Writer
+from .link import BACKOFF_MAX_S, UNREACHABLE, RedisLink, StreamId, stream_id
+from .publisher import RedisPublisher
+from .wire import DLQ_SUFFIX, FIELD, TARGET, WireError, decode, read
 
-__all__ = ["DLQ_SUFFIX", "FIELD", "TARGET", "RedisConnection", "RedisLink", "StreamId"]
+__all__ = ["RedisConnection"]
 
-T = TypeVar("T")
-#: the stream entry's field that holds the message (JSON, see ``wire``)
-FIELD = b"e"
-#: a replayed entry's field naming the one consumer group it is for
-TARGET = b"to"
-DLQ_SUFFIX = ".dlq"
-#: errors that mean "Redis is not reachable now": retried, never fatal
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-BACKOFF_FIRST_S = 0.05
-BACKOFF_MAX_S = 2.0
 READ_BATCH = 256
-WRITE_BATCH = 512
-#: how long a confirmed sender that gave up waits for a write already under way (s)
-CONFIRM_GRACE_S = 5.0
 ACK_DELAY_S = 0.005
 FLUSH_TIMEOUT_S = 5.0
 #: trim the stream every this many maintenance rounds
 TRIM_EVERY = 10
-StreamId = tuple[int, int]
-#: XADD of every argument to the stream (field ``FIELD``), as one command: one reply
-#: to parse instead of one per entry; a pipeline of XADDs cost redis-py most of a
-#: hop's CPU. Returns the last entry's id.
-ADD_ENTRIES = f"""
-local id
-for i = 1, #ARGV do
-  id = redis.call('XADD', KEYS[1], '*', '{FIELD.decode()}', ARGV[i])
-end
-return id
-"""
-
-
-def stream_id(raw: bytes | str) -> StreamId:
-    """``b"1714564800000-3"`` -> ``(1714564800000, 3)``, comparable."""
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
-
-
-class RedisLink:
-    """The service's Redis client: names, health, and calls that survive outages."""
-
-    def __init__(
-        self, service: str, settings: ServiceSettings, log: MaskedLogger
-    ) -> None:
-        self.service = service
-        self.settings = settings
-        self.prefix = settings.redis_prefix
-        self.consumer = settings.redis_consumer or (
-            f"{socket.gethostname()}-{os.getpid()}"
-        )
-        self.log = log
-        self.where = _redacted(settings.redis_url)
-        #: why Redis cannot be used right now (``None``: it can)
-        self.problem: str | None = f"redis at {self.where}: not connected yet"
-        self._client: redis.asyncio.Redis | None = None
-        self._add_entries: AsyncScript | None = None
-        self._outage_logged = False
-
-    @property
-    def client(self) -> redis.asyncio.Redis:
-        """The client (created on first use, inside the running event loop)."""
-        if self._client is None:
-            self._client = redis.asyncio.Redis.from_url(
-                self.settings.redis_url,
-                retry=Retry(NoBackoff(), 0),  # retried here, with backoff
-                socket_connect_timeout=2.0,
-                # longer than the longest blocking read (1 s): a silent peer is dead
-                socket_timeout=6.0,
-            )
-        return self._client
-
-    @property
-    def add_entries(self) -> AsyncScript:
-        """``ADD_ENTRIES``, loaded on first use (and again after Redis restarted)."""
-        if self._add_entries is None:
-            self._add_entries = self.client.register_script(ADD_ENTRIES)
-        return self._add_entries
-
-    def stream(self, component: str, port: str) -> str:
-        """The stream an output port writes: ``<prefix><service>.<component>.<port>``."""
-        return f"{self.prefix}{self.service}.{component}.{port}"
-
-    def key(self, name: str) -> str:
-        """Another key of this service: ``<prefix><service>.<name>``."""
-        return f"{self.prefix}{self.service}.{name}"
-
-    async def call(self, command: Callable[[], Awaitable[T]]) -> T:
-        """``await command()``, retried with backoff while Redis is unreachable."""
-        delay = BACKOFF_FIRST_S
-        while True:
-            try:
-                result = await command()
-            except UNREACHABLE as exc:
-                self._down(exc)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX_S)
-                continue
-            if self.problem is not None:
-                self._up()
-            return result
-
-    async def monitor(self) -> None:
-        """Ping Redis every second, so ``/ready`` follows it even when idle."""
-        while True:
-            await self.call(self.client.ping)
-            await anyio.sleep(1.0)
-
-    async def close(self) -> None:
-        """Close the client's connections."""
-        if self._client is not None:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                await self._client.aclose()
-            self._client = None
-            self._add_entries = None
-
-    def _down(self, exc: BaseException) -> None:
-        if not self._outage_logged:  # once per outage, not once per retry
-            self._outage_logged = True
-            self.log.error(
-                "redis at %s is unreachable (%s: %s); retrying",
-                self.where,
-                type(exc).__name__,
-                exc,
-            )
-        self.problem = f"redis at {self.where} is unreachable ({type(exc).__name__})"
-
-    def _up(self) -> None:
-        if self._outage_logged:
-            self._outage_logged = False
-            self.log.info("redis at %s is reachable again", self.where)
-        self.problem = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +87,11 @@ class RedisConnection(Connection):
     """
 
     transport = "redis"
+    per_message = True
+    between_processes = True
+    # its replicas share one consumer group, so the items of one key may be taken
+    # by two of them at once (keyed streams over Redis: issue #15)
+    keeps_key_order = False
 
     def __init__(
         self,
@@ -244,23 +110,9 @@ class RedisConnection(Connection):
         #: the sending / receiving end runs in this process
         self.sending = False
         self.receiving_here = False
-        #: the connection of the same output port that writes the stream
-        self.writer: RedisConnection | None = None
-        # the writer's side: encoded messages not yet in Redis, and counts
-        self.queued = 0
-        self.flushed = 0
-        #: the id of the last entry written from here (on the writer)
-        self.last_written: StreamId | None = None
-        self.sender_closed = False
-        self._confirm = False
-        # encoded messages, oldest first; ``None`` where a confirmed sender gave up
-        # before its message was written (withdrawn: counted, never written)
-        self._outbox: deque[bytes | None] = deque()
-        #: how many messages at the head of the outbox the writer is writing now
-        self._writing = 0
-        self._more = anyio.Event()
-        self._written = anyio.Event()
-        self._dependents: list[RedisConnection] = []
+        #: the port's publisher, when it sends from here (shared by the port's Redis
+        #: connections; the first one that sends made it and runs it)
+        self.publisher: RedisPublisher | None = None
         # what the metrics read
         self.lag = 0
         self.pending = 0
@@ -270,14 +122,14 @@ class RedisConnection(Connection):
         self._stopping = anyio.Event()
         self._masker = Masker()
         self._outputs: list[OutputPort] = []
-        self._writers: list[RedisConnection] = []
+        self._writers: list[RedisPublisher] = []
         self._feed: MemoryObjectSendStream[Entry] | None = None
         self._held: dict[int, _Held] = {}
         # every entry taken here and not yet acknowledged (held, or waiting for its
         # XACK): renewed, and never claimed back by this replica
         self._unacked: set[bytes] = set()
         self._acks: list[bytes] = []
-        self._waiting: deque[tuple[bytes, list[tuple[RedisConnection, int]]]] = deque()
+        self._waiting: deque[tuple[bytes, list[tuple[RedisPublisher, int]]]] = deque()
         self._dead: list[_Dead] = []
         self._work = anyio.Event()
         self._flushing = anyio.Lock()
@@ -293,41 +145,52 @@ class RedisConnection(Connection):
             f"stream={self.stream!r}, group={self.group!r})"
         )
 
-    def place(
-        self,
-        *,
-        sending: bool,
-        receiving: bool,
-        stopping: anyio.Event,
-        masker: Masker,
-        confirm: bool = False,
-        outputs: list[OutputPort] | None = None,
-    ) -> None:
-        """Say which ends run in this process; called by the service before ``open``.
+    def place(self, placement: Placement) -> Writer | None:
+        """Open the ends that run in this process; the writer to run, if it writes.
 
-        ``confirm``: the sender waits until Redis has each message (HTTP ingress,
-        which answers 202 only then). ``outputs``: the receiving component's output
-        ports; a message taken here is acknowledged only once what the component sent
-        on them for it is in Redis.
+        ``placement.confirm``: the sender waits until Redis has each message.
+        ``placement.outputs``: the receiving component's output ports; a message
+        taken here is acknowledged only once what the component sent on them for it
+        is in Redis.
         """
-        self.sending = sending
-        self.receiving_here = receiving
-        self._stopping = stopping
-        self._masker = masker
-        self._confirm = confirm
-        self._outputs = list(outputs or ())
+        self.sending = placement.sending
+        self.receiving_here = placement.receiving
+        self._stopping = placement.stopping
+        self._masker = placement.masker
+        self._confirm = placement.confirm
+        self._outputs = list(placement.outputs)
+        if self.sending or self.receiving_here:
+            self.open()
+        return self.write if self.writes else None
 
     def open(self) -> None:
         """Prepare the ends that run here; nothing talks to Redis yet."""
         if self.sending:
-            writer = self.writer = next(
-                c
-                for c in self.source.connections
-                if isinstance(c, RedisConnection) and c.sending
+            # One entry per message: the port's first Redis connection that sends
+            # from here makes the publisher and runs it; the port's other Redis
+            # connections are consumer groups of the same stream.
+            publisher = next(
+                (
+                    c.publisher
+                    for c in self.source.connections
+                    if isinstance(c, RedisConnection) and c.publisher is not None
+                ),
+                None,
             )
-            # One entry per message: the first Redis connection of the port writes,
-            # the port's other Redis connections are consumer groups of that stream.
-            self.offer = self._offer if writer is self else _written
+            if publisher is None:
+                publisher = RedisPublisher(
+                    self.link,
+                    self.stream,
+                    self.source,
+                    buffer_size=self.buffer_size,
+                    confirm=self._confirm,
+                    owner=self,
+                )
+            self.publisher = publisher
+            publisher.listen(self.wake)
+            if self.max_lag is not None:
+                publisher.bound(self.group, self.max_lag)
+            self.offer = publisher.offer if publisher.owner is self else _written
         if self.receiving_here:
             self._feed, self.receiver = anyio.create_memory_object_stream[Entry](
                 self.buffer_size
@@ -339,115 +202,39 @@ class RedisConnection(Connection):
 
     @property
     def writes(self) -> bool:
-        """Whether this connection writes its port's stream from this process."""
-        return self.writer is self
-
-    def _offer(self, entry: Entry) -> bool:
-        """Queue the message for the writer without waiting, if there is room.
-
-        Nobody waits for Redis here: the input a message came from is acknowledged
-        only once the writer has written it (see ``_settle``).
-        """
-        if self._confirm or len(self._outbox) >= self.buffer_size:
-            return False
-        self._queue(entry)
-        return True
+        """Whether this connection runs its port's publisher (the stream's writer)."""
+        return self.publisher is not None and self.publisher.owner is self
 
     async def send(self, entry: Entry) -> None:
-        """Queue the message, waiting for room; with ``confirm``, until it is written."""
-        if self.writer is not self:
-            return
-        started = monotonic()
-        try:
-            while len(self._outbox) >= self.buffer_size:
-                await self._written.wait()
-            self._queue(entry)
-            if self._confirm:
-                await self._confirmed(self.queued)
-        finally:
-            self.source.blocked_seconds += monotonic() - started
+        """Queue the message, waiting for room; with ``confirm``, until it is written.
 
-    async def _confirmed(self, target: int) -> None:
-        """Wait until the ``target``-th queued message is in Redis.
-
-        A sender that gives up (HTTP ingress answering 503) must not have its
-        message written anyway, or a client's retry would add it twice: a message
-        still waiting in the outbox is withdrawn. One the writer is sending right
-        now cannot be; its fate is known within a round trip, so the sender waits
-        for it (shielded, at most ``CONFIRM_GRACE_S``) and returns normally when it
-        was written: the message was accepted after all.
+        Only the port's first connection sends: the others are groups of its stream.
         """
-        try:
-            while self.flushed < target:
-                await self._written.wait()
-        except anyio.get_cancelled_exc_class():
-            position = target - self.flushed - 1
-            if position < 0:
-                return  # written just as the wait was cancelled
-            if position >= self._writing:
-                self._outbox[position] = None
-                raise
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CONFIRM_GRACE_S):
-                while self.flushed < target:
-                    await self._written.wait()
-            if self.flushed < target:
-                raise
-
-    def _queue(self, entry: Entry) -> None:
-        enqueued, envelope = entry
-        self._outbox.append(encode(envelope, enqueued))
-        self.queued += 1
-        self._more.set()
+        if self.writes:
+            assert self.publisher is not None
+            await self.publisher.send(entry)
 
     async def write(self) -> None:
-        """Write the queued messages to the stream, in batches, until the sender has
-        closed and everything is written; run by the service on the writer."""
-        client = self.link.client
-        add_entries = self.link.add_entries
-        while True:
-            if not self._outbox:
-                if self.sender_closed:
-                    return
-                await self._more.wait()
-                self._more = anyio.Event()
-                # Let the senders that are ready finish their bursts first: one
-                # pipeline then carries them all, not a round trip for each.
-                await checkpoint()
-                continue
-            taken = list(itertools.islice(self._outbox, WRITE_BATCH))
-            batch = [data for data in taken if data is not None]
-            if batch:
-                self._writing = len(taken)
-                try:
-                    last = await self.link.call(
-                        partial(
-                            add_entries, keys=[self.stream], args=batch, client=client
-                        )
-                    )
-                finally:
-                    self._writing = 0
-                self.last_written = stream_id(last)
-            for _ in taken:
-                self._outbox.popleft()
-            self.flushed += len(taken)
-            written, self._written = self._written, anyio.Event()
-            written.set()
-            for dependent in self._dependents:
-                dependent._work.set()
-            for sibling in self.source.connections:
-                if isinstance(sibling, RedisConnection):
-                    sibling._wake()
+        """Write what the port sends to its stream (run by the service)."""
+        assert self.publisher is not None
+        await self.publisher.write()
+
+    def writer_progressed(self) -> None:
+        """A publisher this reader waits for wrote something: look at the acks."""
+        self._work.set()
 
     def close_sender(self) -> None:
         """The sending component finished: the receiver here ends once caught up."""
-        self.sender_closed = True
-        self._more.set()
-        self._wake()
+        if self.writes:
+            assert self.publisher is not None
+            self.publisher.close_sender()
+        self.wake()
 
     def close(self) -> None:
         """Close the local buffer (idempotent)."""
-        self.sender_closed = True
-        self._more.set()
+        if self.writes:
+            assert self.publisher is not None
+            self.publisher.close()
         if self._feed is not None:
             self._feed.close()
         if self.receiver is not None:
@@ -460,13 +247,13 @@ class RedisConnection(Connection):
         """Read the stream into the local buffer while the component drains it."""
         assert self.receiver is not None, "connection is not open here"
         self._writers = [
-            c
+            c.publisher
             for port in self._outputs
             for c in port.connections
-            if isinstance(c, RedisConnection) and c.writes
+            if isinstance(c, RedisConnection) and c.writes and c.publisher is not None
         ]
         for writer in self._writers:
-            writer._dependents.append(self)
+            writer.listen(self.writer_progressed)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._read)
             tasks.start_soon(self._acknowledge)
@@ -499,7 +286,7 @@ class RedisConnection(Connection):
 
     def _finished(self) -> bool:
         """Whether the reader should stop taking entries."""
-        writer = self.writer
+        writer = self.publisher
         if writer is not None:
             # The sender runs here: read until everything it wrote was read.
             written = writer.last_written
@@ -510,28 +297,40 @@ class RedisConnection(Connection):
             )
         return self._stopping.is_set()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """The stream may be finished now (its writer or sender closed): a reader
+        waiting for new entries looks again."""
         if self._read_scope is not None and self._finished():
             self._read_scope.cancel()
 
     async def _watch_stop(self) -> None:
         await self._stopping.wait()
-        self._wake()
+        self.wake()
 
     async def _read(self) -> None:
         feed = self._feed
         assert feed is not None
         async with feed:  # closing it ends the component's loop once drained
-            await self._create_group()
-            while not self._finished():
-                if monotonic() >= self._next_claim:
-                    self._next_claim = monotonic() + self._interval
-                    await self._claim(feed)
-                entries = await self._read_new()
-                if entries:  # in stream order: the last is the highest
-                    self._last_read = max(self._last_read, stream_id(entries[-1][0]))
-                for entry_id, fields in entries:
-                    await self._deliver(feed, entry_id, fields, attempts=1)
+            # Interruptible like a read: a replica asked to stop while Redis is
+            # unreachable holds nothing yet, and must not wait out the drain timeout.
+            await self._until_finished(self._add_group)
+            try:
+                await self._read_until_finished(feed)
+            except anyio.BrokenResourceError:
+                # The component stopped taking (its task was cancelled): what was
+                # read stays pending in Redis, for this replica or another.
+                return
+
+    async def _read_until_finished(self, feed: MemoryObjectSendStream[Entry]) -> None:
+        while not self._finished():
+            if monotonic() >= self._next_claim:
+                self._next_claim = monotonic() + self._interval
+                await self._claim(feed)
+            entries = await self._read_new()
+            if entries:  # in stream order: the last is the highest
+                self._last_read = max(self._last_read, stream_id(entries[-1][0]))
+            for entry_id, fields in entries:
+                await self._deliver(feed, entry_id, fields, attempts=1)
 
     async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
         client = self.link.client
@@ -579,14 +378,15 @@ class RedisConnection(Connection):
         await anyio.sleep(BACKOFF_MAX_S)
 
     async def _create_group(self) -> None:
-        client = self.link.client
+        await self.link.call(self._add_group)
+
+    async def _add_group(self) -> None:
+        """Create the group (one attempt); one that exists already is fine."""
         try:
             # From the stream's start: entries written before any reader existed
             # are delivered too.
-            await self.link.call(
-                lambda: client.xgroup_create(
-                    self.stream, self.group, id="0", mkstream=True
-                )
+            await self.link.client.xgroup_create(
+                self.stream, self.group, id="0", mkstream=True
             )
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
@@ -667,7 +467,7 @@ class RedisConnection(Connection):
         async with self._flushing:
             self._release()
             while self._acks or self._dead:
-                dead, self._dead = self._dead, []
+                dead, self._dead = self._dead, list[_Dead]()
                 for letter in dead:
                     record = self._record(letter)
 
@@ -692,7 +492,7 @@ class RedisConnection(Connection):
                         letter.error_type,
                         letter.error,
                     )
-                acks, self._acks = self._acks, []
+                acks, self._acks = self._acks, list[bytes]()
                 if acks:
                     await self.link.call(
                         partial(client.xack, self.stream, self.group, *acks)
@@ -902,11 +702,3 @@ def _written(entry: Entry) -> bool:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _redacted(url: str) -> str:
-    """``redis://:secret@host:6379/0`` -> ``host:6379/0``: no password in logs."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path}"
