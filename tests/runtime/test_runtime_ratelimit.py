@@ -152,6 +152,21 @@ async def test_a_setting_replaces_the_limit_of_an_endpoint() -> None:
         runtime.create_app(unknown)
 
 
+def test_a_limit_for_an_endpoint_another_replica_runs_is_no_error() -> None:
+    # python -m shop --components worker, with the environment every replica shares
+    service = build(
+        None, rate_limit_overrides={"orders": "1/60"}, components="orders.out"
+    )
+    assert service.endpoints == []  # this process runs the tap only
+    runtime.create_app(service)
+    with pytest.raises(runtime.SettingsError, match="SHOP_RATE_LIMIT__NOTHING"):
+        runtime.create_app(
+            build(
+                None, rate_limit_overrides={"nothing": "1/1"}, components="orders.out"
+            )
+        )
+
+
 def test_a_redis_url_is_the_only_other_storage() -> None:
     with pytest.raises(runtime.SettingsError, match="SHOP_RATE_LIMIT_STORAGE"):
         runtime.ServiceSettings.from_env(
