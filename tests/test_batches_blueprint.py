@@ -16,6 +16,7 @@ from generator.errors import BlueprintError
 from generator.loader import load_text
 from generator.planner import plan
 from generator.render import template_names
+from tests.cli import generate_gated, run_cli
 
 NAME = "metering.yaml"
 
@@ -179,26 +180,10 @@ def test_their_tests_are_planned_only_where_a_component_uses_them() -> None:
     assert not {"tests/test_batches.py", "tests/test_timers.py"} & planned
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "generator", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The blueprint generated, its gate (emitted tests included) passed."""
-    folder = tmp_path_factory.mktemp("metering")
-    blueprint = folder / NAME
-    blueprint.write_text(BASE)
-    dest = folder / "out"
-    done = run_cli("generate", str(blueprint), "-o", str(dest))
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "gate passed:" in done.stdout
-    return dest
+    return generate_gated(tmp_path_factory.mktemp("metering"), NAME, BASE)
 
 
 def test_the_emitted_code_takes_lists_and_ticks(project: Path) -> None:

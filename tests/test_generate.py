@@ -2,8 +2,6 @@
 
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,21 +11,12 @@ from generator.errors import GenerationError
 from generator.generation import GateFailed, generate
 from generator.imports_guard import check_imports
 from generator.writer import Manifest
+from tests.cli import run_cli
 from tests.hostile import HOSTILE, MARKER_DIR, MARKERS
 from tests.treediff import tree
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted((ROOT / "blueprints").glob("*.yaml"))
-
-
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "generator", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize("blueprint", EXAMPLES, ids=[b.stem for b in EXAMPLES])

@@ -12,6 +12,7 @@ import pytest
 
 from generator.errors import BlueprintError
 from generator.loader import load_text
+from tests.cli import run_cli
 
 NAME = "keyed.yaml"
 
@@ -162,15 +163,6 @@ def test_a_keyed_redis_connection_is_refused_until_redis_keeps_key_order() -> No
         "yet (its replicas share one consumer group): carry it in memory "
         "('transport: memory') or leave the key out"
     ]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "generator", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 # Run inside the emitted project: the wiring as generated, the transformer replaced

@@ -10,8 +10,6 @@ having written nothing and deleted nothing outside the target.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,20 +19,12 @@ from generator.generation import generate
 from generator.loader import load_text
 from generator.planner import MANIFEST
 from generator.regeneration import regenerate
+from tests.cli import run_cli
 from tests.treediff import tree
 
 ROOT = Path(__file__).parent.parent
 BLUEPRINT = ROOT / "blueprints" / "order_pipeline.yaml"
 PACKAGE = "order_pipeline"
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "generator", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from generator.loader import load_text
 from generator.model import MAX_CONCURRENCY
 from generator.planner import plan
 from generator.render import template_names
+from tests.cli import generate_gated, run_cli
 
 ROOT = Path(__file__).parent.parent
 RUNTIME = ROOT / "templates/project/package/runtime"
@@ -158,26 +159,10 @@ def test_the_work_tests_are_planned_only_where_a_component_uses_them() -> None:
     assert "tests/test_work.py" not in planned
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "generator", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The blueprint generated, its gate (emitted tests included) passed."""
-    folder = tmp_path_factory.mktemp("work")
-    blueprint = folder / NAME
-    blueprint.write_text(BASE)
-    dest = folder / "out"
-    done = run_cli("generate", str(blueprint), "-o", str(dest))
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "gate passed:" in done.stdout
-    return dest
+    return generate_gated(tmp_path_factory.mktemp("work"), NAME, BASE)
 
 
 def test_the_emitted_project_runs_its_components_as_written(project: Path) -> None:
