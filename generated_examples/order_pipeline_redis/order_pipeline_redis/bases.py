@@ -87,6 +87,7 @@ class ReviewQueueBase(Sink):
     def consume(self, item: ScoredOrder) -> None | Awaitable[None]:
         """Keep ``item``; by default it is logged (personal data masked)."""
         self.log.info("consumed", extra={"item": item})
+        return None
 
 
 class LedgerBase(Sink):
@@ -102,3 +103,4 @@ class LedgerBase(Sink):
     def consume(self, item: ScoredOrder) -> None | Awaitable[None]:
         """Keep ``item``; by default it is logged (personal data masked)."""
         self.log.info("consumed", extra={"item": item})
+        return None

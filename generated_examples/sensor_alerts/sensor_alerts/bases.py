@@ -129,6 +129,7 @@ class PagerBase(Sink):
     def consume(self, item: Alert) -> None | Awaitable[None]:
         """Keep ``item``; by default it is logged (personal data masked)."""
         self.log.info("consumed", extra={"item": item})
+        return None
 
 
 class ArchiveBase(Sink):
@@ -144,6 +145,7 @@ class ArchiveBase(Sink):
     def consume(self, item: Alert) -> None | Awaitable[None]:
         """Keep ``item``; by default it is logged (personal data masked)."""
         self.log.info("consumed", extra={"item": item})
+        return None
 
 
 class DeadLettersBase(Sink):
@@ -159,3 +161,4 @@ class DeadLettersBase(Sink):
     def consume(self, item: ErrorRecord) -> None | Awaitable[None]:
         """Keep ``item``; by default it is logged (personal data masked)."""
         self.log.info("consumed", extra={"item": item})
+        return None

@@ -359,7 +359,12 @@ def protect(service: Service) -> None:
     """
     settings = service.settings
     endpoints = {endpoint.name: endpoint for endpoint in service.endpoints}
-    unknown = sorted(set(settings.rate_limit_overrides) - set(endpoints))
+    # Checked against every endpoint of the service, not only this process's: the
+    # replicas of a scaled-out service share one environment.
+    every_endpoint = {
+        c.name for c in service.components.values() if isinstance(c, ApiEndpoint)
+    }
+    unknown = sorted(set(settings.rate_limit_overrides) - every_endpoint)
     if unknown:
         raise SettingsError(
             f"{service.name.upper()}_RATE_LIMIT__{unknown[0].upper()}: "
