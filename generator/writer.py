@@ -186,5 +186,25 @@ def place(
         path: data for path, data in contents.items() if path not in kept
     }
     files[MANIFEST] = manifest.to_json()
+    stale = _stale(root, contents)
     write_files(root, files)
+    for path in stale:
+        path.unlink()
     return kept
+
+
+def _stale(root: Path, contents: Mapping[str, bytes]) -> list[Path]:
+    """Files an earlier generation in ``root`` wrote for portwright, unedited since, that
+    this one no longer plans (a runtime module that moved): written over with
+    ``--force``, they go, as ``regenerate`` removes them; edited ones stay."""
+    earlier = Manifest.read(root)
+    if earlier is None:
+        return []
+    stale = []
+    for path, (owner, digest) in sorted(earlier.files.items()):
+        if owner != "generator" or path in contents:
+            continue
+        target = target_of(root, path)
+        if target.is_file() and sha256(target.read_bytes()) == digest:
+            stale.append(target)
+    return stale

@@ -1,5 +1,7 @@
 """``portwright generate`` end to end: real projects, their real gate, as a user runs it."""
 
+import hashlib
+import json
 import re
 import shutil
 from pathlib import Path
@@ -267,3 +269,32 @@ def test_errors_before_the_gate_are_not_printed_under_it(
     done = run_cli("generate", str(blueprint), "-o", str(dest))
     assert done.returncode == 2
     assert "gate:" not in done.stdout
+
+
+def test_force_over_an_older_generation_removes_what_it_no_longer_writes(
+    tmp_path: Path,
+) -> None:
+    # README's first command, run again after an upgrade moved a runtime module: the
+    # old copy, portwright's and unedited, must not stay behind to fail the gate.
+    blueprint = ROOT / "blueprints" / "order_pipeline.yaml"
+    dest = tmp_path / "order_pipeline"
+    assert (
+        run_cli("generate", str(blueprint), "-o", str(dest), "--no-gate").returncode
+        == 0
+    )
+    moved = "order_pipeline/runtime/moved_away.py"
+    edited = "order_pipeline/runtime/edited_by_hand.py"
+    broken = b'count: int = "not a number"\n'  # fails the gate's type check
+    record = json.loads((dest / ".portwright/manifest.json").read_text())
+    for path in (moved, edited):
+        (dest / path).write_bytes(broken)
+        digest = hashlib.sha256(broken).hexdigest()
+        record["files"][path] = {"owner": "generator", "sha256": digest}
+    (dest / ".portwright/manifest.json").write_text(json.dumps(record))
+    (dest / edited).write_bytes(b"count = 1  # kept: someone changed it\n")
+
+    done = run_cli("generate", str(blueprint), "-o", str(dest), "--force")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (dest / moved).exists()
+    assert (dest / edited).read_bytes() == b"count = 1  # kept: someone changed it\n"
