@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx
 import runtime
+
+from tests.redisenv import delete_prefixed, unique_prefix
 
 
 class Recorder(runtime.Sink):
@@ -68,3 +70,17 @@ async def client_for(
     )
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
+
+
+def redis_settings(url: str, **update: Any) -> Iterator[runtime.ServiceSettings]:
+    """Settings on the shared Redis at ``url``, under a prefix of this test's own
+    (its keys are deleted afterwards); a fixture yields from it."""
+    prefix = unique_prefix()
+    yield runtime.ServiceSettings(
+        redis_url=url,
+        redis_prefix=prefix,
+        redis_claim_idle_ms=200,
+        drain_timeout_s=20,
+        **update,
+    )
+    delete_prefixed(url, prefix)

@@ -16,8 +16,8 @@ import runtime
 from runtime.batching import Batching
 from runtime.redis.connection import ACK_DELAY_S
 
-from tests.redisenv import delete_prefixed, redis_url, unique_prefix
-from tests.runtime.support import Numbers
+from tests.redisenv import redis_url
+from tests.runtime.support import Numbers, redis_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -236,15 +236,7 @@ def test_a_batch_needs_at_least_one_item_and_no_negative_wait() -> None:
 
 @pytest.fixture
 def settings() -> Iterator[runtime.ServiceSettings]:
-    url = redis_url()
-    prefix = unique_prefix()
-    yield runtime.ServiceSettings(
-        redis_url=url,
-        redis_prefix=prefix,
-        redis_claim_idle_ms=200,
-        drain_timeout_s=20,
-    )
-    delete_prefixed(url, prefix)
+    yield from redis_settings(redis_url())
 
 
 def pending(settings: runtime.ServiceSettings) -> int:

@@ -14,8 +14,8 @@ import redis
 import runtime
 from runtime import concurrency
 
-from tests.redisenv import delete_prefixed, redis_url, unique_prefix
-from tests.runtime.support import Numbers, Recorder
+from tests.redisenv import redis_url
+from tests.runtime.support import Numbers, Recorder, redis_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -232,15 +232,7 @@ def test_a_window_it_cannot_run_is_refused(
 
 @pytest.fixture
 def settings() -> Iterator[runtime.ServiceSettings]:
-    url = redis_url()
-    prefix = unique_prefix()
-    yield runtime.ServiceSettings(
-        redis_url=url,
-        redis_prefix=prefix,
-        redis_claim_idle_ms=200,
-        drain_timeout_s=20,
-    )
-    delete_prefixed(url, prefix)
+    yield from redis_settings(redis_url())
 
 
 def split(

@@ -11,12 +11,10 @@ import runtime
 
 from tests.redisenv import (
     client_for_url,
-    delete_prefixed,
     redis_cluster_url,
     stream_key,
-    unique_prefix,
 )
-from tests.runtime.support import Numbers, Recorder
+from tests.runtime.support import Numbers, Recorder, redis_settings
 from tests.runtime.test_runtime_keyed_lag import (
     test_a_sender_waits_at_the_bound_until_a_reader_makes_room as test_a_sender_waits_at_the_bound_on_a_cluster,
 )
@@ -33,16 +31,7 @@ __all__ = [
 
 
 def cluster_settings(**update: object) -> Iterator[runtime.ServiceSettings]:
-    url = redis_cluster_url()
-    prefix = unique_prefix()
-    yield runtime.ServiceSettings(
-        redis_url=url,
-        redis_prefix=prefix,
-        redis_claim_idle_ms=200,
-        drain_timeout_s=20,
-        **update,
-    )
-    delete_prefixed(url, prefix)
+    yield from redis_settings(redis_cluster_url(), **update)
 
 
 @pytest.fixture

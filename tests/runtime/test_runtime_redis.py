@@ -15,22 +15,14 @@ from pydantic import BaseModel
 from runtime import deadletter
 from runtime.redis.link import RedisLink
 
-from tests.redisenv import delete_prefixed, redis_url, unique_prefix
-from tests.runtime.support import Numbers, Recorder, client_for
+from tests.redisenv import redis_url
+from tests.runtime.support import Numbers, Recorder, client_for, redis_settings
 
 
 @pytest.fixture
 def settings() -> Iterator[runtime.ServiceSettings]:
     """Settings on the shared Redis, under a prefix of this test's own."""
-    url = redis_url()
-    prefix = unique_prefix()
-    yield runtime.ServiceSettings(
-        redis_url=url,
-        redis_prefix=prefix,
-        redis_claim_idle_ms=200,
-        drain_timeout_s=20,
-    )
-    delete_prefixed(url, prefix)
+    yield from redis_settings(redis_url())
 
 
 def client(settings: runtime.ServiceSettings) -> redis.Redis:
