@@ -174,3 +174,47 @@ def test_the_readme_scale_out_commands_give_each_replica_its_own_address(
                 process.wait()
     for process in processes:  # uvicorn re-raises the SIGTERM it drained on
         assert process.returncode in (0, -signal.SIGTERM), process.args
+
+
+def test_the_emitted_readme_tracing_command_writes_the_requests_trace(
+    tmp_path: Path,
+) -> None:
+    project = served("order_pipeline", tmp_path)
+    section = (project / "README.md").read_text("utf-8").split("## Tracing", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block is not None, "the emitted README's Tracing section has no bash block"
+    (command,) = [c for c in block.group(1).splitlines() if "=console" in c]
+    *variables, python, flag, package = shlex.split(command)
+    assert (python, flag, package) == ("python", "-m", "order_pipeline")
+    port = free_port()
+    env = environment(**dict(v.split("=", 1) for v in variables))
+    process = subprocess.Popen(
+        [sys.executable, "-m", package, "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", process)
+        body = {
+            "order_id": "o-1",
+            "customer_email": "a@example.com",
+            "amount": 12.5,
+            "event_time": "2026-12-06T12:00:00Z",
+        }
+        answer = httpx.post(f"http://127.0.0.1:{port}/orders", json=body, timeout=10)
+        assert answer.status_code == 202, answer.text
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    spans = [
+        json.loads(line)
+        for line in (project / "spans.jsonl").read_text("utf-8").splitlines()
+    ]
+    names = {span["name"] for span in spans}
+    assert "POST /orders" in names, names
+    assert len({span["context"]["trace_id"] for span in spans}) == 1
