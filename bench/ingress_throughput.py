@@ -10,10 +10,11 @@ the same small JSON body:
 - runtime: ``create_app`` with an ``ApiEndpoint``, the service running and a tap
   taking the messages.
 
-Usage: ``python bench/ingress_throughput.py [requests] [rounds] [--tracing]``. Prints
+Usage: ``python bench/ingress_throughput.py [requests] [rounds] [--tracing[=RATIO]]``. Prints
 requests per second of CPU time (best of the rounds). No assertions: numbers depend
 on the machine. ``--tracing`` adds "runtime+tracing": the runtime with OpenTelemetry
-tracing on (a span per request, all sampled, handed to an exporter that discards it).
+tracing on (a span per request, all sampled, handed to an exporter that discards it;
+``--tracing=0.01``: one trace in a hundred sampled).
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ from starlette.routing import Route
 sys.path.insert(
     0, str(Path(__file__).resolve().parents[1] / "templates/project/package")
 )
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script too
 
 import runtime as rt
+
+from bench.tracer import ratio_argument, tracing_on
 
 App = Callable[
     [
@@ -118,37 +122,10 @@ def fastapi_with_route() -> FastAPI:
     return app
 
 
-def tracing_on() -> Callable[[], None]:
-    """Turn the runtime's tracing on, every span sampled and discarded; the undo."""
-    from collections.abc import Sequence
-
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import (
-        SimpleSpanProcessor,
-        SpanExporter,
-        SpanExportResult,
-    )
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-    from runtime import tracing
-
-    class Discard(SpanExporter):
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider(sampler=ALWAYS_ON, shutdown_on_exit=False)
-    provider.add_span_processor(SimpleSpanProcessor(Discard()))
-    tracing.configure("bench", tracer=provider.get_tracer("bench"))
-
-    def off() -> None:
-        tracing.reset()
-        provider.shutdown()
-
-    return off
-
-
-async def runtime_rate(requests: int, traced: bool = False) -> float:
-    """The runtime's ingest route, the service running, a tap taking the messages."""
-    off = tracing_on() if traced else None
+async def runtime_rate(requests: int, ratio: float | None = None) -> float:
+    """The runtime's ingest route, the service running, a tap taking the messages
+    (``ratio``: tracing on, that share of the traces sampled)."""
+    off = tracing_on(ratio) if ratio is not None else None
     try:
         service = rt.Service("bench")
         service.add(rt.ApiEndpoint("orders", route="/orders", schema=Order))
@@ -160,20 +137,21 @@ async def runtime_rate(requests: int, traced: bool = False) -> float:
             off()
 
 
-async def main(requests: int, rounds: int, traced: bool = False) -> None:
+async def main(requests: int, rounds: int, ratio: float | None = None) -> None:
     """Measure each app, best of the rounds."""
     apps: dict[str, App] = {
         "fastapi": fastapi_app(),
         "starlette": Starlette(routes=[Route("/orders", validate, methods=["POST"])]),
         "fastapi+route": fastapi_with_route(),
     }
+    traced = ratio is not None
     runtimes = ["runtime", "runtime+tracing"] if traced else ["runtime"]
     results = dict.fromkeys([*apps, *runtimes], 0.0)
     for _ in range(rounds):
         for name, app in apps.items():
             results[name] = max(results[name], await requests_per_second(app, requests))
         for name in runtimes:
-            rate = await runtime_rate(requests, traced=name != "runtime")
+            rate = await runtime_rate(requests, None if name == "runtime" else ratio)
             results[name] = max(results[name], rate)
     for name, rate in results.items():
         print(f"{name:>15}: {rate:10,.0f} requests/s")
@@ -184,10 +162,10 @@ async def main(requests: int, rounds: int, traced: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    args = [arg for arg in sys.argv[1:] if arg != "--tracing"]
+    args, ratio = ratio_argument(sys.argv[1:])
     anyio.run(
         main,
         int(args[0]) if args else 20_000,
         int(args[1]) if len(args) > 1 else 3,
-        "--tracing" in sys.argv,
+        ratio,
     )

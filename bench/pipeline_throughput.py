@@ -15,13 +15,14 @@ anyio memory streams:
 The runtime's ratio to "nowait" is its cost over bare streams; the ratio to
 "nowait+user" is its own overhead (envelopes, metrics, ports) for the same work.
 
-Usage: ``python bench/pipeline_throughput.py [items] [rounds] [--tracing]``. Prints
+Usage: ``python bench/pipeline_throughput.py [items] [rounds] [--tracing[=RATIO]]``. Prints
 items per second of CPU time (best of the rounds) and the runtime's ratio to each
 baseline. No assertions: numbers depend on the machine.
 
 ``--tracing`` adds "runtime+tracing": the same service with OpenTelemetry tracing on
 (runtime/tracing.py), every span sampled and handed to an exporter that discards it
-(the SDK's SimpleSpanProcessor: what spans cost here, not their export).
+(the SDK's SimpleSpanProcessor: what spans cost here, not their export);
+``--tracing=0.01`` samples one trace in a hundred (``parentbased_traceidratio``).
 """
 
 from __future__ import annotations
@@ -43,8 +44,11 @@ from prometheus_client import Histogram as PromHistogram
 sys.path.insert(
     0, str(Path(__file__).resolve().parents[1] / "templates/project/package")
 )
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script too
 
 import runtime as rt
+
+from bench.tracer import ratio_argument, tracing_on
 
 BUFFER = 1024
 BURST = 256
@@ -284,31 +288,19 @@ async def runtime(items: int) -> int:
     return sink.received
 
 
-async def runtime_traced(items: int) -> int:
-    """``runtime`` with tracing on: a span per component per item, all sampled."""
-    from collections.abc import Sequence
+def runtime_traced(ratio: float) -> Callable[[int], Awaitable[int]]:
+    """``runtime`` with tracing on: a span per component per item, ``ratio`` of the
+    traces sampled."""
 
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import (
-        SimpleSpanProcessor,
-        SpanExporter,
-        SpanExportResult,
-    )
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-    from runtime import tracing
+    async def traced(items: int) -> int:
+        off = tracing_on(ratio)
+        try:
+            return await runtime(items)
+        finally:
+            off()
 
-    class Discard(SpanExporter):
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider(sampler=ALWAYS_ON, shutdown_on_exit=False)
-    provider.add_span_processor(SimpleSpanProcessor(Discard()))
-    tracing.configure("bench", tracer=provider.get_tracer("bench"))
-    try:
-        return await runtime(items)
-    finally:
-        tracing.reset()
-        provider.shutdown()
+    traced.__name__ = "runtime_traced"
+    return traced
 
 
 def measure(pipeline: Callable[[int], Awaitable[int]], items: int) -> float:
@@ -328,7 +320,7 @@ def measure(pipeline: Callable[[int], Awaitable[int]], items: int) -> float:
 
 def main() -> None:
     """Measure every pipeline, best of the rounds, and print the ratios."""
-    args = [arg for arg in sys.argv[1:] if arg != "--tracing"]
+    args, ratio = ratio_argument(sys.argv[1:])
     items = int(args[0]) if args else 200_000
     rounds = int(args[1]) if len(args) > 1 else 3
     pipelines = {
@@ -337,8 +329,8 @@ def main() -> None:
         "nowait+user": (nowait_user, items),
         "runtime": (runtime, items),
     }
-    if "--tracing" in sys.argv:
-        pipelines["runtime+tracing"] = (runtime_traced, items)
+    if ratio is not None:
+        pipelines["runtime+tracing"] = (runtime_traced(ratio), items)
     results = dict.fromkeys(pipelines, 0.0)
     for _ in range(rounds):  # interleaved, so a busy moment hits every pipeline
         for name, (pipeline, count) in pipelines.items():
