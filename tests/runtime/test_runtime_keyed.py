@@ -164,14 +164,45 @@ async def test_every_keys_order_holds_under_random_delays(key: str) -> None:
     assert sink.items != trades  # results left as they finished, not in input order
 
 
-async def test_a_redis_connection_cannot_be_keyed_yet() -> None:
-    # Its replicas share one consumer group: two of them could hold one key at once.
+async def test_a_redis_connection_is_keyed_by_partitions() -> None:
+    # Issue #15: a keyed Redis connection is one stream per partition, each read by
+    # one replica at a time (tests/runtime/test_runtime_partitions.py).
+    service = runtime.Service("keyed")
+    service.add(Trades("trades", []))
+    service.add(Recorder("sink"))
+    connection = service.connect(
+        "trades.out", "sink.in", transport="redis", key="account"
+    )
+    assert connection.keeps_key_order
+    assert type(connection).__name__ == "PartitionedConnection"
+
+
+async def test_a_transport_that_cannot_keep_key_order_is_refused_a_key() -> None:
+    class Shared(runtime.ports.Connection):
+        transport = "shared"
+        keeps_key_order = False
+
+    class SharedCarrier:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def connect(self, source: Any, target: Any, **options: Any) -> Any:
+            options.pop("key", None)
+            options.pop("partitions", None)
+            return Shared(source, target, **options)
+
+    runtime.transport.register("shared", SharedCarrier)  # type: ignore[arg-type]
     service = runtime.Service("keyed")
     service.add(Trades("trades", []))
     service.add(Recorder("sink"))
     with pytest.raises(runtime.errors.WiringError) as caught:
-        service.connect("trades.out", "sink.in", transport="redis", key="account")
+        service.connect(
+            "trades.out",
+            "sink.in",
+            transport="shared",  # type: ignore[arg-type]
+            key="account",
+        )
     assert str(caught.value) == (
         "connection trades.out -> sink.in is keyed by 'account', which transport "
-        "'redis' cannot keep in order"
+        "'shared' cannot keep in order"
     )

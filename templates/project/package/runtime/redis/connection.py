@@ -244,12 +244,7 @@ class RedisConnection(Connection):
     async def receiving(self) -> AsyncIterator[MemoryObjectReceiveStream[Entry]]:
         """Read the stream into the local buffer while the component drains it."""
         assert self.receiver is not None, "connection is not open here"
-        self._writers = [
-            c.publisher
-            for port in self._outputs
-            for c in port.connections
-            if isinstance(c, RedisConnection) and c.writes and c.publisher is not None
-        ]
+        self._writers = self.writers_of_outputs()
         for writer in self._writers:
             writer.listen(self.writer_progressed)
         async with anyio.create_task_group() as tasks:
@@ -269,6 +264,21 @@ class RedisConnection(Connection):
                         await self._flush()
                         await self._leave()
                     tasks.cancel_scope.cancel()
+
+    def writers_of_outputs(self) -> list[RedisPublisher]:
+        """The publishers run here for the receiving component's outputs: a message
+        taken here is acknowledged only once what it sent on them is written."""
+        return [
+            writer
+            for port in self._outputs
+            for c in port.connections
+            if isinstance(c, RedisConnection)
+            for writer in c.publishers_here()
+        ]
+
+    def publishers_here(self) -> list[RedisPublisher]:
+        """The publishers this connection runs (its port's one, if it writes)."""
+        return [self.publisher] if self.writes and self.publisher is not None else []
 
     def stream_stats(self) -> dict[str, Any] | None:
         """Lag, pending, redeliveries and dead letters of this group, as last seen."""
@@ -548,8 +558,18 @@ class RedisConnection(Connection):
                 len(answer[2]),
                 self.stream,
             )
+        await self._redeliver(feed, claimed)
+
+    async def _redeliver(
+        self,
+        feed: MemoryObjectSendStream[Entry],
+        claimed: list[tuple[bytes, dict[bytes, bytes]]],
+    ) -> None:
+        """Deliver claimed entries again, in order; those past ``max_retries`` go to
+        the dead-letter stream instead."""
         if not claimed:
             return
+        settings = self.link.settings
         counts = await self._delivery_counts([entry_id for entry_id, _ in claimed])
         for entry_id, fields in claimed:
             attempts = counts.get(entry_id, 1)

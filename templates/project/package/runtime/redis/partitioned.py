@@ -1,0 +1,636 @@
+"""A keyed connection over Redis: partitions that the receiving replicas own.
+
+A connection with a ``key`` is ``partitions`` streams, one per partition:
+``<prefix><service>.<component>.<port>.p<N>`` (N from 0), in braces on a Redis
+Cluster so that the partition's stream, its dead-letter stream (``.dlq``), its
+lease (``.lease.<group>``) and its fence counter (``.fence.<group>``) share one
+hash slot. The sender puts each message on the stream of ``partition_of(key,
+partitions)`` (``partitions``: CRC-32 of the key's canonical bytes).
+
+The receiving replicas each beat every ``lease_ttl / 4`` in the group's member set
+(``replicas.heartbeat``) and own the partitions that rendezvous hashing gives them
+over the live members. A replica reads a partition only while it holds its lease
+(``leases``), renewed at each beat:
+
+- taking a partition, it first claims every entry still pending in the group (the
+  old owner's, in stream order) and delivers them, then reads new entries;
+- a partition it no longer owns (a member joined), it stops reading, lets what it
+  took finish and be acknowledged, then releases the lease;
+- a lease it could not renew in time (Redis unreachable, the process paused), it
+  stops reading by its own clock before the lease can pass on; what it still holds
+  of that partition is neither acknowledged nor written (fenced), and the next
+  owner delivers it again.
+
+Within a partition, entries reach the component in stream order, and the
+component's loop (or its window's per-key exclusion) never has one key in flight
+twice: each key's items are handled in the order they were sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from time import monotonic
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from pydantic import ValidationError
+
+from ..envelope import Entry, Envelope, Origin
+from ..ports import InputPort, OutputPort, Overflow
+from .connection import (
+    FLUSH_TIMEOUT_S,
+    READ_BATCH,
+    RedisConnection,
+    _Dead,
+    _Held,
+)
+from .leases import SAFE, Lease, Leases
+from .link import UNREACHABLE, RedisLink, stream_id
+from .partitions import assignment, partition_of
+from .publisher import RedisPublisher
+from .replicas import heartbeat
+from .wire import DLQ_SUFFIX, FIELD, TARGET, WireError, decode
+
+__all__ = ["PartitionReader", "PartitionedConnection"]
+
+#: how often, per lease ttl, a replica beats and renews its leases
+BEATS_PER_TTL = 4
+
+
+class PartitionedConnection(RedisConnection):
+    """A keyed connection carried by one Redis stream per partition."""
+
+    keeps_key_order = True
+
+    def __init__(
+        self,
+        source: OutputPort,
+        target: InputPort,
+        *,
+        buffer_size: int,
+        overflow: Overflow,
+        link: RedisLink,
+        partitions: int,
+        clock: Callable[[], float] = monotonic,
+    ) -> None:
+        super().__init__(
+            source, target, buffer_size=buffer_size, overflow=overflow, link=link
+        )
+        self.partitions = partitions
+        self.leases = Leases(link, clock)
+        self.streams = [
+            link.stream(source.component, f"{source.name}.p{n}")
+            for n in range(partitions)
+        ]
+        self.readers = [PartitionReader(self, n) for n in range(partitions)]
+        #: the publisher of each partition's stream, when the sender runs here
+        self.publishers: list[RedisPublisher] = []
+        #: the live members last seen, and each partition's owner among them
+        self.members: list[str] = []
+        self.assigned: dict[int, str | None] = {}
+        #: how many times the assignment changed since the start
+        self.assignment_changes = 0
+        #: messages taken and not settled: the lease they were read under, by
+        #: their sequence number here, and by their id (what is made of them
+        #: names it as its cause: ``fence_of``)
+        self._taken: dict[int, Lease] = {}
+        self._fences: dict[str, Lease] = {}
+        self._ttl_ms = link.settings.redis_lease_ttl_ms
+        # how long a beat, a renewal or a grant may take before it is given up
+        # for this round: half of what the lease is trusted for (a busy event loop
+        # delays the answer; the lease's own clock ends it meanwhile if need be)
+        self._patience = self._ttl_ms / 1000 * SAFE / 2
+
+    def __repr__(self) -> str:
+        return (
+            f"PartitionedConnection({self.source.address} -> {self.target.address}, "
+            f"partitions={self.partitions}, group={self.group!r})"
+        )
+
+    def lease_key(self, partition: int) -> str:
+        """The lease of ``partition`` for this group."""
+        return f"{self.streams[partition]}.lease.{self.group}"
+
+    def fence_key(self, partition: int) -> str:
+        """The counter whose every grant of ``partition``'s lease takes a token."""
+        return f"{self.streams[partition]}.fence.{self.group}"
+
+    # -- the sending end ------------------------------------------------------
+
+    def open(self) -> None:
+        """Prepare the ends that run here; nothing talks to Redis yet."""
+        if self.sending:
+            self.publishers = [
+                RedisPublisher(
+                    self.link,
+                    stream,
+                    self.source,
+                    buffer_size=self.buffer_size,
+                    confirm=self._confirm,
+                    owner=self,
+                )
+                for stream in self.streams
+            ]
+            for publisher, reader in zip(self.publishers, self.readers, strict=True):
+                publisher.listen(reader.wake)
+                if self.max_lag is not None:
+                    publisher.bound(self.group, self.max_lag)
+            self.offer = self._offer
+        if self.receiving_here:
+            self._feed, self.receiver = anyio.create_memory_object_stream[Entry](
+                self.buffer_size
+            )
+            self.settled = self._settle
+        self.source.prepare()
+
+    @property
+    def writes(self) -> bool:
+        """Whether the sender runs here (then this connection writes every stream)."""
+        return bool(self.publishers)
+
+    def publishers_here(self) -> list[RedisPublisher]:
+        """Every partition's publisher, when the sender runs here."""
+        return list(self.publishers)
+
+    def _publisher(self, entry: Entry) -> RedisPublisher:
+        key = self.key
+        assert key is not None, "a partitioned connection is keyed"
+        return self.publishers[partition_of(key(entry[1].item), self.partitions)]
+
+    def _offer(self, entry: Entry) -> bool:
+        return self._publisher(entry).offer(entry)
+
+    async def send(self, entry: Entry) -> None:
+        """Queue the message on its partition's stream, waiting for room."""
+        if self.publishers:
+            await self._publisher(entry).send(entry)
+
+    async def write(self) -> None:
+        """Write every partition's stream (run by the service)."""
+        async with anyio.create_task_group() as writers:
+            for publisher in self.publishers:
+                writers.start_soon(publisher.write)
+
+    def close_sender(self) -> None:
+        """The sending component finished: the readers here end once caught up."""
+        for publisher in self.publishers:
+            publisher.close_sender()
+        self.wake()
+
+    def close(self) -> None:
+        """Close the local buffer and the writers (idempotent)."""
+        for publisher in self.publishers:
+            publisher.close()
+        if self._feed is not None:
+            self._feed.close()
+        if self.receiver is not None:
+            self.receiver.close()
+
+    def wake(self) -> None:
+        """A reader waiting for new entries looks again whether it is finished."""
+        for reader in self.readers:
+            reader.wake()
+
+    # -- the receiving end ----------------------------------------------------
+
+    @asynccontextmanager
+    async def receiving(self) -> AsyncIterator[MemoryObjectReceiveStream[Entry]]:
+        """Own partitions and read them into the local buffer while the component
+        drains it."""
+        assert self.receiver is not None, "connection is not open here"
+        self._writers = self.writers_of_outputs()
+        for writer in self._writers:
+            writer.listen(self.writer_progressed)
+            writer.fence_by(self.fence_of, self.leases)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._own, tasks)
+            tasks.start_soon(self._watch_stop)
+            try:
+                with self.receiver:
+                    yield self.receiver
+            finally:
+                with anyio.CancelScope(shield=True):
+                    with anyio.move_on_after(FLUSH_TIMEOUT_S):
+                        for reader in self.readers:
+                            await reader.settle_all()
+                        await self._beat(leave=True)
+                    tasks.cancel_scope.cancel()
+
+    def writer_progressed(self) -> None:
+        """A publisher the readers wait for wrote something: look at the acks."""
+        for reader in self.readers:
+            reader.writer_progressed()
+
+    def fence_of(self, envelope: Envelope) -> Lease | None:
+        """The lease a message made from ``envelope`` is written under (None: its
+        input is not one of this connection's)."""
+        parent = envelope.parent
+        if parent.__class__ is not Origin:  # not made of a message from Redis
+            return None
+        assert isinstance(parent, Origin)
+        cause = parent.causation_id
+        return None if cause is None else self._fences.get(cause)
+
+    def _settle(self, envelope: Envelope, error: Exception | None) -> None:
+        lease = self._taken.pop(envelope.seq, None)
+        if lease is None:
+            return
+        if self._fences.get(envelope.id) is lease:
+            del self._fences[envelope.id]
+        reader = self.readers[lease.partition]
+        if reader.lease is lease:  # else read under an earlier lease: not ours now
+            reader._settle(envelope, error)
+
+    def stream_stats(self) -> dict[str, Any] | None:
+        """Lag, pending, redeliveries and dead letters over the partitions owned."""
+        if not self.receiving_here:
+            return None
+        readers = self.readers
+        return {
+            "stream": f"{self.link.stream(self.source.component, self.source.name)}.p*",
+            "lag": sum(r.lag for r in readers if r.lease is not None),
+            "pending": sum(r.pending for r in readers if r.lease is not None),
+            "redeliveries": sum(r.redeliveries for r in readers),
+            "dead_lettered": sum(r.dead_lettered for r in readers),
+        }
+
+    def owned(self) -> list[int]:
+        """The partitions this replica holds a lease on now."""
+        return [r.partition for r in self.readers if r.lease is not None]
+
+    def _sender_done(self, partition: int) -> bool:
+        """With the sender here: it closed and the partition was read through."""
+        publisher = self.publishers[partition]
+        written = publisher.last_written
+        return (
+            publisher.sender_closed
+            and publisher.flushed == publisher.queued
+            and (written is None or self.readers[partition]._last_read >= written)
+        )
+
+    def _finished(self) -> bool:
+        if self.publishers:
+            return all(self._sender_done(n) for n in range(self.partitions))
+        return self._stopping.is_set()
+
+    async def _own(self, tasks: anyio.abc.TaskGroup) -> None:
+        """Beat, follow the assignment, renew leases; end once finished and no
+        partition is held any more, then close the local buffer."""
+        feed = self._feed
+        assert feed is not None
+        period = self._ttl_ms / 1000 / BEATS_PER_TTL
+        async with feed:
+            while True:
+                finished = self._finished()
+                await self._follow(tasks, feed, finished)
+                if finished and not self.owned():
+                    return
+                with anyio.move_on_after(period):
+                    await self._watch_leases(period / 4)
+
+    async def _watch_leases(self, every: float) -> None:
+        """Between beats: stop reading a partition whose lease ran out here."""
+        while True:
+            now = self.leases.clock()
+            for reader in self.readers:
+                if reader.lease is not None and not reader.lease.valid(now):
+                    reader.lose("its lease was not renewed in time")
+            await anyio.sleep(every)
+
+    async def _follow(
+        self,
+        tasks: anyio.abc.TaskGroup,
+        feed: MemoryObjectSendStream[Entry],
+        finished: bool,
+    ) -> None:
+        members = await self._beat()
+        if members is None:  # Redis did not answer: leases run out by the clock
+            for reader in self.readers:
+                if reader.lease is not None and not reader.lease.valid(
+                    self.leases.clock()
+                ):
+                    reader.lose("redis did not answer before its lease ran out")
+            return
+        assigned = assignment(self.partitions, members)
+        if assigned != self.assigned:
+            if self.assigned:
+                self.assignment_changes += 1
+            self.assigned = assigned
+            self.members = members
+        me = self.link.consumer
+        for reader in self.readers:
+            mine = assigned.get(reader.partition) == me and not finished
+            lease = reader.lease
+            if lease is not None:
+                if not mine:
+                    reader.give_up()
+                await self._renew_lease(reader, lease)
+            elif mine and not reader.running:
+                await self._take(tasks, feed, reader)
+
+    async def _beat(self, leave: bool = False) -> list[str] | None:
+        ttl = 0 if leave else self._ttl_ms
+        try:
+            with anyio.fail_after(self._patience):
+                return await heartbeat(self.link, self.group, ttl)
+        except UNREACHABLE as exc:
+            self.link._down(exc)
+            return None
+        except TimeoutError:  # slow (a busy event loop): the clock decides
+            return None
+
+    async def _renew_lease(self, reader: PartitionReader, lease: Lease) -> None:
+        try:
+            with anyio.fail_after(self._patience):
+                renewed = await self.leases.renew(lease, self._ttl_ms)
+        except (*UNREACHABLE, TimeoutError):
+            return  # tried again at the next beat; the clock ends it meanwhile
+        if not renewed:
+            reader.lose("its lease passed to another replica")
+
+    async def _take(
+        self,
+        tasks: anyio.abc.TaskGroup,
+        feed: MemoryObjectSendStream[Entry],
+        reader: PartitionReader,
+    ) -> None:
+        n = reader.partition
+        try:
+            with anyio.fail_after(self._patience):
+                lease = await self.leases.acquire(
+                    n,
+                    self.lease_key(n),
+                    self.fence_key(n),
+                    self.link.consumer,
+                    self._ttl_ms,
+                )
+        except (*UNREACHABLE, TimeoutError):
+            return
+        if lease is None:  # its owner has not let it go yet
+            return
+        self.link.log.info(
+            "%s: took partition %d of %s (token %s)",
+            self.group,
+            n,
+            self.streams[n],
+            lease.token,
+        )
+        reader.lease = lease
+        reader.running = True
+        tasks.start_soon(reader.run, feed.clone(), lease)
+
+
+class PartitionReader(RedisConnection):
+    """One partition of a keyed connection, read while this replica holds its lease.
+
+    It reuses the stream reader of ``RedisConnection`` (delivery, claims of its own
+    failed entries, dead letters, lag), on the partition's stream, into the keyed
+    connection's local buffer; its acknowledgements go through ``ACK_FENCED``.
+    """
+
+    def __init__(self, parent: PartitionedConnection, partition: int) -> None:
+        super().__init__(
+            parent.source,
+            parent.target,
+            buffer_size=parent.buffer_size,
+            overflow=parent.overflow,
+            link=parent.link,
+        )
+        self.parent = parent
+        self.partition = partition
+        self.stream = parent.streams[partition]
+        self.dead_letters = self.stream + DLQ_SUFFIX
+        #: the lease it reads under (None: not held)
+        self.lease: Lease | None = None
+        #: its reading task runs (from the grant until it settled what it took)
+        self.running = False
+        #: acknowledgements and writes the lease refused
+        self.refused = 0
+        self._leaving = anyio.Event()
+        self._voluntary = False
+
+    def __repr__(self) -> str:
+        return f"PartitionReader({self.stream!r}, group={self.group!r})"
+
+    def depth(self) -> int:
+        """The keyed connection's buffer (shared by its partitions)."""
+        return self.parent.depth()
+
+    def give_up(self) -> None:
+        """Stop reading: the partition belongs to another member now. What was taken
+        is settled first, then the lease released."""
+        if not self._leaving.is_set():
+            self._voluntary = True
+            self.link.log.info(
+                "%s: handing partition %d of %s over", self.group, self.partition,
+                self.stream,
+            )  # fmt: skip
+            self._leaving.set()
+            self.wake()
+
+    def lose(self, why: str) -> None:
+        """Stop at once, acknowledging and writing nothing more under the lease."""
+        lease = self.lease
+        if lease is None or lease.lost:
+            return
+        lease.lost = True
+        self._voluntary = False
+        self.link.log.warning(
+            "%s: partition %d of %s lost (%s); its new owner delivers what was "
+            "in flight here again",
+            self.group,
+            self.partition,
+            self.stream,
+            why,
+        )
+        self._leaving.set()
+        self.wake()
+
+    def _finished(self) -> bool:
+        lease = self.lease
+        if (
+            lease is None
+            or self._leaving.is_set()
+            or not lease.usable(self.parent.leases.clock())
+        ):
+            return True
+        if self.parent.publishers:
+            return self.parent._sender_done(self.partition)
+        return self.parent._stopping.is_set()
+
+    def wake(self) -> None:
+        """Interrupt a wait for new entries when the reading should end."""
+        if self._read_scope is not None and self._finished():
+            self._read_scope.cancel()
+
+    async def run(self, feed: MemoryObjectSendStream[Entry], lease: Lease) -> None:
+        """Read the partition under ``lease``: first what is pending, then new
+        entries; then settle what was taken and release the lease."""
+        self._reset(lease)
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._acknowledge)
+                tasks.start_soon(self._maintain)
+                async with feed:
+                    await self._until_finished(self._add_group)
+                    try:
+                        await self._take_over(feed)
+                        await self._read_until_finished(feed)
+                    except anyio.BrokenResourceError:
+                        pass  # the component stopped taking: left pending
+                await self.settle_all()
+                tasks.cancel_scope.cancel()
+        finally:
+            await self._end(lease)
+
+    def _reset(self, lease: Lease) -> None:
+        self.lease = lease
+        self._leaving = anyio.Event()
+        self._voluntary = False
+        self._stopping = self.parent._stopping
+        self._masker = self.parent._masker
+        self._writers = self.parent._writers
+        self._held.clear()
+        self._unacked.clear()
+        self._acks.clear()
+        self._waiting.clear()
+        self._dead.clear()
+        self._last_read = (0, 0)
+        self._cursor = "0-0"
+
+    async def settle_all(self) -> None:
+        """Wait while what was taken under the lease is finished and acknowledged
+        (or until the lease is no longer usable)."""
+        clock = self.parent.leases.clock
+        while self.lease is not None and self.lease.usable(clock()):
+            self._release()
+            await self._flush()
+            if not (self._held or self._waiting or self._acks or self._dead):
+                return
+            await anyio.sleep(0.01)
+
+    async def _end(self, lease: Lease) -> None:
+        with anyio.CancelScope(shield=True):
+            if not lease.lost:
+                lease.lost = True
+                with anyio.move_on_after(2):
+                    with contextlib.suppress(*UNREACHABLE):  # else it expires
+                        await self.parent.leases.release(lease)
+            self.lease = None
+            self.running = False
+            self.parent.wake()
+
+    async def _renew(self) -> None:
+        # Only under a lease it may still use: else the entries are its new owner's.
+        lease = self.lease
+        if lease is not None and lease.usable(self.parent.leases.clock()):
+            await super()._renew()
+
+    async def _take_over(self, feed: MemoryObjectSendStream[Entry]) -> None:
+        """Claim every entry pending in the group (the last owner's), in stream
+        order, and deliver it before any new one."""
+        client = self.link.client
+        cursor: bytes | str = "0-0"
+        while not self._finished():
+            answer = await self._until_finished(
+                partial(
+                    client.xautoclaim,
+                    self.stream,
+                    self.group,
+                    self.link.consumer,
+                    min_idle_time=0,
+                    start_id=cursor,
+                    count=READ_BATCH,
+                )
+            )
+            if answer is None:
+                return
+            cursor = answer[0]
+            claimed = [(i, f) for i, f in answer[1] if f is not None]
+            if claimed:
+                self._last_read = max(self._last_read, stream_id(claimed[-1][0]))
+            for entry_id, fields in claimed:
+                # Taken over, not failed: delivered whatever its count (a
+                # failure here still counts towards max_retries).
+                self.redeliveries += 1
+                await self._deliver(feed, entry_id, fields, attempts=1)
+            if cursor in (b"0-0", "0-0"):
+                return
+
+    async def _deliver(
+        self,
+        feed: MemoryObjectSendStream[Entry],
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+        *,
+        attempts: int,
+    ) -> None:
+        lease = self.lease
+        if lease is None or not lease.usable(self.parent.leases.clock()):
+            return  # left pending: the partition's next owner takes it
+        self._unacked.add(entry_id)
+        target = fields.get(TARGET)
+        if target is not None and target.decode() != self.group:
+            self._acks.append(entry_id)  # replayed for another input port
+            self._work.set()
+            return
+        data = fields.get(FIELD, b"")
+        try:
+            entry = decode(data, self.source.schema)
+        except (WireError, ValidationError) as exc:
+            self._bury(entry_id, attempts, data, exc)
+            return
+        seq = entry[1].seq
+        self._held[seq] = _Held(entry_id, attempts, data)
+        self.parent._taken[seq] = lease
+        self.parent._fences[entry[1].id] = lease
+        try:
+            feed.send_nowait(entry)
+        except anyio.WouldBlock:
+            await feed.send(entry)
+
+    async def _flush(self) -> None:
+        """Acknowledge (and bury) under the lease, in one script each time."""
+        async with self._flushing:
+            self._release()
+            while self._acks or self._dead:
+                lease = self.lease
+                if lease is None or lease.lost:
+                    return
+                dead, self._dead = self._dead, list[_Dead]()
+                acks, self._acks = self._acks, list[bytes]()
+                records = [(letter.id, self._record(letter)) for letter in dead]
+                acked = await self.link.call(
+                    partial(
+                        self.parent.leases.acknowledge,
+                        self.stream,
+                        self.group,
+                        lease,
+                        acks,
+                        records,
+                        self.dead_letters,
+                    )
+                )
+                if acked < 0:
+                    self.refused += len(acks) + len(dead)
+                    self.lose("acknowledging found another replica's lease")
+                    return
+                self._unacked.difference_update(acks)
+                for letter in dead:
+                    self._unacked.discard(letter.id)
+                    self.dead_lettered += 1
+                    self.link.log.error(
+                        "%s: entry %s of %s moved to %s after %d deliveries: %s: %s",
+                        self.group,
+                        letter.id.decode(),
+                        self.stream,
+                        self.dead_letters,
+                        letter.attempts,
+                        letter.error_type,
+                        letter.error,
+                    )

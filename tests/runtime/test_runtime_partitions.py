@@ -1,0 +1,343 @@
+"""Keyed connections over Redis (issue #15): the partition hash, rendezvous
+ownership, leases and the fenced scripts, and a keyed pipeline in one process.
+
+The multi-process tests (kill -9, SIGSTOP, a replica joining) are in
+tests/test_keyed_partitions.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+import runtime
+from pydantic import BaseModel
+from runtime.logs import MaskedLogger
+from runtime.pii import Masker
+from runtime.redis.leases import SAFE, Lease, Leases
+from runtime.redis.link import RedisLink
+from runtime.redis.partitions import (
+    DEFAULT_PARTITIONS,
+    assignment,
+    canonical,
+    partition_of,
+)
+from runtime.redis.replicas import heartbeat
+
+from tests.redisenv import client_for_url, redis_url
+from tests.runtime.support import redis_settings
+
+pytestmark = pytest.mark.anyio
+
+
+# -- the hash -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "of_8", "of_16"),
+    [
+        ("acct-1", b"acct-1", 5, 5),
+        ("AAPL", b"AAPL", 4, 12),
+        ("", b"", 0, 0),
+        (42, b"42", 0, 8),
+        (True, b"true", 5, 13),
+        (None, b"null", 7, 15),
+        ("é", b"\xc3\xa9", 6, 14),
+        (b"x", b"x", 3, 3),
+    ],
+)
+def test_the_partition_hash_is_crc32_of_the_canonical_bytes(
+    key: Any, raw: bytes, of_8: int, of_16: int
+) -> None:
+    # Pinned: every process, every Python, every release puts a key in the same
+    # partition (a stream's items would be split between two owners otherwise).
+    assert canonical(key) == raw
+    assert partition_of(key, 8) == of_8
+    assert partition_of(key, 16) == of_16
+
+
+def test_the_default_is_eight_partitions() -> None:
+    assert DEFAULT_PARTITIONS == 8
+
+
+# -- rendezvous ---------------------------------------------------------------
+
+
+def test_every_member_computes_the_same_assignment_whatever_the_order() -> None:
+    members = ["r-a", "r-b", "r-c"]
+    first = assignment(32, members)
+    assert first == assignment(32, list(reversed(members)))
+    assert set(first.values()) == set(members)  # 32 partitions reach all three
+    assert assignment(4, []) == {0: None, 1: None, 2: None, 3: None}
+
+
+def test_a_member_joining_takes_partitions_only_for_itself() -> None:
+    before = assignment(256, ["r-a", "r-b", "r-c", "r-d"])
+    after = assignment(256, ["r-a", "r-b", "r-c", "r-d", "r-e"])
+    moved = {p for p in before if before[p] != after[p]}
+    assert moved and all(after[p] == "r-e" for p in moved)
+    # about a fifth of them, not a reshuffle
+    assert len(moved) < 256 * 0.4
+
+
+def test_a_member_leaving_moves_only_its_own_partitions() -> None:
+    before = assignment(256, ["r-a", "r-b", "r-c", "r-d"])
+    after = assignment(256, ["r-a", "r-c", "r-d"])
+    moved = {p for p in before if before[p] != after[p]}
+    assert moved == {p for p in before if before[p] == "r-b"}
+
+
+# -- leases and fencing, on a real Redis --------------------------------------
+
+
+@pytest.fixture
+def settings() -> Iterator[runtime.ServiceSettings]:
+    yield from redis_settings(redis_url(), redis_lease_ttl_ms=1000)
+
+
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def link_for(settings: runtime.ServiceSettings, consumer: str) -> RedisLink:
+    log = MaskedLogger(logging.getLogger("test"), Masker(), {})
+    return RedisLink(
+        "lz", settings.model_copy(update={"redis_consumer": consumer}), log
+    )
+
+
+async def test_a_lease_is_trusted_for_its_safe_share_by_the_holders_clock(
+    settings: runtime.ServiceSettings,
+) -> None:
+    clock = Clock()
+    link = link_for(settings, "r-a")
+    leases = Leases(link, clock)
+    try:
+        lease = await leases.acquire(
+            0, link.key("p0.lease"), link.key("p0.f"), "r-a", 1000
+        )
+        assert lease is not None
+        # granted at the time the request left, trusted for SAFE of the ttl
+        assert lease.until == 100.0 + SAFE
+        assert lease.valid(100.0 + SAFE - 0.001)
+        assert not lease.valid(100.0 + SAFE)
+        clock.now = 100.5
+        assert await leases.renew(lease, 1000)
+        assert lease.until == 100.5 + SAFE
+        lease.lost = True
+        assert not lease.usable(100.6) and lease.valid(100.6)
+    finally:
+        await link.close()
+
+
+async def test_tokens_grow_with_every_grant_and_a_held_lease_is_refused(
+    settings: runtime.ServiceSettings,
+) -> None:
+    a, b = link_for(settings, "r-a"), link_for(settings, "r-b")
+    key, fence = a.key("s.p0.lease.g"), a.key("s.p0.fence.g")
+    try:
+        first = await Leases(a).acquire(0, key, fence, "r-a", 5000)
+        assert first is not None
+        assert await Leases(b).acquire(0, key, fence, "r-b", 5000) is None
+        assert await Leases(a).release(first)
+        second = await Leases(b).acquire(0, key, fence, "r-b", 5000)
+        assert second is not None and int(second.token) > int(first.token)
+        # the old holder can neither renew nor release what is no longer its own
+        assert not await Leases(a).renew(first, 5000)
+        assert not await Leases(a).release(first)
+        # the same owner asking again gets a new grant, with a new token
+        again = await Leases(b).acquire(0, key, fence, "r-b", 5000)
+        assert again is not None and int(again.token) > int(second.token)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_stale_token_can_neither_acknowledge_nor_write(
+    settings: runtime.ServiceSettings,
+) -> None:
+    a, b = link_for(settings, "r-a"), link_for(settings, "r-b")
+    stream, out = a.key("s.p0"), a.key("s.out")
+    key, fence = stream + ".lease.g", stream + ".fence.g"
+    sync = client_for_url(settings.redis_url)
+    try:
+        sync.xgroup_create(stream, "g", id="0", mkstream=True)
+        entry = sync.xadd(stream, {b"e": b"{}"})
+        sync.xreadgroup("g", "r-a", {stream: ">"})
+        stale = await Leases(a).acquire(0, key, fence, "r-a", 300)
+        assert stale is not None
+        # the lease runs out in Redis (r-a paused); r-b takes the partition
+        with anyio.fail_after(10):
+            while sync.exists(key):
+                await anyio.sleep(0.05)
+        fresh = await Leases(b).acquire(0, key, fence, "r-b", 5000)
+        assert fresh is not None
+        # r-a wakes up: its acknowledgement and its writes are refused, whole
+        assert await Leases(a).acknowledge(stream, "g", stale, [entry]) == -1
+        assert sync.xpending(stream, "g")["pending"] == 1
+        added, refused, _ = await Leases(a).add(
+            out, [(stale, b"late-1"), (stale, b"late-2")]
+        )
+        assert (added, refused) == (0, 2)
+        assert not sync.exists(out)
+        # the new owner's go through, and so does a message no lease fences
+        added, refused, last = await Leases(b).add(
+            out, [(fresh, b"ok"), (None, b"free"), (stale, b"late-3")]
+        )
+        assert (added, refused) == (2, 1) and last is not None
+        assert [f[b"e"] for _, f in sync.xrange(out)] == [b"ok", b"free"]
+        assert await Leases(b).acknowledge(stream, "g", fresh, [entry]) == 1
+        assert sync.xpending(stream, "g")["pending"] == 0
+    finally:
+        sync.close()
+        await a.close()
+        await b.close()
+
+
+async def test_a_dead_letter_moves_only_under_the_lease(
+    settings: runtime.ServiceSettings,
+) -> None:
+    a = link_for(settings, "r-a")
+    stream = a.key("s.p1")
+    key, fence = stream + ".lease.g", stream + ".fence.g"
+    sync = client_for_url(settings.redis_url)
+    try:
+        sync.xgroup_create(stream, "g", id="0", mkstream=True)
+        entry = sync.xadd(stream, {b"e": b"{}"})
+        sync.xreadgroup("g", "r-a", {stream: ">"})
+        lease = await Leases(a).acquire(1, key, fence, "r-a", 5000)
+        assert lease is not None
+        stale = Lease(1, key, "0", lease.until)
+        dead = [(entry, b"record")]
+        assert await Leases(a).acknowledge(stream, "g", stale, [], dead) == -1
+        assert not sync.exists(stream + ".dlq")
+        assert await Leases(a).acknowledge(stream, "g", lease, [], dead) == 1
+        assert sync.xlen(stream + ".dlq") == 1
+        assert sync.xpending(stream, "g")["pending"] == 0
+    finally:
+        sync.close()
+        await a.close()
+
+
+async def test_members_beat_and_expire_by_the_redis_clock(
+    settings: runtime.ServiceSettings,
+) -> None:
+    a, b = link_for(settings, "r-a"), link_for(settings, "r-b")
+    try:
+        assert await heartbeat(a, "w.in", 300) == ["r-a"]
+        assert await heartbeat(b, "w.in", 60_000) == ["r-a", "r-b"]
+        with anyio.fail_after(10):  # r-a stops beating: it drops out
+            while await heartbeat(b, "w.in", 60_000) != ["r-b"]:
+                await anyio.sleep(0.05)
+        assert await heartbeat(b, "w.in", 0) == []  # leaving
+    finally:
+        await a.close()
+        await b.close()
+
+
+# -- wiring and one process ---------------------------------------------------
+
+
+class Tick(BaseModel):
+    account: str
+    seq: int
+
+
+class Ticks(runtime.Source):
+    def __init__(self, name: str, count: int, keys: int, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.count, self.keys = count, keys
+
+    async def generate(self) -> Any:
+        for n in range(self.count):
+            yield Tick(account=f"acct-{n % self.keys}", seq=n // self.keys)
+
+
+class Keep(runtime.Sink):
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.items: list[Tick] = []
+
+    def consume(self, item: Any) -> None:
+        self.items.append(Tick.model_validate(item))
+
+
+def keyed_service(settings: runtime.ServiceSettings, **connect: Any) -> runtime.Service:
+    service = runtime.Service("kp", settings=settings)
+    service.add(Ticks("ticks", 0, 1))
+    service.add(Keep("keep"))
+    return service
+
+
+def test_partitions_need_a_key_and_at_least_one(
+    settings: runtime.ServiceSettings,
+) -> None:
+    service = keyed_service(settings)
+    with pytest.raises(runtime.WiringError, match="partitions needs a key"):
+        service.connect("ticks.out", "keep.in", transport="redis", partitions=4)
+    with pytest.raises(runtime.WiringError, match="at least 1"):
+        service.connect(
+            "ticks.out", "keep.in", transport="redis", key="account", partitions=0
+        )
+
+
+def test_memory_ignores_partitions(settings: runtime.ServiceSettings) -> None:
+    service = keyed_service(settings)
+    connection = service.connect("ticks.out", "keep.in", key="account", partitions=4)
+    assert connection.transport == "memory" and connection.keeps_key_order
+
+
+def test_a_keyed_redis_connection_is_one_stream_per_partition(
+    settings: runtime.ServiceSettings,
+) -> None:
+    service = keyed_service(settings)
+    connection: Any = service.connect(
+        "ticks.out", "keep.in", transport="redis", key="account"
+    )
+    assert connection.keeps_key_order
+    assert connection.partitions == DEFAULT_PARTITIONS
+    prefix = settings.redis_prefix
+    assert connection.streams[3] == f"{prefix}kp.ticks.out.p3"
+    assert connection.lease_key(3) == f"{prefix}kp.ticks.out.p3.lease.keep.in"
+    # unkeyed, it is the one stream that never promised key order
+    plain = keyed_service(settings).connect("ticks.out", "keep.in", transport="redis")
+    assert not plain.keeps_key_order
+
+
+async def test_keyed_items_arrive_in_order_per_key_through_partitions(
+    settings: runtime.ServiceSettings,
+) -> None:
+    service = runtime.Service("kp", settings=settings)
+    service.add(Ticks("ticks", 2000, 50))
+    keep = service.add(Keep("keep"))
+    service.connect(
+        "ticks.out", "keep.in", transport="redis", key="account", partitions=4
+    )
+    with anyio.fail_after(60):
+        report = await service.run()
+    assert report.completed
+    seen: dict[str, list[int]] = {}
+    for tick in keep.items:
+        seen.setdefault(tick.account, []).append(tick.seq)
+    assert len(keep.items) == 2000
+    assert all(seqs == list(range(40)) for seqs in seen.values())
+    sync = client_for_url(settings.redis_url)
+    try:
+        prefix = settings.redis_prefix
+        lengths = [sync.xlen(f"{prefix}kp.ticks.out.p{n}") for n in range(4)]
+        assert all(lengths)  # every partition carried some keys
+        for n in range(4):
+            assert (
+                sync.xpending(f"{prefix}kp.ticks.out.p{n}", "keep.in")["pending"] == 0
+            )
+    finally:
+        sync.close()
