@@ -8,6 +8,7 @@ tests/test_keyed_partitions.py.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 import runtime
 from pydantic import BaseModel
 from runtime.logs import MaskedLogger
+from runtime.partitions import run as show_partitions
 from runtime.pii import Masker
 from runtime.redis.leases import SAFE, Lease, Leases
 from runtime.redis.link import RedisLink
@@ -24,8 +26,10 @@ from runtime.redis.partitions import (
     assignment,
     canonical,
     partition_of,
+    skew,
 )
 from runtime.redis.replicas import heartbeat
+from runtime.status import dependency_checks
 
 from tests.redisenv import client_for_url, redis_url
 from tests.runtime.support import redis_settings
@@ -341,3 +345,85 @@ async def test_keyed_items_arrive_in_order_per_key_through_partitions(
             )
     finally:
         sync.close()
+
+
+# -- metrics, /ready and the partitions command -------------------------------
+
+
+def test_skew_is_the_hottest_share_over_the_mean() -> None:
+    assert skew([5, 5, 5, 5]) == 1.0
+    assert skew([0, 0, 0]) == 0.0
+    assert skew([8, 0, 0, 0]) == 4.0
+
+
+class GatedTicks(runtime.Source):
+    """Half of its ticks on one hot account; it starts when ``gate`` is set."""
+
+    def __init__(self, name: str, count: int) -> None:
+        super().__init__(name, outputs={"out": Tick})
+        self.count = count
+        self.gate = anyio.Event()
+
+    def account(self, n: int) -> str:
+        return "hot" if n % 2 == 0 else f"acct-{n % 200}"
+
+    async def generate(self) -> Any:
+        await self.gate.wait()
+        for n in range(self.count):
+            yield Tick(account=self.account(n), seq=n)
+
+
+def hot_service(settings: runtime.ServiceSettings) -> tuple[Any, GatedTicks, Keep, Any]:
+    service = runtime.Service("hot", settings=settings)
+    ticks = service.add(GatedTicks("ticks", 4000))
+    keep = service.add(Keep("keep"))
+    connection = service.connect(
+        "ticks.out", "keep.in", transport="redis", key="account", partitions=8
+    )
+    return service, ticks, keep, connection
+
+
+async def test_a_hot_key_shows_in_the_skew_gauge_and_ops_see_the_owner(
+    settings: runtime.ServiceSettings,
+) -> None:
+    settings = settings.model_copy(
+        update={"redis_lease_ttl_ms": 400, "redis_consumer": "r-only"}
+    )
+    service, ticks, keep, connection = hot_service(settings)
+    async with service.running():
+        with anyio.fail_after(60):
+            while not connection._intake:  # the first sample: nothing written yet
+                await anyio.sleep(0.01)
+            ticks.gate.set()
+            while len(keep.items) < ticks.count:
+                await anyio.sleep(0.01)
+            sampled = len(connection._intake)
+            while len(connection._intake) < sampled + 2:  # a sample after the last
+                await anyio.sleep(0.01)
+            while len(connection.owned()) < 8:
+                await anyio.sleep(0.01)
+        counts = [0] * 8
+        for n in range(ticks.count):
+            counts[partition_of(ticks.account(n), 8)] += 1
+        expected = skew(counts)
+        assert expected > 3  # half the load on one key, over 8 partitions
+        assert connection.skew == pytest.approx(expected)
+        text = service.metrics.render().decode()
+        gauge = re.search(r"portwright_partition_skew\{[^}]*\} ([0-9.e+]+)", text)
+        assert gauge is not None and float(gauge[1]) == pytest.approx(expected)
+        assert text.count("portwright_partition_owner{") == 8
+        assert 'owner="r-only"' in text
+        taken = re.findall(
+            r"portwright_partition_messages_in_total\{[^}]*\} (\S+)", text
+        )
+        assert sum(float(n) for n in taken) == ticks.count
+        ready = dependency_checks(service)
+        assert ready["redis"]["partitions"] == {"keep.in": list(range(8))}
+        lines: list[str] = []
+        other, *_ = hot_service(settings)  # the command builds its own service
+        assert await show_partitions(other, echo=lines.append) == 0
+    assert "members: r-only" in lines[0]
+    rows = [line.split() for line in lines[2:]]
+    assert [row[0] for row in rows] == [str(n) for n in range(8)]
+    assert all(row[1] == "r-only" and row[2] == "r-only" for row in rows)
+    assert all(row[3].isdigit() for row in rows)  # the lease's token

@@ -183,7 +183,76 @@ class _PortCollector(Collector):
         yield from (received, sent, dropped, errors, blocked, depth, utilization)
         yield from (running, age, latency, lag, pending, redeliveries, dead)
         yield from _batches_and_ticks(self._components())
+        yield from _partitions(self._components())
         yield from _requests(self._components())
+
+
+def _partitions(components: Iterable[Component]) -> Iterator[Metric]:
+    """Per partition of a keyed connection read here (Redis): its owner, messages
+    taken and acknowledged here, lag and pending while owned; per connection the
+    skew (hottest partition's intake over the mean) and assignment changes."""
+    labels = [*_LABELS, "partition"]
+    taken = CounterMetricFamily(
+        "portwright_partition_messages_in",
+        "Entries this replica took from a partition of a keyed connection.",
+        labels=labels,
+    )
+    done = CounterMetricFamily(
+        "portwright_partition_messages_out",
+        "Entries of a partition this replica acknowledged.",
+        labels=labels,
+    )
+    lag = GaugeMetricFamily(
+        "portwright_partition_lag",
+        "Entries of a partition owned here not yet delivered to the group.",
+        labels=labels,
+    )
+    pending = GaugeMetricFamily(
+        "portwright_partition_pending",
+        "Entries of a partition owned here delivered and not yet acknowledged.",
+        labels=labels,
+    )
+    owner = GaugeMetricFamily(
+        "portwright_partition_owner",
+        "1 for the replica the assignment gives a partition (label owner).",
+        labels=[*labels, "owner"],
+    )
+    skew = GaugeMetricFamily(
+        "portwright_partition_skew",
+        "The hottest partition's intake over the mean, over the last minute.",
+        labels=list(_LABELS),
+    )
+    changes = CounterMetricFamily(
+        "portwright_partition_assignment_changes",
+        "Times the partitions' assignment over the live replicas changed.",
+        labels=list(_LABELS),
+    )
+    for component in components:
+        for port in component.inputs.values():
+            for stats in _partition_stats(port):
+                keys = [component.name, port.name]
+                skew.add_metric(keys, stats["skew"])
+                changes.add_metric(keys, stats["assignment_changes"])
+                for part in stats["partitions"]:
+                    row = [*keys, str(part["partition"])]
+                    taken.add_metric(row, part["messages_in"])
+                    done.add_metric(row, part["messages_out"])
+                    if part["owner"]:
+                        owner.add_metric([*row, part["owner"]], 1)
+                    if part["lag"] is not None:
+                        lag.add_metric(row, part["lag"])
+                        pending.add_metric(row, part["pending"])
+    yield from (taken, done, lag, pending, owner, skew, changes)
+
+
+def _partition_stats(port: InputPort) -> list[dict[str, Any]]:
+    """The partition numbers of the port's keyed connections read here."""
+    found = []
+    for connection in port.connections:
+        stats = getattr(connection, "partition_stats", None)
+        if stats is not None and (numbers := stats()) is not None:
+            found.append(numbers)
+    return found
 
 
 def _batches_and_ticks(components: Iterable[Component]) -> Iterator[Metric]:

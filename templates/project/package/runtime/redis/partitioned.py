@@ -29,6 +29,7 @@ twice: each key's items are handled in the order they were sent.
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -39,6 +40,7 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import ValidationError
+from redis.exceptions import ResponseError
 
 from ..envelope import Entry, Envelope, Origin
 from ..ports import InputPort, OutputPort, Overflow
@@ -51,15 +53,17 @@ from .connection import (
 )
 from .leases import SAFE, Lease, Leases
 from .link import UNREACHABLE, RedisLink, stream_id
-from .partitions import assignment, partition_of
+from .partitions import assignment, partition_of, skew
 from .publisher import RedisPublisher
-from .replicas import heartbeat
+from .replicas import heartbeat, live_members
 from .wire import DLQ_SUFFIX, FIELD, TARGET, WireError, decode
 
 __all__ = ["PartitionReader", "PartitionedConnection"]
 
 #: how often, per lease ttl, a replica beats and renews its leases
 BEATS_PER_TTL = 4
+#: the span the skew is measured over (s): what each partition's stream took in it
+SKEW_SPAN_S = 60.0
 
 
 class PartitionedConnection(RedisConnection):
@@ -95,6 +99,10 @@ class PartitionedConnection(RedisConnection):
         self.assigned: dict[int, str | None] = {}
         #: how many times the assignment changed since the start
         self.assignment_changes = 0
+        #: the hottest partition's intake over the mean, over ``SKEW_SPAN_S``
+        self.skew = 0.0
+        # (time, entries each partition's stream took since it began), oldest first
+        self._intake: deque[tuple[float, list[int]]] = deque()
         #: messages taken and not settled: the lease they were read under, by
         #: their sequence number here, and by their id (what is made of them
         #: names it as its cause: ``fence_of``)
@@ -259,6 +267,85 @@ class PartitionedConnection(RedisConnection):
             "dead_lettered": sum(r.dead_lettered for r in readers),
         }
 
+    def partition_stats(self) -> dict[str, Any] | None:
+        """Per partition: owner, messages in and out here, lag, pending; and the
+        skew, the members and the assignment changes (metrics, ``/ready``, the
+        ``partitions`` command)."""
+        if not self.receiving_here:
+            return None
+        return {
+            "partitions": [
+                {
+                    "partition": r.partition,
+                    "stream": r.stream,
+                    "owner": self.assigned.get(r.partition) or "",
+                    "owned": r.lease is not None,
+                    "token": None if r.lease is None else r.lease.token,
+                    "messages_in": r.taken,
+                    "messages_out": r.acknowledged,
+                    "lag": r.lag if r.lease is not None else None,
+                    "pending": r.pending if r.lease is not None else None,
+                }
+                for r in self.readers
+            ],
+            "skew": self.skew,
+            "members": list(self.members),
+            "assignment_changes": self.assignment_changes,
+        }
+
+    async def survey(self) -> dict[str, Any]:
+        """What Redis says now: the live members, each partition's assigned owner,
+        its lease (owner, token, ms left) and its group's lag and pending (the
+        ``partitions`` command)."""
+        client = self.link.client
+        members = await live_members(self.link, self.group)
+        assigned = assignment(self.partitions, members)
+        rows = []
+        for n, stream in enumerate(self.streams):
+            lease = await client.hgetall(self.lease_key(n))
+            ttl = await client.pttl(self.lease_key(n))
+            groups = await self._groups_of(stream)
+            mine = groups.get(self.group, {})
+            rows.append(
+                {
+                    "partition": n,
+                    "stream": stream,
+                    "assigned": assigned.get(n),
+                    "owner": _text(lease.get(b"owner")),
+                    "token": _text(lease.get(b"token")),
+                    "ttl_ms": int(ttl) if ttl and ttl > 0 else None,
+                    "lag": mine.get("lag"),
+                    "pending": mine.get("pending"),
+                }
+            )
+        return {"members": members, "partitions": rows}
+
+    async def _groups_of(self, stream: str) -> dict[str, dict[str, Any]]:
+        try:
+            rows = await self.link.client.xinfo_groups(stream)
+        except ResponseError:  # no such stream yet
+            return {}
+        return {_text(row["name"]) or "": row for row in rows}
+
+    async def _measure(self) -> None:
+        """Sample what each partition's stream took (``entries-added``): the skew."""
+        client = self.link.client
+        added: list[int] = []
+        for stream in self.streams:
+            try:
+                info = await client.xinfo_stream(stream)
+            except ResponseError:  # no such stream yet
+                added.append(0)
+                continue
+            added.append(int(info.get("entries-added") or 0))
+        now = self.leases.clock()
+        intake = self._intake
+        intake.append((now, added))
+        while len(intake) > 2 and now - intake[1][0] >= SKEW_SPAN_S:
+            intake.popleft()
+        first = intake[0][1]
+        self.skew = skew([b - a for a, b in zip(first, added, strict=True)])
+
     def owned(self) -> list[int]:
         """The partitions this replica holds a lease on now."""
         return [r.partition for r in self.readers if r.lease is not None]
@@ -316,6 +403,11 @@ class PartitionedConnection(RedisConnection):
                 ):
                     reader.lose("redis did not answer before its lease ran out")
             return
+        try:
+            with anyio.fail_after(self._patience):
+                await self._measure()
+        except (*UNREACHABLE, TimeoutError, ResponseError):
+            pass  # only a metric: measured again at the next beat
         assigned = assignment(self.partitions, members)
         if assigned != self.assigned:
             if self.assigned:
@@ -411,6 +503,9 @@ class PartitionReader(RedisConnection):
         self.running = False
         #: acknowledgements and writes the lease refused
         self.refused = 0
+        #: entries taken from the partition here, and acknowledged (since the start)
+        self.taken = 0
+        self.acknowledged = 0
         self._leaving = anyio.Event()
         self._voluntary = False
 
@@ -586,6 +681,7 @@ class PartitionReader(RedisConnection):
             self._bury(entry_id, attempts, data, exc)
             return
         seq = entry[1].seq
+        self.taken += 1
         self._held[seq] = _Held(entry_id, attempts, data)
         self.parent._taken[seq] = lease
         self.parent._fences[entry[1].id] = lease
@@ -621,6 +717,7 @@ class PartitionReader(RedisConnection):
                     self.lose("acknowledging found another replica's lease")
                     return
                 self._unacked.difference_update(acks)
+                self.acknowledged += len(acks)
                 for letter in dead:
                     self._unacked.discard(letter.id)
                     self.dead_lettered += 1
@@ -634,3 +731,7 @@ class PartitionReader(RedisConnection):
                         letter.error_type,
                         letter.error,
                     )
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value

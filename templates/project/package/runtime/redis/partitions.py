@@ -32,6 +32,7 @@ __all__ = [
     "canonical",
     "owner",
     "partition_of",
+    "skew",
     "weight",
 ]
 
@@ -62,6 +63,16 @@ def weight(member: str, partition: int) -> int:
 def owner(partition: int, members: Iterable[str]) -> str | None:
     """The member that owns ``partition`` (None: no members)."""
     return max(members, key=lambda m: (weight(m, partition), m), default=None)
+
+
+def skew(added: list[int]) -> float:
+    """The hottest partition's share over the mean share: ``max / mean`` of what
+    each partition took in one span; 0.0 when none took anything. 1.0 is even; a
+    key carrying half the load of 8 partitions shows about 4.5."""
+    total = sum(added)
+    if total <= 0:
+        return 0.0
+    return max(added) * len(added) / total
 
 
 def assignment(partitions: int, members: Iterable[str]) -> dict[int, str | None]:

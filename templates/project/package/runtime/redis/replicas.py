@@ -31,6 +31,7 @@ __all__ = [
     "file_sd",
     "heartbeat",
     "key",
+    "live_members",
     "members_key",
     "record",
     "replicas",
@@ -54,6 +55,20 @@ else
 end
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
+
+
+#: KEYS: the members' set. The live members, changing nothing.
+LIVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+"""
+
+
+async def live_members(link: RedisLink, group: str) -> list[str]:
+    """The members of ``group`` whose last beat has not expired, sorted."""
+    members = await link.client.eval(LIVE, 1, members_key(link, group))
+    return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
 
 def members_key(link: RedisLink, group: str) -> str:
