@@ -25,6 +25,7 @@ from .components import Timer
 from .histogram import AGE_BUCKETS, LATENCY_BUCKETS, Histogram
 from .ingress import ApiEndpoint
 from .ports import InputPort
+from .windows import Window
 
 __all__ = ["AGE_BUCKETS", "LATENCY_BUCKETS", "Histogram", "ServiceMetrics"]
 
@@ -102,6 +103,8 @@ class ServiceMetrics:
                     "ticks": ticker.ticks,
                     "ticks_skipped": ticker.skipped,
                 }
+            if isinstance(component, Window):
+                found[component.name] = _window_numbers(component)
         return found
 
 
@@ -185,6 +188,7 @@ class _PortCollector(Collector):
         yield from _batches_and_ticks(self._components())
         yield from _partitions(self._components())
         yield from _requests(self._components())
+        yield from _windows(self._components())
 
 
 def _partitions(components: Iterable[Component]) -> Iterator[Metric]:
@@ -309,6 +313,52 @@ def _requests(components: Iterable[Component]) -> Iterator[Metric]:
             stats = component.duration
             duration.add_metric([component.name], stats.cumulative(), stats.sum)
     yield from (answered, duration)
+
+
+def _window_numbers(window: Window) -> dict[str, float]:
+    """A window component's numbers, as ``groups()`` and ``/metrics`` show them."""
+    return {
+        "open_windows": window.open_windows,
+        "windows_closed": window.closed,
+        "windows_evicted": window.evicted,
+        "late_items": window.late_items,
+        "watermark_lag_seconds": window.watermark_lag(),
+    }
+
+
+def _windows(components: Iterable[Component]) -> Iterator[Metric]:
+    """Per window component: windows open, closed and closed early at the cap,
+    late items, and how far its watermark is behind the clock."""
+    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+        "open_windows": GaugeMetricFamily(
+            "portwright_window_open", "Windows open now.", labels=["component"]
+        ),
+        "windows_closed": CounterMetricFamily(
+            "portwright_window_closed",
+            "Windows closed (by the watermark, idleness, the cap or a drain).",
+            labels=["component"],
+        ),
+        "windows_evicted": CounterMetricFamily(
+            "portwright_window_evicted",
+            "Windows closed early because max_open windows were open.",
+            labels=["component"],
+        ),
+        "late_items": CounterMetricFamily(
+            "portwright_window_late_items",
+            "Items that came after every window they belong to had closed.",
+            labels=["component"],
+        ),
+        "watermark_lag_seconds": GaugeMetricFamily(
+            "portwright_window_watermark_lag_seconds",
+            "The clock's wall time minus the window's watermark.",
+            labels=["component"],
+        ),
+    }
+    for component in components:
+        if isinstance(component, Window):
+            for name, value in _window_numbers(component).items():
+                families[name].add_metric([component.name], value)
+    yield from families.values()
 
 
 def _stream_stats(port: InputPort) -> list[dict[str, Any]]:
