@@ -158,6 +158,9 @@ class Connection:
     #: redis: the most entries the target's group may hold unread or pending
     #: before senders wait; None: unbounded
     max_lag: int | None = None
+    #: keyed: the partitions (streams) it is split into when carried by redis;
+    #: None: not keyed
+    partitions: int | None = None
 
 
 @dataclass(frozen=True)

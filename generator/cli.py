@@ -20,6 +20,7 @@ from .generation import generate as generate_project
 from .imports_guard import check_imports
 from .json_schema import blueprint_schema_text
 from .loader import load_blueprint
+from .partitions import FLAG as REPARTITION
 from .regeneration import regenerate as regenerate_project
 from .update import MEANING
 
@@ -187,10 +188,23 @@ def regenerate(
     gate: Annotated[
         bool, typer.Option("--gate/--no-gate", help="Run the gate before writing.")
     ] = True,
+    repartition: Annotated[
+        bool,
+        typer.Option(
+            REPARTITION,
+            help="Accept a changed partition count of a keyed Redis connection "
+            "(drain it first: docs/blueprint.md).",
+        ),
+    ] = False,
 ) -> None:
     """Bring PROJECT up to date with its blueprint; your code is merged, never lost."""
     done = regenerate_project(
-        project, blueprint, dry_run=dry_run, gate=gate, on_step=_gate_printer()
+        project,
+        blueprint,
+        dry_run=dry_run,
+        gate=gate,
+        on_step=_gate_printer(),
+        repartition=repartition,
     )
     if done.recovered:
         typer.echo("completed a regeneration that had been interrupted")

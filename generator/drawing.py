@@ -27,7 +27,8 @@ class GraphvizMissing(PortwrightError):
 
 
 def edge_label(connection: Connection) -> str:
-    """``out → in · memory · buffer 1024 · block``: what a connection is made of."""
+    """``out → in · memory · buffer 1024 · block``: what a connection is made of
+    (``· key symbol · 8 partitions`` when keyed, the partitions over redis)."""
     parts = [
         f"{connection.source.name} → {connection.target.name}",
         connection.transport,
@@ -35,6 +36,10 @@ def edge_label(connection: Connection) -> str:
     ]
     if connection.transport == "memory":  # a stream keeps every item: no overflow
         parts.append(connection.overflow)
+    if connection.key is not None:
+        parts.append(f"key {connection.key}")
+        if connection.transport == "redis" and connection.partitions is not None:
+            parts.append(f"{connection.partitions} partitions")
     if connection.feedback:
         parts.append("feedback")
     return " · ".join(parts)

@@ -74,6 +74,10 @@ Ordering = Literal["input", "none"]
 Number = Annotated[int, Field(strict=True)] | Annotated[float, Field(strict=True)]
 #: the most entries a Redis consumer group may hold unread or pending
 MaxLag = Annotated[int, Field(strict=True, ge=1, le=1_000_000_000)]
+#: the streams a keyed Redis connection is split into, each owned by one replica
+Partitions = Annotated[int, Field(strict=True, ge=1, le=1024)]
+#: what a keyed connection is split into when neither it nor ``defaults`` says
+DEFAULT_PARTITIONS = 8
 #: the field that orders a keyed connection's items: a field of the schema, or a
 #: field of a nested schema's field written ``a.b``
 KeyPath = Annotated[
@@ -208,6 +212,9 @@ class Defaults(Spec):
     max_retries: MaxRetries = 3
     #: how long an item may stay unacknowledged before another replica takes it
     claim_idle_ms: ClaimIdleMs = 30_000
+    #: the partitions of every keyed Redis connection that does not say; fixed for
+    #: the life of its streams (regenerate refuses a change: docs/blueprint.md)
+    partitions: Partitions = DEFAULT_PARTITIONS
     #: alert thresholds for every component (docs/operations.md)
     guardrails: GuardrailsSpec = Field(default_factory=GuardrailsSpec)
 
@@ -480,6 +487,9 @@ class ConnectionSpec(Spec):
     #: redis: the most entries the target's group may hold unread or pending before
     #: senders wait (HTTP ingress: 503); unbounded when absent
     max_lag: MaxLag | None = None
+    #: redis, keyed: the streams the connection is split into (``defaults`` when
+    #: absent); each is read by one replica at a time
+    partitions: Partitions | None = None
     feedback: bool = False
     description: Text | None = None
 

@@ -517,6 +517,7 @@ def connections_context(blueprint: Blueprint) -> list[dict[str, Any]]:
             "transport": c.transport,
             "key": c.key,
             "max_lag": c.max_lag,
+            "partitions": c.partitions,
         }
         for c in blueprint.connections
     ]

@@ -20,11 +20,12 @@ from typer.testing import CliRunner
 from generator.blueprint import Blueprint
 from generator.cli import app
 from generator.drawing import FORMATS, edge_label, mermaid
-from generator.loader import load_blueprint
+from generator.loader import load_blueprint, load_text
 from generator.planner import plan
 from generator.render import render_plan, template_names, templates_root
 
 from .redisenv import in_ci
+from .test_partitions_blueprint import BASE, NAME
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = [
@@ -194,3 +195,15 @@ def test_an_invalid_blueprint_exits_2(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: {path}:")
+
+
+def test_a_keyed_connection_shows_its_key_and_over_redis_its_partitions() -> None:
+    first, _, unkeyed = load_text(BASE, NAME).connections
+    assert (
+        edge_label(first)
+        == "out → in · redis · buffer 1024 · key symbol · 4 partitions"
+    )
+    assert edge_label(unkeyed) == "out → in · redis · buffer 1024"
+    memory = BASE.replace("transport: redis\n", "").replace("    partitions: 4\n", "")
+    first, _, _ = load_text(memory, NAME).connections
+    assert edge_label(first) == "out → in · memory · buffer 1024 · block · key symbol"

@@ -153,18 +153,6 @@ def test_a_key_that_is_not_a_field_name_is_refused_by_the_format() -> None:
     assert problem.startswith("37: connections[0].key: ")
 
 
-def test_a_keyed_redis_connection_is_refused_until_redis_keeps_key_order() -> None:
-    text = BASE.replace(
-        "    key: account.id\n", "    key: account.id\n    transport: redis\n"
-    )
-    assert problems(text) == [
-        "37: connections[0].key: connection api.out -> book.in is keyed by "
-        "'account.id' and carried by redis, which does not keep each key's order "
-        "yet (its replicas share one consumer group): carry it in memory "
-        "('transport: memory') or leave the key out"
-    ]
-
-
 # Run inside the emitted project: the wiring as generated, the transformer replaced
 # by one that holds every trade a while and finishes them out of order.
 KEPT = """\

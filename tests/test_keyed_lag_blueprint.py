@@ -108,7 +108,7 @@ def test_the_emitted_service_is_wired_with_its_bound(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "gate passed:" in done.stdout
     wiring = (dest / "lag/wiring.py").read_text().replace('"', "'")
-    assert "('api.out', 'store.in', 1024, 'block', 'redis', None, 20)," in wiring
+    assert "('api.out', 'store.in', 1024, 'block', 'redis', None, 20, None)," in wiring
     shown = subprocess.run(
         [
             sys.executable,

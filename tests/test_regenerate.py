@@ -217,7 +217,7 @@ def test_change_a_connections_buffer_and_overflow(project: Path) -> None:
     regenerate_ok(project, "--no-gate")
     assert_survived(lines)
     assert (
-        '("by_risk.low", "ledger.accepted", 8, "drop_newest", "memory", None, None)'
+        '("by_risk.low", "ledger.accepted", 8, "drop_newest", "memory", None, None, None)'
         in (project / PKG / "wiring.py").read_text()
     )
     backup = project / ".portwright" / "backup" / PKG / "wiring.py"

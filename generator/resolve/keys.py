@@ -65,17 +65,34 @@ class KeyRules(Checks):
                 loc = ("schemas", target.name, "key")
                 if key is not None and not self._own_key(target.name):
                     loc = ("connections", index)
-            if key is not None and conn.transport == "redis":
-                self.error(
-                    loc,
-                    f"connection {conn.source.ref} -> {conn.target.ref} is keyed by "
-                    f"{key!r} and carried by redis, which does not keep each key's "
-                    "order yet (its replicas share one consumer group): carry it in "
-                    "memory ('transport: memory') or leave the key out",
-                )
-                key = None
-            out.append(dataclasses.replace(conn, key=key))
+            partitions = self._partitions(conn, index, key)
+            out.append(dataclasses.replace(conn, key=key, partitions=partitions))
         return tuple(out)
+
+    def _partitions(self, conn: Connection, index: int, key: str | None) -> int | None:
+        """A keyed connection's partitions: its own, else the defaults'."""
+        spec = self.spec.connections[index]
+        if spec.partitions is None:
+            return None if key is None else self.spec.defaults.partitions
+        loc = self.conn_loc(index, spec, "partitions")
+        ends = f"{conn.source.ref} -> {conn.target.ref}"
+        if key is None:
+            self.error(
+                loc,
+                f"partitions split a keyed connection by its key; connection {ends} "
+                "has none: add 'key: <field>' (or a key on its schema), or leave "
+                "partitions out",
+            )
+            return None
+        if conn.transport != "redis":
+            self.error(
+                loc,
+                f"partitions split a keyed Redis connection into streams; connection "
+                f"{ends} is carried in memory, where each key keeps its order "
+                "already: leave partitions out, or 'transport: redis'",
+            )
+            return None
+        return spec.partitions
 
     def _own_key(self, schema: str) -> bool:
         spec = self.spec.schemas.get(schema)
