@@ -505,3 +505,44 @@ async def test_fifty_thousand_random_events_count_exactly_like_plain_python() ->
     assert {(k, s): v for k, s, _, v in got} == expected
     assert all(end - start == size for _, start, end, _ in got)
     assert window.late_items == 0
+
+
+class Faulty(runtime.Aggregate):
+    """Sums the values; a negative one makes it raise."""
+
+    def initial(self) -> float:
+        return 0.0
+
+    def add(self, acc: float, item: Reading) -> float:
+        if item.value < 0:
+            raise ValueError("negative reading")
+        return acc + item.value
+
+
+class Untimed(BaseModel):
+    device: str
+    time: datetime | None = None
+    value: float = 1.0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"size": 10}, {"type": "hopping", "size": 10, "hop": 5}],
+    ids=["tumbling", "hopping"],
+)
+async def test_an_item_that_fails_is_reported_and_the_others_still_count(
+    options: dict[str, Any],
+) -> None:
+    window = runtime.Window(
+        "w", time="time", aggregate=Faulty(), errors=True, **options
+    )
+    service, feed, out, _ = wired(window)
+    errors = service.add(Recorder("errors"))
+    service.connect("w.errors", "errors.in")
+    async with service.running():
+        for item in (at("a", 1, 2), at("a", 2, -1), Untimed(device="a"), at("a", 3)):
+            await feed.send.send(item)
+        await feed.finish()
+    assert [(k, s, v) for k, s, _, v in rows(out.items) if s == 0] == [("a", 0, 3.0)]
+    assert sorted(e.error_type for e in errors.items) == ["TypeError", "ValueError"]
+    assert window.inputs["in"].errors == 2

@@ -2,7 +2,7 @@
 
 The ``Window`` component takes one keyed input and emits, per key and window, an
 item with ``key``, ``start``, ``end`` and ``value`` (the aggregate's result). How
-windows are laid out and closed lives in the ``*Windows`` stores below: plain
+windows are laid out and closed lives in ``windowstate.py`` (one store per shape): plain
 synchronous code, so that the component's loop is a thin async shell around it.
 See docs/runtime.md ("Windows") for the rules, stated once.
 
@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import heapq
 import math
-from bisect import insort
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from time import monotonic
 from typing import Any, Literal
 
@@ -33,17 +33,18 @@ from pydantic import BaseModel, ConfigDict
 
 from .aggregates import Aggregate, Count
 from .clock import Clock, LoopClock
-from .component import Component, RunContext
+from .component import ERRORS_PORT, Component, RunContext
 from .envelope import Entry, Envelope
-from .errors import WiringError
+from .errors import ErrorRecord, WiringError
 from .ports import Connection, InputPort
+from .windowstate import AlignedWindows, Closed, CountWindows, SlidingWindows, Store
 
 __all__ = ["Window", "WindowResult", "WindowType"]
 
+_ENVELOPE, _ITEM, _TIMESTAMP = itemgetter(1), attrgetter("item"), datetime.timestamp
+
 WindowType = Literal["tumbling", "hopping", "sliding"]
 Emit = Literal["final", "every"]
-#: ``closed(key, start, end, acc)``: a store hands on a window it closes or updates
-Closed = Callable[[Any, float, float, Any], None]
 
 
 class WindowResult(BaseModel):
@@ -62,205 +63,6 @@ class WindowResult(BaseModel):
     value: Any
 
 
-class AlignedWindows:
-    """Tumbling (``hop == size``) and hopping windows: ``[start, start + size)``,
-    starts on multiples of ``hop`` since the Unix epoch, the same for every key.
-
-    Windows are kept by start, then by key, so that closing the oldest windows
-    of every key is one pop per start.
-    """
-
-    def __init__(self, size: float, hop: float, aggregate: Aggregate) -> None:
-        self.size, self.hop = size, hop
-        self.initial, self.add_to = aggregate.initial, aggregate.add
-        self.slots: dict[float, dict[Any, Any]] = {}
-        self.starts: list[float] = []  # a heap of the slots' starts
-        self.open = 0
-        #: windows starting at or before this are closed (nothing is added to them)
-        self.horizon = -math.inf
-        #: the watermark at which the horizon next passes a start (``close`` is
-        #: needed no earlier: starts are multiples of ``hop``)
-        self.next_close = -math.inf
-
-    def add(self, key: Any, t: float, item: Any, updated: Closed | None) -> bool:
-        """Add ``item`` (time ``t``) to its open windows; False if none is open."""
-        hop, horizon = self.hop, self.horizon
-        start = t - t % hop
-        if start <= horizon:
-            return False
-        lowest = t - self.size
-        taken = False
-        while start > lowest and start > horizon:
-            slot = self.slots.get(start)
-            if slot is None:
-                slot = self.slots[start] = {}
-                heapq.heappush(self.starts, start)
-            acc = slot.get(key, slot)
-            if acc is slot:
-                acc = self.initial()
-                self.open += 1
-            acc = slot[key] = self.add_to(acc, item)
-            if updated is not None:
-                updated(key, start, start + self.size, acc)
-            taken = True
-            start -= hop
-        return taken
-
-    def close(self, watermark: float, closed: Closed) -> None:
-        """Close the windows whose end the watermark has reached."""
-        size, hop = self.size, self.hop
-        self.horizon = horizon = max(self.horizon, watermark - size)
-        self.next_close = horizon - horizon % hop + hop + size
-        starts = self.starts
-        while starts and starts[0] <= horizon:
-            start = heapq.heappop(starts)
-            slot = self.slots.pop(start)
-            self.open -= len(slot)
-            for key, acc in slot.items():
-                closed(key, start, start + size, acc)
-
-    def closes_at(self) -> float:
-        """The watermark at which the oldest open window closes."""
-        return self.starts[0] + self.size if self.starts else math.inf
-
-    def evict(self, closed: Closed) -> None:
-        """Close the oldest window now (the first key of the oldest start)."""
-        start = self.starts[0]
-        slot = self.slots[start]
-        key = next(iter(slot))
-        self.open -= 1
-        closed(key, start, start + self.size, slot.pop(key))
-        if not slot:
-            heapq.heappop(self.starts)
-            del self.slots[start]
-
-
-class SlidingWindows:
-    """One window per key and distinct item time ``t``: ``(t - size, t]``.
-
-    Each window holds every item of its key within ``size`` before it, so a new
-    window is seeded from the items kept since ``horizon - size``.
-    """
-
-    def __init__(self, size: float, aggregate: Aggregate) -> None:
-        self.size = size
-        self.initial, self.add_to = aggregate.initial, aggregate.add
-        self.windows: dict[Any, dict[float, Any]] = {}
-        self.recent: dict[Any, list[tuple[float, int, Any]]] = {}
-        self.ends: list[tuple[float, int, Any]] = []  # a heap of (end, seq, key)
-        self.open = 0
-        self.seq = 0
-        #: windows ending before this are closed
-        self.horizon = -math.inf
-        #: the horizon is the watermark itself: ``close`` at every step
-        self.next_close = -math.inf
-
-    def add(self, key: Any, t: float, item: Any, updated: Closed | None) -> bool:
-        """Add ``item`` to its key's open windows, opening its own if not closed."""
-        size, add_to = self.size, self.add_to
-        windows = self.windows.setdefault(key, {})
-        taken = False
-        for end, acc in windows.items():
-            if end - size < t <= end:
-                acc = windows[end] = add_to(acc, item)
-                if updated is not None:
-                    updated(key, end - size, end, acc)
-                taken = True
-        self.seq += 1
-        recent = self.recent.setdefault(key, [])
-        if t >= self.horizon and t not in windows:
-            acc = self.initial()
-            for when, _, earlier in recent:
-                if t - size < when <= t:
-                    acc = add_to(acc, earlier)
-            acc = windows[t] = add_to(acc, item)
-            heapq.heappush(self.ends, (t, self.seq, key))
-            self.open += 1
-            if updated is not None:
-                updated(key, t - size, t, acc)
-            taken = True
-        if t > self.horizon - size:
-            insort(recent, (t, self.seq, item))
-        return taken
-
-    def close(self, watermark: float, closed: Closed) -> None:
-        """Close the windows whose end the watermark has passed."""
-        self.horizon = horizon = max(self.horizon, watermark)
-        ends, size = self.ends, self.size
-        while ends and ends[0][0] < horizon:
-            end, _, key = heapq.heappop(ends)
-            self._close(key, end, closed)
-        for key, recent in list(self.recent.items()):
-            stale = sum(1 for when, _, _ in recent if when <= horizon - size)
-            del recent[:stale]
-            if not recent and not self.windows.get(key):
-                del self.recent[key]
-                self.windows.pop(key, None)
-
-    def _close(self, key: Any, end: float, closed: Closed) -> None:
-        acc = self.windows[key].pop(end, self)
-        if acc is not self:
-            self.open -= 1
-            closed(key, end - self.size, end, acc)
-
-    def closes_at(self) -> float:
-        """The watermark at which the oldest open window closes (just past its
-        end: the end itself is in the window)."""
-        return math.nextafter(self.ends[0][0], math.inf) if self.ends else math.inf
-
-    def evict(self, closed: Closed) -> None:
-        """Close the oldest window now."""
-        end, _, key = heapq.heappop(self.ends)
-        self._close(key, end, closed)
-
-
-class CountWindows:
-    """Per key, every ``count`` items (in arrival order) make a window; its start
-    and end are the first and the last item's times."""
-
-    def __init__(self, count: int, aggregate: Aggregate, closed: Closed) -> None:
-        self.count, self.closed = count, closed
-        self.initial, self.add_to = aggregate.initial, aggregate.add
-        #: key -> [acc, items so far, first time, last time]
-        self.windows: dict[Any, list[Any]] = {}
-        self.open = 0
-        self.next_close = math.inf  # time closes nothing
-
-    def add(self, key: Any, t: float, item: Any, updated: Closed | None) -> bool:
-        """Add ``item``; the window closes (``closed``) on its ``count``-th."""
-        window = self.windows.get(key)
-        if window is None:
-            window = self.windows[key] = [self.initial(), 0, t, t]
-            self.open += 1
-        window[0] = self.add_to(window[0], item)
-        window[1] += 1
-        window[3] = t
-        if updated is not None:
-            updated(key, window[2], t, window[0])
-        if window[1] >= self.count:
-            self._close(key, self.closed)
-        return True
-
-    def close(self, watermark: float, closed: Closed) -> None:
-        """Count windows do not close on time (only when full, or at drain)."""
-
-    def closes_at(self) -> float:
-        """Never on time."""
-        return math.inf
-
-    def evict(self, closed: Closed) -> None:
-        """Close the oldest window now (the key that opened one first)."""
-        self._close(next(iter(self.windows)), closed)
-
-    def _close(self, key: Any, closed: Closed) -> None:
-        acc, _, first, last = self.windows.pop(key)
-        self.open -= 1
-        closed(key, first, last, acc)
-
-
-Store = AlignedWindows | SlidingWindows | CountWindows
-
-
 class Window(Component):
     """One keyed input; per key and window, the ``aggregate`` of the items.
 
@@ -270,7 +72,9 @@ class Window(Component):
     time) or, without one, the clock's (processing time). ``emit`` ``final`` sends
     each window once, when it closes; ``every`` sends its value at each update
     (and nothing more when it closes). An item whose windows have all closed is
-    late: counted, and sent on the ``late`` output when there is one. At most
+    late: counted, and sent on the ``late`` output when there is one (``late``).
+    An item without a key or a time, or on which the aggregate raises, is
+    reported like a failure in user code (``errors``: an ``errors`` output). At most
     ``max_open`` windows are open at once: past it, the oldest one is closed early
     (counted in ``evicted``; one warning). When the input ends (drain), every open
     window is closed and sent as it stands.
@@ -297,6 +101,7 @@ class Window(Component):
         key: str | Callable[[Any], Any] | None = None,
         schema: type[BaseModel] = WindowResult,
         late: bool = False,
+        errors: bool = False,
         max_open: int = 100_000,
         idle_after: float | None = None,
         clock: Clock | None = None,
@@ -306,6 +111,8 @@ class Window(Component):
         outputs: dict[str, Any] = {"out": schema}
         if late:
             outputs["late"] = Any
+        if errors:
+            outputs[ERRORS_PORT] = ErrorRecord
         super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
         if len(self.inputs) != 1:
             raise WiringError(f"window {name!r} needs exactly one input port")
@@ -327,6 +134,12 @@ class Window(Component):
         self.max_open = max_open
         self.clock: Clock = clock or LoopClock()
         self.store = self._store(name, type, size, hop, count)
+        self._tumbling = (
+            self.event_time
+            and emit == "final"
+            and isinstance(self.store, AlignedWindows)
+            and self.store.hop == self.store.size
+        )
         self.size = 0.0 if size is None else size
         self.idle_after = (
             self.size + self.grace
@@ -348,6 +161,8 @@ class Window(Component):
         self._updated: Closed | None = self._emit if emit == "every" else None
         self._entries: list[Entry] = []
         self._late_entries: list[Entry] = []
+        #: items the core could not add, with why (reported by the input loop)
+        self._failed: list[tuple[Entry, Exception]] = []
         # made in ``serve``: anyio's primitives belong to the running loop
         self._sending: anyio.Lock | None = None
         self._wake: anyio.Event | None = None
@@ -461,35 +276,27 @@ class Window(Component):
                 age.observe_since(clock(), [stamp for stamp, _ in batch])
                 counts[0] += len(batch)  # no user method to time (see metrics)
                 self._add_all(batch, key)
+                while self._failed:
+                    entry, exc = self._failed.pop(0)
+                    await self.fail(port, entry[1], exc)
                 await self._flush()
                 await checkpoint()
 
     def _add_all(self, batch: list[Entry], key: Callable[[Any], Any]) -> None:
         """The synchronous core: add a batch, closing what the watermark passes."""
-        store, add, time = self.store, self.store.add, self.time
-        updated, closed = self._updated, self._closed_one
-        grace, max_open = self.grace, self.max_open
+        store = self.store
         watermark = self.watermark
-        t = self.clock.wall()  # processing time: one reading per batch
-        if not self.event_time and t > watermark:
-            watermark = t
-            store.close(watermark, closed)
         late: list[Entry] = []
-        for entry in batch:
-            item = entry[1].item
-            if time is not None:
-                value = time(item)
-                t = value.timestamp() if isinstance(value, datetime) else value
-                # The store's horizon moves at its own steps (``next_close``): no
-                # call per item when nothing can close.
-                if t > watermark:
-                    watermark = t
-                    if t - grace >= store.next_close:
-                        store.close(t - grace, closed)
-            if store.open >= max_open:
-                self._evict()
-            if not add(key(item), t, item, updated):
-                late.append(entry)
+        if not self.event_time:
+            t = self.clock.wall()  # processing time: one reading per batch
+            if t > watermark:
+                watermark = t
+                store.close(watermark, self._closed_one)
+            watermark = self._add_each(batch, key, watermark, late, t)
+        elif self._tumbling:
+            watermark = self._add_tumbling(batch, key, watermark, late)
+        else:
+            watermark = self._add_each(batch, key, watermark, late, None)
         if watermark > self.watermark:
             self.watermark = watermark
             self.advanced_at = self.clock.now()
@@ -499,6 +306,131 @@ class Window(Component):
                 self._late_entries += late
         if self._unarmed and store.open and self._wake is not None:
             self._wake.set()
+
+    def _add_each(
+        self,
+        batch: list[Entry],
+        key: Callable[[Any], Any],
+        watermark: float,
+        late: list[Entry],
+        now: float | None,
+    ) -> float:
+        """Any window shape: each item through the store's ``add``. Returns the
+        watermark; appends the late entries to ``late``."""
+        store, add, time = self.store, self.store.add, self.time
+        updated, closed = self._updated, self._closed_one
+        grace, max_open = self.grace, self.max_open
+        t = 0.0 if now is None else now
+        failed = self._failed
+        for entry in batch:
+            item = entry[1].item
+            try:
+                k = key(item)
+                if now is None:
+                    value = time(item)  # type: ignore[misc]
+                    t = value.timestamp() if isinstance(value, datetime) else value
+                    # The store's horizon moves at its own steps (``next_close``):
+                    # no call per item when nothing can close.
+                    if t > watermark:
+                        watermark = t
+                        if t - grace >= store.next_close:
+                            store.close(t - grace, closed)
+                if store.open >= max_open:
+                    self._evict()
+                if not add(k, t, item, updated):
+                    late.append(entry)
+            except Exception as exc:  # no key or time, or the aggregate raised
+                failed.append((entry, exc))
+        return watermark
+
+    def _add_tumbling(
+        self,
+        batch: list[Entry],
+        key: Callable[[Any], Any],
+        watermark: float,
+        late: list[Entry],
+    ) -> float:
+        """``_add_each`` for the common case, inlined: event-time tumbling windows
+        sent when final. The items' keys and times are read in C loops (``map``);
+        a batch in which nothing can close, be late or reach the cap is counted
+        in bulk (the same result as item by item: nothing depends on the order)."""
+        store = self.store
+        assert isinstance(store, AlignedWindows)
+        time, size, slots = self.time, store.size, store.slots
+        assert time is not None
+        items = list(map(_ITEM, map(_ENVELOPE, batch)))
+        try:
+            values = list(map(time, items))
+            try:
+                times = list(map(_TIMESTAMP, values))
+            except TypeError:  # not all datetimes: seconds since the epoch
+                times = [
+                    v.timestamp() if isinstance(v, datetime) else float(v)
+                    for v in values
+                ]
+            keys = list(map(key, items))
+        except Exception:  # an item without a key or a time: find it, one by one
+            return self._add_each(batch, key, watermark, late, None)
+        top, low = max(times), min(times)
+        grace = self.grace
+        if (
+            isinstance(self.aggregate, Count)
+            and low - low % size > store.horizon
+            and (top <= watermark or top - grace < store.next_close)
+            and store.open + len(batch) < self.max_open
+        ):
+            for (start, k), count in Counter(
+                zip([t - t % size for t in times], keys, strict=True)
+            ).items():
+                slot = slots.get(start)
+                if slot is None:
+                    slot = slots[start] = {}
+                    heapq.heappush(store.starts, start)
+                acc = slot.get(k)
+                if acc is None:
+                    store.open += 1
+                    slot[k] = count
+                else:
+                    slot[k] = acc + count
+            return max(watermark, top)
+        initial, add_to = store.initial, store.add_to
+        counting = isinstance(self.aggregate, Count)
+        closed, max_open = self._closed_one, self.max_open
+        current, slot = math.nan, None  # the slot of the last item's start
+        for entry, item, t, k in zip(batch, items, times, keys, strict=True):
+            if t > watermark:
+                watermark = t
+                if t - grace >= store.next_close:
+                    store.close(t - grace, closed)
+                    current = math.nan  # the slot may have closed
+            start = t - t % size
+            if start <= store.horizon:
+                late.append(entry)
+                continue
+            if start != current:
+                slot = slots.get(start)
+                if slot is None:
+                    slot = slots[start] = {}
+                    heapq.heappush(store.starts, start)
+                current = start
+            assert slot is not None
+            acc = slot.get(k, slot)
+            fresh = acc is slot
+            if fresh:
+                if store.open >= max_open:
+                    self._evict()
+                    if start not in slots:  # the evicted window was its last
+                        slot = slots[start] = {}
+                        heapq.heappush(store.starts, start)
+                acc = initial()
+            try:
+                slot[k] = acc + 1 if counting else add_to(acc, item)
+            except Exception as exc:  # the user's aggregate raised
+                self._failed.append((entry, exc))
+                continue
+            if fresh:
+                store.open += 1
+        return watermark
 
     def _emit(self, key: Any, start: float, end: float, acc: Any) -> None:
         result = self.schema(
