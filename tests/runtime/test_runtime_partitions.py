@@ -310,8 +310,8 @@ def test_a_keyed_redis_connection_is_one_stream_per_partition(
     assert connection.keeps_key_order
     assert connection.partitions == DEFAULT_PARTITIONS
     prefix = settings.redis_prefix
-    assert connection.streams[3] == f"{prefix}kp.ticks.out.p3"
-    assert connection.lease_key(3) == f"{prefix}kp.ticks.out.p3.lease.keep.in"
+    assert connection.streams[3] == f"{prefix}kp.ticks.out.keep.in.p3"
+    assert connection.lease_key(3) == f"{prefix}kp.ticks.out.keep.in.p3.lease.keep.in"
     # unkeyed, it is the one stream that never promised key order
     plain = keyed_service(settings).connect("ticks.out", "keep.in", transport="redis")
     assert not plain.keeps_key_order
@@ -337,17 +337,47 @@ async def test_keyed_items_arrive_in_order_per_key_through_partitions(
     sync = client_for_url(settings.redis_url)
     try:
         prefix = settings.redis_prefix
-        lengths = [sync.xlen(f"{prefix}kp.ticks.out.p{n}") for n in range(4)]
+        lengths = [sync.xlen(f"{prefix}kp.ticks.out.keep.in.p{n}") for n in range(4)]
         assert all(lengths)  # every partition carried some keys
         for n in range(4):
             assert (
-                sync.xpending(f"{prefix}kp.ticks.out.p{n}", "keep.in")["pending"] == 0
+                sync.xpending(f"{prefix}kp.ticks.out.keep.in.p{n}", "keep.in")[
+                    "pending"
+                ]
+                == 0
             )
     finally:
         sync.close()
 
 
 # -- metrics, /ready and the partitions command -------------------------------
+
+
+async def test_two_keyed_connections_from_one_port_each_take_every_item_once(
+    settings: runtime.ServiceSettings,
+) -> None:
+    """Each keyed connection has streams of its own: a port fanning out to two keyed
+    inputs (with different counts) delivers every item once to each."""
+    service = runtime.Service("kp", settings=settings)
+    service.add(Ticks("ticks", 300, 7))
+    first = service.add(Keep("keep"))
+    second = service.add(Keep("other"))
+    service.connect(
+        "ticks.out", "keep.in", transport="redis", key="account", partitions=4
+    )
+    service.connect(
+        "ticks.out", "other.in", transport="redis", key="account", partitions=2
+    )
+    with anyio.fail_after(60):
+        report = await service.run()
+    assert report.completed
+    sent = sorted((f"acct-{n % 7}", n // 7) for n in range(300))
+    for keep in (first, second):
+        assert sorted((t.account, t.seq) for t in keep.items) == sent, keep.name
+        by_key: dict[str, list[int]] = {}
+        for tick in keep.items:
+            by_key.setdefault(tick.account, []).append(tick.seq)
+        assert all(seqs == sorted(seqs) for seqs in by_key.values())
 
 
 def test_skew_is_the_hottest_share_over_the_mean() -> None:

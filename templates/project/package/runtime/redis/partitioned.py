@@ -1,7 +1,9 @@
 """A keyed connection over Redis: partitions that the receiving replicas own.
 
 A connection with a ``key`` is ``partitions`` streams, one per partition:
-``<prefix><service>.<component>.<port>.p<N>`` (N from 0), in braces on a Redis
+``<prefix><service>.<component>.<port>.<target component>.<target port>.p<N>`` (N
+from 0; the streams are the connection's own: two keyed connections from one port
+may differ in key and count, and each reads every item once), in braces on a Redis
 Cluster so that the partition's stream, its dead-letter stream (``.dlq``), its
 lease (``.lease.<group>``) and its fence counter (``.fence.<group>``) share one
 hash slot. The sender puts each message on the stream of ``partition_of(key,
@@ -88,7 +90,7 @@ class PartitionedConnection(RedisConnection):
         self.partitions = partitions
         self.leases = Leases(link, clock)
         self.streams = [
-            link.stream(source.component, f"{source.name}.p{n}")
+            link.stream(source.component, f"{source.name}.{target.address}.p{n}")
             for n in range(partitions)
         ]
         self.readers = [PartitionReader(self, n) for n in range(partitions)]
