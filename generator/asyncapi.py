@@ -139,9 +139,14 @@ def channel_ids(connection: Connection) -> tuple[str, str]:
     """
     source = f"{connection.source.component}-{connection.source.name}"
     target = f"{connection.target.component}-{connection.target.name}"
-    if connection.transport == "redis":
+    if connection.transport == "redis" and not _partitioned(connection):
         return source, ""
     return f"{source}--{target}", f"--{target}"
+
+
+def _partitioned(connection: Connection) -> bool:
+    """A keyed Redis connection: streams of its own, one per partition."""
+    return connection.transport == "redis" and connection.partitions is not None
 
 
 def _text(value: str | None, fallback: str) -> str:
@@ -179,6 +184,9 @@ def _channels(blueprint: Blueprint) -> Iterator[tuple[str, dict[str, Any]]]:
     streams: dict[str, list[Connection]] = {}
     for connection in blueprint.connections:
         channel, _ = channel_ids(connection)
+        if _partitioned(connection):
+            yield from _partition_channels(blueprint, channel, connection)
+            continue
         if connection.transport == "redis":
             streams.setdefault(channel, []).append(connection)
             continue
@@ -227,6 +235,65 @@ def _channels(blueprint: Blueprint) -> Iterator[tuple[str, dict[str, Any]]]:
             "messages": {DEAD_LETTER: _ref("components", "messages", DEAD_LETTER)},
             TRANSPORT: "redis",
         }
+
+
+def _partition_channels(
+    blueprint: Blueprint, channel: str, connection: Connection
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A keyed Redis connection's partition streams and their dead letters: one
+    channel each, its address naming the partition (``{partition}``)."""
+    source, target = connection.source, connection.target
+    address = (
+        f"{blueprint.name}.{source.component}.{source.name}."
+        f"{target.component}.{target.name}.p{{partition}}"
+    )
+    count = connection.partitions
+    parameters = {
+        "partition": {
+            "description": (
+                f"The partition, 0 to {count - 1 if count else 0}: CRC-32 of the "
+                f"key's canonical bytes (field {connection.key}), modulo {count}."
+            ),
+            "examples": ["0"],
+        }
+    }
+    servers = [_ref("servers", "redis")]
+    yield channel, {
+        "address": address,
+        "title": f"{source.ref} -> {target.ref} (Redis streams, keyed)",
+        "description": _text(
+            connection.description,
+            f"The {count} partition streams of the keyed connection from "
+            f"{source.ref} to {target.ref}, each read by one replica of "
+            f"{target.component} at a time (group {target.ref}), each key's items "
+            "in order.",
+        ),
+        "parameters": parameters,
+        "servers": servers,
+        "messages": {source.schema: _ref("components", "messages", source.schema)},
+        TRANSPORT: "redis",
+        "x-portwright-key": connection.key,
+        "x-portwright-partitions": count,
+        "x-portwright-consumer-groups": {
+            target.ref: {
+                "buffer_size": connection.buffer_size,
+                "feedback": connection.feedback,
+            }
+        },
+    }
+    yield channel + "-dlq", {
+        "address": address + DLQ_SUFFIX,
+        "title": f"{source.ref} -> {target.ref} dead letters",
+        "description": (
+            f"Items of a partition stream of {source.ref} -> {target.ref} that "
+            f"failed {blueprint.max_retries} deliveries; python -m {blueprint.name} "
+            "dlq replay puts them back."
+        ),
+        "parameters": parameters,
+        "servers": servers,
+        "messages": {DEAD_LETTER: _ref("components", "messages", DEAD_LETTER)},
+        TRANSPORT: "redis",
+    }
 
 
 def _operations(blueprint: Blueprint) -> Iterator[tuple[str, dict[str, Any]]]:

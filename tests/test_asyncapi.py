@@ -31,6 +31,7 @@ from generator.generation import build
 from generator.loader import load_blueprint, load_text
 
 from .redisenv import in_ci
+from .test_partitions_blueprint import BASE, NAME
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = [
@@ -288,3 +289,28 @@ def test_the_emitted_project_serves_its_document(
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "3 passed" in done.stdout
+
+
+def test_a_keyed_redis_connection_is_a_channel_of_partition_streams(
+    tmp_path: Path,
+) -> None:
+    blueprint = load_text(BASE, NAME)
+    document = asyncapi_document(blueprint)
+    channels = document["channels"]
+    keyed = channels["api-out--book-in"]
+    assert keyed["address"] == "parts.api.out.book.in.p{partition}"
+    assert keyed["x-portwright-key"] == "symbol"
+    assert keyed["x-portwright-partitions"] == 4
+    assert "modulo 4" in keyed["parameters"]["partition"]["description"]
+    dlq = channels["api-out--book-in-dlq"]
+    assert dlq["address"] == "parts.api.out.book.in.p{partition}.dlq"
+    assert channels["book-out--store-in"]["x-portwright-partitions"] == 8
+    # the unkeyed connection keeps the port's one stream
+    assert channels["notes-out"]["address"] == "parts.notes.out"
+    titles = {op["title"] for op in document["operations"].values()}
+    assert "api.out sends Trade" in titles
+    assert "book.in receives Trade from api.out" in titles
+    target = tmp_path / "asyncapi.yaml"
+    target.write_text(asyncapi_yaml(document))
+    done = validate(target)
+    assert done.returncode == 0, done.stdout + done.stderr
