@@ -33,6 +33,7 @@ from . import (
     pipeline,
     redis_transport,
     websocket,
+    windows,
 )
 from .table import Row, machine, render_markdown, render_text, to_json
 
@@ -48,6 +49,7 @@ SECTIONS: dict[str, Section] = {
     "blocking": blocking.run,
     "keyed": keyed.run,
     "websocket": websocket.run,
+    "windows": windows.run,
 }
 ORDER = tuple(SECTIONS)
 

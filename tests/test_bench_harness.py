@@ -32,6 +32,7 @@ SECTIONS = (
     "8 blocking code",
     "9 keyed streams and redis cluster",
     "10 websocket",
+    "11 windows",
 )
 
 
@@ -108,6 +109,8 @@ def test_quick_run_prints_every_section_with_positive_figures(tmp_path: Path) ->
         "websocket_out fan-out to",
         "websocket_in fan-in over",
         "p99 delivery to",
+        "tumbling count per key: items/s vs the dict loop",
+        "tumbling count per key: items/s vs Bytewax",
     ]
     if redis_measurable():
         expected_figures += REDIS_FIGURES

@@ -9,6 +9,7 @@ keyed connection's ``key``); user code subclasses ``Aggregate`` the same way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
@@ -53,12 +54,18 @@ class Count(Aggregate):
         return acc + 1
 
 
+def _itself(item: Any) -> Any:
+    return item
+
+
 class _OfField(Aggregate):
     """An aggregate of one field of each item (``None``: the item itself)."""
 
     def __init__(self, field: str | None = None) -> None:
         self.field = field
-        self.value: Any = (lambda item: item) if field is None else attrgetter(field)
+        self.value: Callable[[Any], Any] = (
+            _itself if field is None else attrgetter(field)
+        )
 
 
 class Sum(_OfField):
