@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from runtime.aggregates import Collect, Sum, builtin
 from runtime.envelope import Envelope
+from runtime.windowstate import AlignedWindows, SlidingWindows
 
 from tests.runtime.support import Recorder
 
@@ -550,3 +551,36 @@ async def test_an_item_that_fails_is_reported_and_the_others_still_count(
     assert [(k, s, v) for k, s, _, v in rows(out.items) if s == 0] == [("a", 0, 3.0)]
     assert sorted(e.error_type for e in errors.items) == ["TypeError", "ValueError"]
     assert window.inputs["in"].errors == 2
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"size": 10},
+        {"type": "hopping", "size": 10, "hop": 5},
+        {"type": "sliding", "size": 10},
+    ],
+    ids=["tumbling", "hopping", "sliding"],
+)
+def test_closed_windows_and_items_no_window_needs_are_dropped(
+    shape: dict[str, Any],
+) -> None:
+    window = runtime.Window("w", time="time", clock=runtime.ManualClock(), **shape)
+    store: Any = window.store
+    entries = [
+        (0.0, Envelope.start(at(f"k{n % 50}", n * 0.5), 0.0)) for n in range(2_000)
+    ]
+    for first in range(0, len(entries), 64):
+        window._add_all(entries[first : first + 64], _by_device)
+    # a second of items per 50 keys, 10 s windows: only the last windows are open
+    assert window.open_windows <= 50 * 20
+    if isinstance(store, AlignedWindows):
+        assert len(store.slots) <= 2
+    else:
+        # of 2,000: the items of the last 10 s, which new windows may still need
+        assert sum(map(len, store.recent.values())) <= 21
+    window._add_all([(0.0, Envelope.start(at("z", 5_000), 0.0))], _by_device)
+    assert window.open_windows == (2 if shape.get("hop") else 1)
+    assert window.closed == len(window._entries)
+    if isinstance(store, SlidingWindows):
+        assert set(store.windows) == set(store.recent) == {"z"}

@@ -43,6 +43,12 @@ __all__ = ["Window", "WindowResult", "WindowType"]
 
 _ENVELOPE, _ITEM, _TIMESTAMP = itemgetter(1), attrgetter("item"), datetime.timestamp
 
+
+def _new_slot() -> dict[Any, Any]:
+    """A start's windows, by key (typed: the checkers cannot infer ``{}``)."""
+    return {}
+
+
 WindowType = Literal["tumbling", "hopping", "sliding"]
 Emit = Literal["final", "every"]
 
@@ -384,7 +390,7 @@ class Window(Component):
             ).items():
                 slot = slots.get(start)
                 if slot is None:
-                    slot = slots[start] = {}
+                    slot = slots[start] = _new_slot()
                     heapq.heappush(store.starts, start)
                 acc = slot.get(k)
                 if acc is None:
@@ -410,7 +416,7 @@ class Window(Component):
             if start != current:
                 slot = slots.get(start)
                 if slot is None:
-                    slot = slots[start] = {}
+                    slot = slots[start] = _new_slot()
                     heapq.heappush(store.starts, start)
                 current = start
             assert slot is not None
@@ -420,7 +426,7 @@ class Window(Component):
                 if store.open >= max_open:
                     self._evict()
                     if start not in slots:  # the evicted window was its last
-                        slot = slots[start] = {}
+                        slot = slots[start] = _new_slot()
                         heapq.heappush(store.starts, start)
                 acc = initial()
             try:

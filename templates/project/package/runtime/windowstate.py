@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from bisect import insort
+from bisect import bisect_right, insort
 from collections.abc import Callable
 from typing import Any
 
@@ -109,6 +109,8 @@ class SlidingWindows:
         self.windows: dict[Any, dict[float, Any]] = {}
         self.recent: dict[Any, list[tuple[float, int, Any]]] = {}
         self.ends: list[tuple[float, int, Any]] = []  # a heap of (end, seq, key)
+        #: a heap of (time + size, seq, key) per kept item: when it is no use
+        self.expiries: list[tuple[float, int, Any]] = []
         self.open = 0
         self.seq = 0
         #: windows ending before this are closed
@@ -118,8 +120,8 @@ class SlidingWindows:
 
     def add(self, key: Any, t: float, item: Any, updated: Closed | None) -> bool:
         """Add ``item`` to its key's open windows, opening its own if not closed."""
-        size, add_to = self.size, self.add_to
-        windows = self.windows.setdefault(key, {})
+        size, add_to, horizon = self.size, self.add_to, self.horizon
+        windows = self.windows.get(key, {})
         taken = False
         for end, acc in windows.items():
             if end - size < t <= end:
@@ -128,8 +130,8 @@ class SlidingWindows:
                     updated(key, end - size, end, acc)
                 taken = True
         self.seq += 1
-        recent = self.recent.setdefault(key, [])
-        if t >= self.horizon and t not in windows:
+        recent = self._pruned(self.recent.get(key, []))
+        if t >= horizon and t not in windows:
             acc = self.initial()
             for when, _, earlier in recent:
                 if t - size < when <= t:
@@ -140,29 +142,55 @@ class SlidingWindows:
             if updated is not None:
                 updated(key, t - size, t, acc)
             taken = True
-        if t > self.horizon - size:
+        if t > horizon - size:
             insort(recent, (t, self.seq, item))
+            heapq.heappush(self.expiries, (t + size, self.seq, key))
+        self._keep(key, windows, recent)
         return taken
 
     def close(self, watermark: float, closed: Closed) -> None:
-        """Close the windows whose end the watermark has passed."""
+        """Close the windows whose end the watermark has passed, and drop the kept
+        items no window can need any more (the work follows what closes and what
+        expires, not the number of keys)."""
         self.horizon = horizon = max(self.horizon, watermark)
-        ends, size = self.ends, self.size
+        ends = self.ends
         while ends and ends[0][0] < horizon:
             end, _, key = heapq.heappop(ends)
             self._close(key, end, closed)
-        for key, recent in list(self.recent.items()):
-            stale = sum(1 for when, _, _ in recent if when <= horizon - size)
-            del recent[:stale]
-            if not recent and not self.windows.get(key):
-                del self.recent[key]
-                self.windows.pop(key, None)
+        # A quiet key's last items too (no window of its closes any more).
+        expiries = self.expiries
+        while expiries and expiries[0][0] <= horizon:
+            _, _, key = heapq.heappop(expiries)
+            if key in self.recent:
+                self._keep(
+                    key, self.windows.get(key, {}), self._pruned(self.recent[key])
+                )
 
     def _close(self, key: Any, end: float, closed: Closed) -> None:
-        acc = self.windows[key].pop(end, self)
+        windows = self.windows.get(key, {})
+        acc = windows.pop(end, self)
         if acc is not self:
             self.open -= 1
             closed(key, end - self.size, end, acc)
+        self._keep(key, windows, self._pruned(self.recent.get(key, [])))
+
+    def _pruned(
+        self, recent: list[tuple[float, int, Any]]
+    ) -> list[tuple[float, int, Any]]:
+        """``recent`` without the items no open or future window can hold: those
+        at or before ``horizon - size``."""
+        del recent[: bisect_right(recent, (self.horizon - self.size, math.inf))]
+        return recent
+
+    def _keep(
+        self, key: Any, windows: dict[float, Any], recent: list[tuple[float, int, Any]]
+    ) -> None:
+        """Keep the key's windows and items, or forget the key when it has none."""
+        if windows or recent:
+            self.windows[key], self.recent[key] = windows, recent
+        else:
+            self.windows.pop(key, None)
+            self.recent.pop(key, None)
 
     def closes_at(self) -> float:
         """The watermark at which the oldest open window closes (just past its
