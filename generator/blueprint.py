@@ -101,6 +101,19 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class Live:
+    """A live (WebSocket) component's route and limits (websocket_in, websocket_out)."""
+
+    route: str
+    max_connections: int
+    heartbeat_ms: int
+    slow_client: str = "disconnect"  # websocket_out: "disconnect" or "drop_oldest"
+    send_queue: int = 1024  # websocket_out: frames waiting for one client
+    subscribe_by: tuple[str, ...] = ()  # websocket_out: fields clients filter by
+    max_frame_bytes: int = 65536  # websocket_in: the largest frame taken
+
+
+@dataclass(frozen=True)
 class Component:
     """A resolved component with its ports and effective settings."""
 
@@ -126,6 +139,7 @@ class Component:
     renamed_from: str | None = None  # its name before a rename, for regenerate
     objectives: tuple[Objective, ...] = ()  # api_endpoint, sink: its SLOs
     guardrails: Guardrails = field(default_factory=Guardrails)  # docs/operations.md
+    live: Live | None = None  # websocket_in, websocket_out: route and limits
 
     def output(self, name: str) -> Port | None:
         """The output port called ``name``, if there is one."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .model import INDEX_URL, PORTWRIGHT_REQUIREMENT, ROUTE, BlueprintSpec
+from .model import INDEX_URL, LIVE_ROUTE, PORTWRIGHT_REQUIREMENT, ROUTE, BlueprintSpec
 from .names import FIELD, SCHEMA, SNAKE
 
 SCHEMA_ID = "https://portwright.dev/schema/blueprint-v1.json"
@@ -43,6 +43,11 @@ def blueprint_schema() -> dict[str, Any]:
     # Names and routes are checked by validators the generated schema cannot see.
     props["name"]["pattern"] = SNAKE.pattern
     defs["ApiEndpointSpec"]["properties"]["route"]["pattern"] = ROUTE.pattern
+    for live in ("WebSocketOutSpec", "WebSocketInSpec"):
+        defs[live]["properties"]["route"]["pattern"] = LIVE_ROUTE.pattern
+    defs["WebSocketOutSpec"]["properties"]["subscribe_by"]["items"][
+        "pattern"
+    ] = FIELD.pattern
     for key, pattern in (
         ("portwright", PORTWRIGHT_REQUIREMENT),
         ("index_url", INDEX_URL),

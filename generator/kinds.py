@@ -276,6 +276,42 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
                 ),
             ),
         ),
+        # live clients (runtime/websocket.py): no user code, the runtime class does
+        # it all; the route is served by create_app like an api_endpoint's
+        ComponentKind(
+            "websocket_out",
+            "WebSocketOut",
+            inputs=Ports(1, None, "'input' or 'inputs'"),
+            outputs=None,
+            arguments=(
+                "inputs",
+                "burst_limit",
+                "route",
+                "max_connections",
+                "heartbeat_s",
+                "auth",
+                "queue_size",
+                "slow_client",
+                "subscribe_by",
+            ),
+            errors_output=False,
+        ),
+        ComponentKind(
+            "websocket_in",
+            "WebSocketIn",
+            inputs=None,
+            outputs=_ONE_OUT,
+            arguments=(
+                "route",
+                "schema",
+                "max_frame_bytes",
+                "max_connections",
+                "heartbeat_s",
+                "auth",
+                "rate_limit",
+            ),
+            errors_output=False,
+        ),
     )
 }
 # The kinds whose component runs the user's code: each gets a user file and classes.

@@ -32,7 +32,15 @@ from .schedules import schedule_problem
 Overflow = Literal["block", "drop_newest", "drop_oldest"]
 Transport = Literal["memory", "redis"]
 Kind = Literal[
-    "source", "api_endpoint", "transformer", "filter", "router", "merger", "sink"
+    "source",
+    "api_endpoint",
+    "transformer",
+    "filter",
+    "router",
+    "merger",
+    "sink",
+    "websocket_out",
+    "websocket_in",
 ]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 
@@ -133,6 +141,31 @@ def _route(value: str) -> str:
 
 
 Route = Annotated[str, Field(strict=True), AfterValidator(_route)]
+
+#: a live (WebSocket) route: a path alone, no method (the handshake is always a GET)
+LIVE_ROUTE = re.compile(r"^(/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)+/?$")
+
+
+def _live_route(value: str) -> str:
+    if not LIVE_ROUTE.fullmatch(value):
+        raise PydanticCustomError(
+            "portwright_route",
+            "route {route} is not a path of letters, digits and ._~- without '.' or "
+            "'..' segments (e.g. '/live/prices'); a WebSocket route has no method",
+            {"route": repr(value)},
+        )
+    if value.rstrip("/") in RESERVED_PATHS:
+        raise PydanticCustomError(
+            "portwright_route",
+            "route {route} uses a path every service already serves; choose another",
+            {"route": repr(value)},
+        )
+    return value
+
+
+LiveRoute = Annotated[
+    str, Field(strict=True, max_length=1000), AfterValidator(_live_route)
+]
 
 REDIS_URL = re.compile(r"^(redis|rediss|unix)://[^\s]+$")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -414,6 +447,52 @@ class ApiEndpointSpec(ComponentSpec, _HasOutputs):
     slo: EndpointSloSpec | None = None
 
 
+MaxConnections = Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
+SlowClient = Literal["drop_oldest", "disconnect"]
+
+
+class _Live(Spec):
+    """What both live (WebSocket) kinds say: the route, who and how many may connect,
+    and how often a client must show it is alive."""
+
+    route: LiveRoute
+    #: clients at once; a handshake past it is closed with 1013 (default 1000)
+    max_connections: MaxConnections | None = None
+    #: ping a client heard from in no such interval; close it (1008) when it stays
+    #: silent through the next one (default 30s)
+    heartbeat: DurationText | None = None
+    #: the API keys of api_endpoint, as a header or a first frame
+    auth: Literal["api_key"] | None = None
+
+
+class WebSocketOutSpec(ComponentSpec, _Live, _HasInputs):
+    """Pushes every item of its inputs to every connected client, in order."""
+
+    kind: Literal["websocket_out"]
+    #: what a client whose send queue is full gets: its oldest frame dropped, or
+    #: closed with 1008 (default disconnect)
+    slow_client: SlowClient | None = None
+    #: frames waiting for one client before ``slow_client`` applies (default 1024)
+    send_queue: Annotated[int, Field(strict=True, ge=1, le=1_000_000)] | None = None
+    #: fields of the input schema a client may filter by, as query parameters
+    subscribe_by: Annotated[
+        tuple[FieldName, ...], Field(strict=False, max_length=16)
+    ] = ()
+    burst_limit: BurstLimit | None = None
+
+
+class WebSocketInSpec(ComponentSpec, _Live, _HasOutputs):
+    """Takes items from clients, one JSON text frame each, validated as a body."""
+
+    kind: Literal["websocket_in"]
+    rate_limit: RateLimitSpec | None = None
+    #: the largest frame taken; a larger one is answered with a problem (default
+    #: the defaults' max_payload_kb)
+    max_frame_bytes: (
+        Annotated[int, Field(strict=True, gt=0, le=1_073_741_824)] | None
+    ) = None
+
+
 class TransformerSpec(ComponentSpec, _RunsWork, _Batches, _HasInputs, _HasOutputs):
     """One input, one output: user code returns the new item or None to drop it."""
 
@@ -454,7 +533,9 @@ AnyComponent = Annotated[
     | FilterSpec
     | RouterSpec
     | MergerSpec
-    | SinkSpec,
+    | SinkSpec
+    | WebSocketOutSpec
+    | WebSocketInSpec,
     Field(discriminator="kind"),
 ]
 COMPONENT_MODELS: dict[str, type[Spec]] = {
@@ -465,6 +546,8 @@ COMPONENT_MODELS: dict[str, type[Spec]] = {
     "router": RouterSpec,
     "merger": MergerSpec,
     "sink": SinkSpec,
+    "websocket_out": WebSocketOutSpec,
+    "websocket_in": WebSocketInSpec,
 }
 
 ENDPOINT = re.compile(r"^\s*([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\s*$")

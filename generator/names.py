@@ -83,6 +83,10 @@ RESERVED_SCHEMAS = frozenset({
     "OneItem", "Overflow", "PEER", "Path", "ROUTES", "RateLimit", "Router", "SERVICE",
     "Service", "ServiceError", "ServiceSettings", "Sink", "Source", "Stuck",
     "SystemExit", "Timer", "Transformer", "Transport", "UTC", "UUID", "VALID", "ValidationError", "ValueError",
+    # the live kinds: wiring.py and tests/test_websockets.py
+    "Envelope", "ExitStack", "FILTERS", "INS", "Inlet", "LIVES", "OUTS", "POLICY", "Tap",
+    "TestClient", "WebSocketDisconnect", "WebSocketIn", "WebSocketOut",
+    "WebSocketTestSession",
 })  # fmt: skip
 def _common(value: str, pattern: re.Pattern[str], what: str, shape: str) -> str | None:
     if not pattern.fullmatch(value):  # not match: "$" also matches before a final "\n"

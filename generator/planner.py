@@ -79,6 +79,10 @@ EMITTED_TEST_DEPENDENCIES = (
     "ruff>=0.6",
 )
 DEFAULT_FORBIDDEN_IMPORTS = ("observability",)
+#: what uvicorn serves WebSocket routes with: a project with live components needs it
+LIVE_DEPENDENCY = "websockets>=13,<18"
+# Templates planned only for a project with live (WebSocket) components
+LIVE_TESTS = "tests/test_websockets.py.jinja"
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,8 @@ def plan(blueprint: Blueprint, blueprint_text: str, templates: Iterable[str]) ->
             continue
         if name == TIMER_TESTS and not context["timers"]:
             continue
+        if name == LIVE_TESTS and not context["lives"]:
+            continue
         files.append(PlannedFile(output_path(name, blueprint.name), "generator", name))
     files.sort(key=lambda f: f.path)
     paths = Counter(f.path for f in files)
@@ -189,7 +195,11 @@ def project_context(blueprint: Blueprint) -> dict[str, Any]:
         "portwright_requirement": blueprint.ci_portwright
         or f"portwright=={__version__}",
         "pip_index_url": blueprint.ci_index_url,
-        "dependencies": list(EMITTED_DEPENDENCIES),
+        "dependencies": sorted(
+            [*EMITTED_DEPENDENCIES, LIVE_DEPENDENCY]
+            if any(c.live for c in blueprint.components)
+            else EMITTED_DEPENDENCIES
+        ),
         "test_dependencies": list(EMITTED_TEST_DEPENDENCIES),
         "forbidden_imports": sorted(
             set(DEFAULT_FORBIDDEN_IMPORTS) | set(blueprint.forbidden_imports)
@@ -214,6 +224,7 @@ def project_context(blueprint: Blueprint) -> dict[str, Any]:
         "work": work_context(blueprint),
         "batches": batches_context(blueprint),
         "timers": timers_context(blueprint),
+        "lives": lives_context(blueprint),
         "roles": roles_context(blueprint),
         "schema_cases": schema_cases(blueprint),
         **imports_context(blueprint),
@@ -366,6 +377,7 @@ def _arguments(component: Component, names: tuple[str, ...]) -> list[tuple[str, 
     """``(keyword, code)`` of the runtime call that makes ``component``, in ``names``."""
     limit = component.rate_limit
     data_out = component.data_outputs
+    live = component.live
     code: dict[str, str | None] = {
         "inputs": _ports_code(component.inputs) if component.inputs else None,
         "outputs": _ports_code(component.outputs) if component.outputs else None,
@@ -377,7 +389,7 @@ def _arguments(component: Component, names: tuple[str, ...]) -> list[tuple[str, 
             pyrepr(component.ordering) if component.ordering != "input" else None
         ),
         "blocking": "True" if component.blocking else None,
-        "route": pyrepr(component.path),
+        "route": pyrepr(component.path if live is None else live.route),
         "method": pyrepr(component.method),
         "schema": data_out[0].schema if data_out else None,
         "timeout_ms": str(component.timeout_ms),
@@ -397,8 +409,36 @@ def _arguments(component: Component, names: tuple[str, ...]) -> list[tuple[str, 
             if limit is not None
             else None
         ),
+        **_live_arguments(component),
     }
     return [(name, value) for name in names if (value := code[name]) is not None]
+
+
+def _live_arguments(component: Component) -> dict[str, str | None]:
+    """The runtime call's keywords only a live (WebSocket) component has."""
+    live = component.live
+    if live is None:
+        return {
+            key: None
+            for key in (
+                "max_connections",
+                "heartbeat_s",
+                "queue_size",
+                "slow_client",
+                "subscribe_by",
+                "max_frame_bytes",
+            )
+        }
+    names = [pyrepr(f) for f in live.subscribe_by]
+    fields = ", ".join(names) + ("," if len(names) == 1 else "")
+    return {
+        "max_connections": str(live.max_connections),
+        "heartbeat_s": repr(live.heartbeat_ms / 1000),
+        "queue_size": str(live.send_queue),
+        "slow_client": pyrepr(live.slow_client),
+        "subscribe_by": f"({fields})" if names else None,
+        "max_frame_bytes": str(live.max_frame_bytes),
+    }
 
 
 def base_returns(method: Method, returns: str, *, blocking: bool = False) -> str:
@@ -555,6 +595,8 @@ def entries_context(blueprint: Blueprint) -> list[dict[str, Any]]:
     for component in blueprint.components:
         if COMPONENT_KINDS[component.kind].inputs is not None:  # items enter elsewhere
             continue
+        if component.live is not None:  # test_websockets.py sends its items
+            continue
         for port in component.data_outputs:
             if port.schema == "ErrorRecord":
                 continue
@@ -610,6 +652,50 @@ def timers_context(blueprint: Blueprint) -> list[dict[str, Any]]:
         for c in blueprint.components
         if c.every_ms is not None or c.schedule is not None
     ]
+
+
+def lives_context(blueprint: Blueprint) -> list[dict[str, Any]]:
+    """Each live (WebSocket) component, with what its emitted tests need: its route,
+    limits, credentials, an item it carries and what a client may filter by."""
+    rows = []
+    for component in blueprint.components:
+        live = component.live
+        if live is None:
+            continue
+        ports = component.inputs or component.data_outputs
+        port = next((p for p in ports if p.schema != ERROR_SCHEMA), None)
+        key = next(
+            (
+                c.key
+                for c in blueprint.connections
+                if c.target.component == component.name and c.key is not None
+            ),
+            None,
+        )
+        rows.append(
+            {
+                "name": component.name,
+                "kind": component.kind,
+                "description": component.description,
+                "route": live.route,
+                "auth": component.auth,
+                "max_connections": live.max_connections,
+                "max_frame_bytes": live.max_frame_bytes,
+                "rate_limit": _rate_limit(component),
+                "port": None if port is None else port.name,
+                "schema": None if port is None else port.schema,
+                "example": (
+                    None if port is None else example_item(blueprint, port.schema)
+                ),
+                # what a client may filter by: subscribe_by fields, and the key
+                "filters": [
+                    *live.subscribe_by,
+                    *([] if key is None else ["key"]),
+                ],
+                "key": key,
+            }
+        )
+    return rows
 
 
 def work_context(blueprint: Blueprint) -> list[dict[str, Any]]:

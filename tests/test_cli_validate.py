@@ -44,7 +44,12 @@ def test_valid_examples_exit_0() -> None:
     result = runner.invoke(app, ["validate", *map(str, EXAMPLES)])
 
     assert result.exit_code == 0, result.output
-    components = {"order_pipeline": 5, "order_pipeline_redis": 5, "sensor_alerts": 10}
+    components = {
+        "live_prices": 5,
+        "order_pipeline": 5,
+        "order_pipeline_redis": 5,
+        "sensor_alerts": 10,
+    }
     assert result.stdout.splitlines() == [
         f"{path}: ok ({components[path.stem]} components)" for path in EXAMPLES
     ]

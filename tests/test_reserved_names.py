@@ -95,7 +95,8 @@ def test_the_corpus_covers_every_template() -> None:
     assert any(p.endswith("/components/probe_score.py") for p in used)
     kinds = {c.kind for b, _r, _t in _emitted() for c in b.components}
     assert kinds == {
-        "source", "api_endpoint", "transformer", "filter", "router", "merger", "sink"
+        "source", "api_endpoint", "transformer", "filter", "router", "merger", "sink",
+        "websocket_out", "websocket_in",
     }  # fmt: skip
 
 

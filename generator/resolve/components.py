@@ -11,17 +11,20 @@ from ..model import (
     ApiEndpointSpec,
     ComponentSpec,
     RateLimitSpec,
+    WebSocketInSpec,
     _Batches,
+    _Live,
     _RunsWork,
     _Ticks,
 )
 from ..names import component_classes
 from ..yaml_source import Loc
 from .checks import Checks
+from .live import LiveRules
 from .operations import OperationRules
 
 
-class ComponentRules(OperationRules, Checks):
+class ComponentRules(OperationRules, LiveRules, Checks):
     """Resolve each component: its ports and the settings it inherits."""
 
     def components(self) -> dict[str, Component]:
@@ -52,6 +55,10 @@ class ComponentRules(OperationRules, Checks):
                     "auth": spec.auth,
                     "rate_limit": self.rate_limit(name, spec.auth, spec.rate_limit),
                 }
+            if isinstance(spec, _Live):
+                extra.update(self.live(name, spec, inputs))
+            if isinstance(spec, WebSocketInSpec):
+                extra["rate_limit"] = self.rate_limit(name, spec.auth, spec.rate_limit)
             if isinstance(spec, _RunsWork):
                 extra.update(self.work(name, spec))
             if isinstance(spec, _Batches):
@@ -72,6 +79,7 @@ class ComponentRules(OperationRules, Checks):
             )
         self.check_renames()
         self.check_class_names()
+        self.check_live_routes()
         return out
 
     def work(self, name: str, spec: _RunsWork) -> dict[str, Any]:

@@ -120,6 +120,86 @@ def test_subscribe_by_sends_a_client_only_the_items_it_asked_for() -> None:
         ]
 
 
+class Tick(BaseModel):
+    symbol: str
+    live: bool
+    price: float
+
+
+def test_subscribe_by_compares_a_value_as_its_json_writes_it() -> None:
+    service = runtime.Service("desk")
+    service.add(
+        runtime.WebSocketOut(
+            "quotes", route="/quotes", inputs={"in": Tick}, subscribe_by=["live"]
+        )
+    )
+    inlet = service.inlet("quotes.in")
+    with (
+        serving(service) as client,
+        client.websocket_connect("/quotes?live=true") as live,
+        client.websocket_connect("/quotes?live=True") as python_spelling,
+    ):
+        wait_for_clients(client, service, 2)
+        push(
+            client,
+            inlet,
+            Tick(symbol="A", live=False, price=1),
+            Tick(symbol="B", live=True, price=2),
+        )
+        assert live.receive_json()["item"]["symbol"] == "B"
+        client.portal.call(_stop, service)  # type: ignore[union-attr]
+        # what was queued is sent before the close: 'True' matched nothing
+        with pytest.raises(WebSocketDisconnect) as closed:
+            python_spelling.receive_json()
+        assert closed.value.code == GOING_AWAY
+
+
+def keyed_service() -> tuple[runtime.Service, runtime.Inlet]:
+    """A websocket_out fed by a connection keyed by ``symbol``."""
+    service = runtime.Service("desk")
+    service.add(runtime.WebSocketOut("quotes", route="/quotes", inputs={"in": Quote}))
+    service.add(Relay("relay", inputs={"in": Quote}, outputs={"out": Quote}))
+    service.connect("relay.out", "quotes.in", key="symbol")
+    return service, service.inlet("relay.in")
+
+
+def test_key_sends_a_client_only_the_items_of_that_key() -> None:
+    service, inlet = keyed_service()
+    with (
+        serving(service) as client,
+        client.websocket_connect("/quotes?key=ACME") as acme,
+        client.websocket_connect("/quotes") as everything,
+    ):
+        wait_for_clients(client, service, 2)
+        push(
+            client,
+            inlet,
+            Quote(symbol="INIT", price=1),
+            Quote(symbol="ACME", price=2),
+            Quote(symbol="INIT", price=3),
+            Quote(symbol="ACME", price=4),
+        )
+        assert [acme.receive_json()["item"]["price"] for _ in range(2)] == [2, 4]
+        assert [everything.receive_json()["item"]["price"] for _ in range(4)] == [
+            1,
+            2,
+            3,
+            4,
+        ]
+
+
+def test_key_on_a_route_whose_input_is_not_keyed_is_refused_1008() -> None:
+    service, _ = out_service()
+    with serving(service) as client:
+        with (
+            pytest.raises(WebSocketDisconnect) as refused,
+            client.websocket_connect("/quotes?key=ACME") as socket,
+        ):
+            socket.receive_json()
+        assert refused.value.code == POLICY
+        assert "not" in refused.value.reason
+
+
 def test_subscribe_by_a_field_the_input_lacks_is_refused_at_wiring() -> None:
     with pytest.raises(runtime.WiringError, match="'sector' is not a field"):
         runtime.WebSocketOut(
@@ -215,6 +295,40 @@ def test_clients_get_what_was_queued_then_1001_when_the_service_stops() -> None:
         assert closed.value.code == GOING_AWAY
 
 
+HOSTILE = "</title><img src=x onerror=\"alert(1)\"><script>alert(2)</script>"
+
+
+def test_a_get_of_the_route_is_a_page_with_the_descriptions_escaped() -> None:
+    service, _ = out_service(auth="api_key")
+    app = runtime.create_app(
+        service,
+        description="the desk " + HOSTILE,
+        endpoint_descriptions={"quotes": "quotes " + HOSTILE},
+    )
+    with TestClient(app) as client:
+        page = client.get("/quotes")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    text = page.text
+    assert "<img" not in text and "alert(2)</script>" not in text
+    assert '<p id="description">quotes &lt;/title&gt;&lt;img src=x onerror=' in text
+    assert '<p id="service">the desk &lt;/title&gt;' in text
+    assert '{"route": "/quotes", "auth": "api_key"}' in text
+    assert "/quotes" not in client.get("/openapi.json").text  # a page, not an API
+
+
+def test_the_page_data_cannot_end_its_script_element() -> None:
+    service = runtime.Service("desk")
+    out = service.add(
+        runtime.WebSocketOut(
+            "quotes", route="/a</script><script>x", inputs={"in": Quote}
+        )
+    )
+    page = runtime.websocket.live_page(out, "", "")
+    assert '"/a\\u003c/script\\u003e\\u003cscript\\u003ex"' in page
+    assert page.count("</script>") == 2  # the data's and the script's own
+
+
 # -- websocket_in ---------------------------------------------------------------
 
 
@@ -302,7 +416,27 @@ def test_a_rate_limited_frame_is_answered_and_the_connection_stays_open() -> Non
     assert [q.price for q in recorder.items] == [1, 2]
 
 
+def test_max_frame_bytes_caps_a_frame_in_bytes() -> None:
+    service, recorder = in_service(max_frame_bytes=40)
+    small = json.dumps({"symbol": "ACME", "price": 1})
+    with serving(service) as client, client.websocket_connect("/orders") as socket:
+        socket.send_text(small + " " * (40 - len(small)))  # 40 bytes: taken
+        socket.send_text(small + " " * (41 - len(small)))  # 41: refused
+        socket.send_json({"symbol": "INIT", "price": 2})
+        large = socket.receive_json()
+    assert (large["frame"], large["error"]) == (2, "payload_too_large")
+    assert large["detail"] == "frame exceeds 40 bytes"
+    assert [q.symbol for q in recorder.items] == ["ACME", "INIT"]
+
+
 # -- helpers ----------------------------------------------------------------------
+
+
+class Relay(runtime.Transformer):
+    """Passes each item on (so a keyed connection can feed the websocket_out)."""
+
+    def transform(self, item: Any) -> Any:
+        return item
 
 
 class _Unsent:
