@@ -334,11 +334,24 @@ class RedisConnection(Connection):
             if monotonic() >= self._next_claim:
                 self._next_claim = monotonic() + self._interval
                 await self._claim(feed)
+            await self._room_for_a_batch()
             entries = await self._read_new()
             if entries:  # in stream order: the last is the highest
                 self._last_read = max(self._last_read, stream_id(entries[-1][0]))
             for entry_id, fields in entries:
                 await self._deliver(feed, entry_id, fields, attempts=1)
+
+    async def _room_for_a_batch(self) -> None:
+        """Wait, while the buffer still holds a batch's worth of work, until it has
+        room for a batch: reading one entry for each one the component took would
+        cost a round trip per entry (TCP's silly window syndrome)."""
+        batch = min(READ_BATCH, max(1, self.buffer_size // 4))
+        while (
+            self.depth() > self.buffer_size - batch
+            and self.depth() >= batch
+            and not self._finished()
+        ):
+            await anyio.sleep(ACK_DELAY_S)
 
     async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
         client = self.link.client
