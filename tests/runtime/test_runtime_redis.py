@@ -390,3 +390,46 @@ async def test_ingress_503_withdraws_a_message_redis_has_not_got(
     assert [order.order_id for order in sink.items] == ["under-way"]
     with client(settings) as c:
         assert c.xlen(settings.redis_prefix + "rt.orders.out") == 1
+
+
+class Slow(runtime.Sink):
+    """Takes one item a millisecond: slower than Redis answers a read."""
+
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.count = 0
+
+    async def consume(self, item: Any) -> None:
+        await anyio.sleep(0.001)
+        self.count += 1
+
+
+@pytest.mark.anyio
+async def test_a_reader_behind_a_slow_component_reads_in_batches(
+    settings: runtime.ServiceSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full buffer freed one slot at a time is refilled a batch at a time (a
+    quarter of the buffer), not with one read per slot."""
+    sizes: list[int] = []
+    read = redis.asyncio.Redis.xreadgroup
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        answer = await read(self, *args, **kwargs)
+        taken = sum(len(entries) for _, entries in answer or ())
+        if taken and args[0] == "sink.in":
+            sizes.append(taken)
+        return answer
+
+    monkeypatch.setattr(redis.asyncio.Redis, "xreadgroup", counted)
+    service = runtime.Service("rt", settings=settings)
+    service.add(Numbers("numbers", 1000))
+    sink = service.add(Slow("sink"))
+    service.connect("numbers.out", "sink.in", transport="redis", buffer_size=64)
+    with anyio.fail_after(60):
+        report = await service.run()
+    assert report.completed and sink.count == 1000
+    # Until the buffer first fills, a read takes what the source wrote so far (at
+    # most its 64 entries in all); after that, every read but the last asks for at
+    # least 16 of the entries already waiting in the stream.
+    assert sum(sizes) == 1000
+    assert len(sizes) <= 64 + 1000 // 16 + 1, sizes
