@@ -584,3 +584,30 @@ def test_closed_windows_and_items_no_window_needs_are_dropped(
     assert window.closed == len(window._entries)
     if isinstance(store, SlidingWindows):
         assert set(store.windows) == set(store.recent) == {"z"}
+
+
+async def test_emit_every_sends_each_window_an_item_updates() -> None:
+    window = runtime.Window(
+        "w", type="hopping", size=10, hop=5, time="time", emit="every"
+    )
+    got = await run_all(window, [at("a", 7), at("a", 8)])
+    assert got == [
+        ("a", 5, 15, 1),
+        ("a", 0, 10, 1),
+        ("a", 5, 15, 2),
+        ("a", 0, 10, 2),
+    ]
+
+
+async def test_count_windows_on_processing_time_take_the_clock_s_wall_time() -> None:
+    clock = runtime.ManualClock(wall=T0.timestamp())
+    window = runtime.Window("w", count=2, clock=clock)
+    service, feed, out, _ = wired(window)
+    async with service.running():
+        await feed.send.send(at("a", 999))
+        await until(lambda: window.open_windows == 1)
+        clock.advance(3)
+        await feed.send.send(at("a", 999))
+        await until(lambda: len(out.items) == 1)
+        await feed.finish()
+    assert rows(out.items) == [("a", 0, 3, 2)]
