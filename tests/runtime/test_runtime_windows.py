@@ -599,6 +599,36 @@ async def test_emit_every_sends_each_window_an_item_updates() -> None:
     ]
 
 
+class CountingClock(runtime.ManualClock):
+    """Counts the waits asked of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scopes = 0
+
+    def scope(self, deadline: float) -> anyio.CancelScope:
+        self.scopes += 1
+        return super().scope(deadline)
+
+
+async def test_an_open_count_window_leaves_its_timer_waiting() -> None:
+    clock = CountingClock()
+    window = runtime.Window("w", count=2, time="time", clock=clock)
+    service, feed, out, _ = wired(window)
+    async with service.running():
+        await feed.send.send(at("a", 1))
+        await until(lambda: window.open_windows == 1)
+        await settle()
+        # the timer waited, then woke once for the first window: it has nothing to
+        # time (an idle_after of 0 made it wake at once, again and again)
+        assert clock.scopes <= 2
+        clock.advance(1_000)
+        await settle()
+        assert out.items == []
+        await feed.finish()
+    assert rows(out.items) == [("a", 1, 1, 1)]
+
+
 async def test_count_windows_on_processing_time_take_the_clock_s_wall_time() -> None:
     clock = runtime.ManualClock(wall=T0.timestamp())
     window = runtime.Window("w", count=2, clock=clock)
