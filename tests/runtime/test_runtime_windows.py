@@ -24,7 +24,7 @@ from runtime.aggregates import Collect, Sum, builtin
 from runtime.envelope import Envelope
 from runtime.windowstate import AlignedWindows, SlidingWindows
 
-from tests.runtime.support import Recorder
+from tests.runtime.support import Gate, Recorder, wait
 
 pytestmark = pytest.mark.anyio
 
@@ -641,3 +641,24 @@ async def test_count_windows_on_processing_time_take_the_clock_s_wall_time() -> 
         await until(lambda: len(out.items) == 1)
         await feed.finish()
     assert rows(out.items) == [("a", 0, 3, 2)]
+
+
+async def test_windows_the_timer_is_still_sending_at_drain_are_all_delivered() -> None:
+    clock = runtime.ManualClock(wall=T0.timestamp())
+    service = runtime.Service("windows")
+    feed = service.add(Feed())
+    window = service.add(runtime.Window("w", size=10, clock=clock))
+    gate = service.add(Gate("out"))
+    service.connect("feed.out", "w.in", key="device")
+    service.connect("w.out", "out.in", buffer_size=1)
+    async with service.running():
+        for device in "abcd":
+            await feed.send.send(at(device, 0))
+        await until(lambda: window.open_windows == 4)
+        clock.advance(10)  # the timer closes four windows: one held, one buffered
+        await wait(gate.holding)
+        await settle()
+        await feed.finish()  # the input ends while the timer still sends
+        await settle()
+        gate.release.set()
+    assert sorted(i.key for i in gate.items) == ["a", "b", "c", "d"]

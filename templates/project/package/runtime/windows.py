@@ -520,7 +520,10 @@ class Window(Component):
                 # readings may round apart).
                 self.watermark = max(clock.wall(), self.store.closes_at())
                 self.store.close(self.watermark, self._closed_one)
-            await self._flush()
+            # Shielded: the drain cancels this task, and what emit_all had taken
+            # from the list but not yet sent would be lost with it.
+            with anyio.CancelScope(shield=True):
+                await self._flush()
 
 
 def _check(name: str, what: str, seconds: float, *, allow_zero: bool = False) -> float:
