@@ -401,6 +401,9 @@ class GatedTicks(runtime.Source):
         await self.gate.wait()
         for n in range(self.count):
             yield Tick(account=self.account(n), seq=n)
+        # Not finished: a finished source in this process ends the readers (they
+        # release their partitions once they read everything it wrote).
+        await anyio.sleep_forever()
 
 
 def hot_service(settings: runtime.ServiceSettings) -> tuple[Any, GatedTicks, Keep, Any]:
@@ -417,7 +420,7 @@ async def test_a_hot_key_shows_in_the_skew_gauge_and_ops_see_the_owner(
     settings: runtime.ServiceSettings,
 ) -> None:
     settings = settings.model_copy(
-        update={"redis_lease_ttl_ms": 400, "redis_consumer": "r-only"}
+        update={"redis_lease_ttl_ms": 1000, "redis_consumer": "r-only"}
     )
     service, ticks, keep, connection = hot_service(settings)
     async with service.running():
@@ -457,3 +460,26 @@ async def test_a_hot_key_shows_in_the_skew_gauge_and_ops_see_the_owner(
     assert [row[0] for row in rows] == [str(n) for n in range(8)]
     assert all(row[1] == "r-only" and row[2] == "r-only" for row in rows)
     assert all(row[3].isdigit() for row in rows)  # the lease's token
+
+
+async def test_a_lease_past_its_trust_stays_lost_though_redis_would_renew_it(
+    settings: runtime.ServiceSettings,
+) -> None:
+    # What was refused while the lease was past its trust (an output not written)
+    # must never be acknowledged under a renewal that came late: once not usable,
+    # the lease is lost for good, and the next grant delivers it again.
+    clock = Clock()
+    link = link_for(settings, "r-a")
+    leases = Leases(link, clock)
+    try:
+        lease = await leases.acquire(
+            2, link.key("p2.lease"), link.key("p2.f"), "r-a", 60_000
+        )
+        assert lease is not None
+        clock.now += 60 * SAFE  # the event loop stalled; Redis still holds it
+        assert not lease.usable(clock.now) and lease.lost
+        assert not await leases.renew(lease, 60_000)
+        clock.now = 100.0
+        assert not lease.usable(clock.now)
+    finally:
+        await link.close()

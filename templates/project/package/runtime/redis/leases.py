@@ -128,8 +128,13 @@ class Lease:
         return now < self.until
 
     def usable(self, now: float) -> bool:
-        """Whether the holder may still write and acknowledge under it at ``now``."""
-        return not self.lost and now < self.until
+        """Whether the holder may still read, write and acknowledge under it at
+        ``now``. Once not, never again (``lost``): what was refused under it must
+        not be acknowledged by a renewal that came late, so the next grant (a new
+        token) delivers it again."""
+        if not self.lost and now >= self.until:
+            self.lost = True
+        return not self.lost
 
 
 class Leases:
@@ -163,6 +168,8 @@ class Leases:
 
     async def renew(self, lease: Lease, ttl_ms: int) -> bool:
         """Extend the lease; False when it no longer holds this token."""
+        if lease.lost:  # given up here: it expires, and the next grant takes over
+            return False
         sent = self.clock()
         renewed = await self._run(RENEW, [lease.key], [lease.token, ttl_ms])
         if renewed:

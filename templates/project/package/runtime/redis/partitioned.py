@@ -397,19 +397,13 @@ class PartitionedConnection(RedisConnection):
         feed: MemoryObjectSendStream[Entry],
         finished: bool,
     ) -> None:
+        # Renew first: nothing slower (the beat, the skew's sample) may delay it.
+        for reader in self.readers:
+            if reader.lease is not None:
+                await self._renew_lease(reader, reader.lease)
         members = await self._beat()
         if members is None:  # Redis did not answer: leases run out by the clock
-            for reader in self.readers:
-                if reader.lease is not None and not reader.lease.valid(
-                    self.leases.clock()
-                ):
-                    reader.lose("redis did not answer before its lease ran out")
             return
-        try:
-            with anyio.fail_after(self._patience):
-                await self._measure()
-        except (*UNREACHABLE, TimeoutError, ResponseError):
-            pass  # only a metric: measured again at the next beat
         assigned = assignment(self.partitions, members)
         if assigned != self.assigned:
             if self.assigned:
@@ -419,13 +413,16 @@ class PartitionedConnection(RedisConnection):
         me = self.link.consumer
         for reader in self.readers:
             mine = assigned.get(reader.partition) == me and not finished
-            lease = reader.lease
-            if lease is not None:
+            if reader.lease is not None:
                 if not mine:
                     reader.give_up()
-                await self._renew_lease(reader, lease)
             elif mine and not reader.running:
                 await self._take(tasks, feed, reader)
+        try:
+            with anyio.fail_after(self._patience):
+                await self._measure()
+        except (*UNREACHABLE, TimeoutError, ResponseError):
+            pass  # only a metric: measured again at the next beat
 
     async def _beat(self, leave: bool = False) -> list[str] | None:
         ttl = 0 if leave else self._ttl_ms
@@ -510,6 +507,7 @@ class PartitionReader(RedisConnection):
         self.acknowledged = 0
         self._leaving = anyio.Event()
         self._voluntary = False
+        self._lost = False
 
     def __repr__(self) -> str:
         return f"PartitionReader({self.stream!r}, group={self.group!r})"
@@ -533,8 +531,9 @@ class PartitionReader(RedisConnection):
     def lose(self, why: str) -> None:
         """Stop at once, acknowledging and writing nothing more under the lease."""
         lease = self.lease
-        if lease is None or lease.lost:
+        if lease is None or self._lost:
             return
+        self._lost = True
         lease.lost = True
         self._voluntary = False
         self.link.log.warning(
@@ -589,6 +588,7 @@ class PartitionReader(RedisConnection):
         self.lease = lease
         self._leaving = anyio.Event()
         self._voluntary = False
+        self._lost = False
         self._stopping = self.parent._stopping
         self._masker = self.parent._masker
         self._writers = self.parent._writers
@@ -597,7 +597,7 @@ class PartitionReader(RedisConnection):
         self._acks.clear()
         self._waiting.clear()
         self._dead.clear()
-        self._last_read = (0, 0)
+        # (``_last_read`` is kept: what was read here before was delivered then)
         self._cursor = "0-0"
 
     async def settle_all(self) -> None:
