@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from generator.durations import DurationError, parse_duration
-from generator.errors import BlueprintError
 from generator.loader import load_text
 from generator.planner import plan
 from generator.render import template_names
 from tests.cli import generate_gated, run_cli
+from tests.refusals import problems_of
 
 NAME = "metering.yaml"
 
@@ -88,9 +88,7 @@ def test_anything_else_is_not_a_duration(text: object, message: str) -> None:
 
 
 def problems(text: str) -> list[str]:
-    with pytest.raises(BlueprintError) as caught:
-        load_text(text, NAME)
-    return [str(p).removeprefix(f"{NAME}:") for p in caught.value.problems]
+    return problems_of(text, NAME)
 
 
 def test_the_keys_resolve() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from generator.errors import BlueprintError
 from generator.loader import load_text
 from tests.cli import run_cli
+from tests.refusals import problems_of
 
 NAME = "keyed.yaml"
 
@@ -59,9 +59,7 @@ connections:
 
 
 def problems(text: str) -> list[str]:
-    with pytest.raises(BlueprintError) as caught:
-        load_text(text, NAME)
-    return [str(p).removeprefix(f"{NAME}:") for p in caught.value.problems]
+    return problems_of(text, NAME)
 
 
 def test_keys_resolve_from_the_connection_and_from_the_schema() -> None:

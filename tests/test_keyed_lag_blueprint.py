@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.errors import BlueprintError
 from generator.loader import load_text
+from tests.refusals import problems_of
 
 NAME = "lag.yaml"
 
@@ -38,9 +38,7 @@ connections:
 
 
 def problems(text: str) -> list[str]:
-    with pytest.raises(BlueprintError) as caught:
-        load_text(text, NAME)
-    return [str(p).removeprefix(f"{NAME}:") for p in caught.value.problems]
+    return problems_of(text, NAME)
 
 
 def test_max_lag_resolves_on_a_redis_connection() -> None:

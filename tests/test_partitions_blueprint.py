@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from generator.errors import BlueprintError
 from generator.loader import load_text
 from tests.cli import run_cli
+from tests.refusals import problems_of
 
 NAME = "parts.yaml"
 
@@ -56,9 +56,7 @@ connections:
 
 
 def problems(text: str) -> list[str]:
-    with pytest.raises(BlueprintError) as caught:
-        load_text(text, NAME)
-    return [str(p).removeprefix(f"{NAME}:") for p in caught.value.problems]
+    return problems_of(text, NAME)
 
 
 def test_a_keyed_connection_takes_its_own_count_else_the_defaults() -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from generator.errors import BlueprintError
 from generator.loader import load_text
 from generator.model import MAX_CONCURRENCY
 from generator.planner import plan
 from generator.render import template_names
 from tests.cli import generate_gated, run_cli
+from tests.refusals import problems_of
 
 ROOT = Path(__file__).parent.parent
 RUNTIME = ROOT / "templates/project/package/runtime"
@@ -66,9 +66,7 @@ connections:
 
 
 def problems(text: str) -> list[str]:
-    with pytest.raises(BlueprintError) as caught:
-        load_text(text, NAME)
-    return [str(p).removeprefix(f"{NAME}:") for p in caught.value.problems]
+    return problems_of(text, NAME)
 
 
 def test_the_keys_resolve_with_their_defaults() -> None:
