@@ -55,12 +55,14 @@ from .context import current_message
 from .envelope import Envelope, wall_time
 from .errors import PayloadTooLarge, RequestError, WiringError
 from .ingress import _invalid
+from .ports import InputPort
 from .ratelimit import RateLimit, RateLimiter, RateLimitStore, client_key
 
 __all__ = [
     "GOING_AWAY",
     "POLICY",
     "TRY_AGAIN_LATER",
+    "BroadcastPort",
     "LiveClient",
     "LiveCollector",
     "LiveCounts",
@@ -368,6 +370,15 @@ class LiveRoute:
             self.left(client)
 
 
+class BroadcastPort(InputPort):
+    """An input every replica of its component reads whole: a transport between
+    processes gives each replica every item (Redis: ``redis/broadcast.py``), not a
+    share of them, so that a client on any replica sees the whole stream."""
+
+    __slots__ = ()
+    broadcast = True
+
+
 class WebSocketOut(Sink):
     """Every item of its inputs, pushed to every connected client, in order.
 
@@ -398,6 +409,10 @@ class WebSocketOut(Sink):
         burst_limit: int = 256,
     ) -> None:
         super().__init__(name, inputs=inputs, burst_limit=burst_limit)
+        self.inputs = {
+            port.name: BroadcastPort(name, port.name, port.schema)
+            for port in self.inputs.values()
+        }
         self.live = LiveRoute(
             self.kind,
             name,

@@ -10,6 +10,7 @@ from ..errors import SettingsError
 from ..logs import MaskedLogger
 from ..ports import InputPort, OutputPort, Overflow
 from ..settings import ServiceSettings
+from .broadcast import BroadcastConnection
 from .connection import RedisConnection
 from .dedup import RedisDedup
 from .link import CLUSTER_SCHEMES, RedisLink
@@ -56,6 +57,15 @@ class RedisCarrier:
     ) -> RedisConnection:
         """A connection carried by the stream of ``source``; a keyed one (``key``)
         by ``partitions`` streams (``DEFAULT_PARTITIONS`` when None)."""
+        if getattr(target, "broadcast", False):
+            # every replica reads the whole stream (a websocket_out: broadcast.py)
+            return BroadcastConnection(
+                source,
+                target,
+                buffer_size=buffer_size,
+                overflow=overflow,
+                link=self.link,
+            )
         if key is not None:
             return PartitionedConnection(
                 source,
