@@ -15,6 +15,15 @@ bottleneck long before one Redis is. The single Redis is ``PORTWRIGHT_REDIS_URL`
 a private one, the cluster ``PORTWRIGHT_REDIS_CLUSTER_URL`` or three private
 cluster-enabled ``redis-server``s on free ports; both stopped at the end.
 
+Keyed against unkeyed (``keyed_rows``): the same two hops, the middle one run by two
+replicas in processes of their own (``python -m bench.keyed replica ...``), the first
+connection keyed by ``order_id`` with 4 partitions (each owned by one replica under a
+lease, acknowledgements and writes fenced; leases of 2 s) against the same connection
+unkeyed (both replicas in one consumer group); this process runs the source and the
+sink. Each round starts its replicas, waits until both read (keyed: all four leases
+held), then opens the source's gate; the clock runs from the gate to the last item at
+the sink. Goal: keyed >= 0.8 x unkeyed.
+
 Usage on its own: ``python -m bench.keyed [items] [rounds]``.
 """
 
@@ -33,8 +42,18 @@ from pathlib import Path
 
 import anyio
 
-from .redis_transport import Result, _delete_prefixed, portwright, redis_server
-from .table import Goal, Row, median
+from .redis_transport import (
+    ROUND_TIMEOUT_S,
+    Order,
+    Result,
+    Scored,
+    _delete_prefixed,
+    order,
+    portwright,
+    redis_server,
+    score,
+)
+from .table import REPO, Goal, Row, median
 
 SECTION = "9 keyed streams and redis cluster"
 CLUSTER_VARIABLE = "PORTWRIGHT_REDIS_CLUSTER_URL"
@@ -184,10 +203,12 @@ def run(work: Path, *, quick: bool, log: Log) -> list[Row]:
                 f"cluster: round {r + 1}/{rounds}: "
                 + ", ".join(f"{n} {results[n][-1].rate:,.0f}/s" for n in targets)
             )
+        keyed = keyed_rows(single, quick=quick, log=log)
     rate = {name: median(r.rate for r in rs) for name, rs in results.items()}
     cpu = {name: median(r.cpu_us for r in rs) for name, rs in results.items()}
     note = f"{items:,} orders x {rounds} rounds, one process, two streams"
     return [
+        *keyed,
         Row(
             SECTION,
             "two hops with ack on a 3-master cluster: items/s vs one Redis",
@@ -210,7 +231,201 @@ def run(work: Path, *, quick: bool, log: Log) -> list[Row]:
     ]
 
 
-if __name__ == "__main__":
+# -- keyed against unkeyed, two replicas ----------------------------------------------
+
+PARTITIONS = 4
+REPLICAS = 2
+LEASE_TTL_MS = 2000
+
+
+def _service(url: str, prefix: str, components: str, consumer: str, keyed: bool,
+             items: int = 0, result: Result | None = None,
+             gate: anyio.Event | None = None) -> object:  # fmt: skip
+    """The bench service: ``orders`` -> (keyed or not) -> ``score`` -> ``sink``."""
+    import runtime as rt
+
+    class Orders(rt.Source):
+        async def generate(self) -> object:
+            if gate is not None:
+                await gate.wait()
+            for number in range(items):
+                yield order(number)
+
+    class Score(rt.Transformer):
+        def transform(self, item: Order) -> Scored:
+            return score(item)
+
+    class Count(rt.Sink):
+        def consume(self, item: Scored) -> None:
+            if result is not None:
+                result.count()
+
+    settings = rt.ServiceSettings(
+        redis_url=url,
+        redis_prefix=prefix,
+        redis_consumer=consumer,
+        redis_lease_ttl_ms=LEASE_TTL_MS,
+        components=components,
+    )
+    service = rt.Service("bench", settings=settings)
+    service.add(Orders("orders", outputs={"out": Order}))
+    service.add(Score("score", inputs={"in": Order}, outputs={"out": Scored}))
+    service.add(Count("sink", inputs={"in": Scored}))
+    if keyed:
+        service.connect(
+            "orders.out", "score.in", transport="redis", key="order_id",
+            partitions=PARTITIONS,
+        )  # fmt: skip
+    else:
+        service.connect("orders.out", "score.in", transport="redis")
+    service.connect("score.out", "sink.in", transport="redis")
+    return service
+
+
+def replica(url: str, prefix: str, name: str, keyed: bool) -> None:
+    """One replica of ``score`` until SIGTERM."""
+    import signal
+
+    service = _service(url, prefix, "score", name, keyed)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(service.run)  # type: ignore[attr-defined]
+            group.start_soon(_announce, service, url, prefix, name)
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    service.stop()  # type: ignore[attr-defined]
+                    return
+
+    anyio.run(main)
+
+
+def _even_names() -> list[str]:
+    """Replica names the rendezvous assignment gives equal shares of the partitions
+    (some pairs of names would leave one replica none: nothing to compare then)."""
+    from runtime.redis.partitions import assignment
+
+    for n in range(100):
+        names = [f"r{n}-{i}" for i in range(REPLICAS)]
+        shares = list(assignment(PARTITIONS, names).values())
+        if all(shares.count(name) == PARTITIONS // REPLICAS for name in names):
+            return names
+    raise RuntimeError("no even assignment found")
+
+
+async def _announce(service: object, url: str, prefix: str, name: str) -> None:
+    """Say this replica runs (``<prefix>ready.<name>``), once its service does."""
+    import redis
+    import runtime as rt
+
+    while service.state is not rt.ServiceState.RUNNING:  # type: ignore[attr-defined]
+        await anyio.sleep(0.01)
+    await anyio.sleep(0.1)  # its readers' first calls
+    with redis.Redis.from_url(url) as client:
+        client.set(f"{prefix}ready.{name}", 1)
+
+
+def _reading(url: str, prefix: str, keyed: bool) -> bool:
+    """Whether both replicas read: every lease held (keyed), or two consumers."""
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        if keyed:
+            owners = {
+                client.hget(
+                    f"{prefix}bench.orders.out.score.in.p{n}.lease.score.in", "owner"
+                )
+                for n in range(PARTITIONS)
+            }
+            return None not in owners and len(owners) == REPLICAS
+        return len(client.keys(f"{prefix}ready.*")) == REPLICAS
+
+
+async def _round(url: str, prefix: str, items: int, keyed: bool) -> Result:
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'templates/project/package'}",
+    }
+    command = [sys.executable, "-m", "bench.keyed", "replica", url, prefix]
+    mode = "keyed" if keyed else "unkeyed"
+    processes = [
+        subprocess.Popen([*command, name, mode], cwd=REPO, env=env)
+        for name in _even_names()
+    ]
+    gate = anyio.Event()
+    result = Result(items)
+    service = _service(url, prefix, "orders,sink", "main", keyed, items, result, gate)
+    try:
+        async with service.running():  # type: ignore[attr-defined]
+            with anyio.fail_after(60):
+                while not _reading(url, prefix, keyed):
+                    await anyio.sleep(0.05)
+            result.started = time.perf_counter()
+            result.cpu_started = time.process_time()
+            gate.set()
+            with anyio.fail_after(ROUND_TIMEOUT_S):
+                await result.done.wait()
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    return result
+
+
+def measure_keyed(url: str, items: int, keyed: bool) -> Result:
+    """One round, keyed or not, on keys of its own, deleted afterwards."""
+    prefix = f"pwbench-{uuid.uuid4().hex[:8]}:"
+    try:
+        return anyio.run(_round, url, prefix, items, keyed)
+    finally:
+        delete_prefixed(url, prefix)
+
+
+def keyed_rows(url: str, *, quick: bool, log: Log) -> list[Row]:
+    """Keyed (4 partitions) against unkeyed, two replicas of the middle hop."""
+    items = 2_000 if quick else 20_000
+    rounds = 1 if quick else 5
+    results: dict[str, list[Result]] = {"keyed": [], "unkeyed": []}
+    for r in range(rounds):
+        names = ["keyed", "unkeyed"] if r % 2 == 0 else ["unkeyed", "keyed"]
+        for name in names:
+            results[name].append(measure_keyed(url, items, name == "keyed"))
+        log(
+            f"keyed: round {r + 1}/{rounds}: "
+            + ", ".join(f"{n} {results[n][-1].rate:,.0f}/s" for n in results)
+        )
+    rate = {name: median(r.rate for r in rs) for name, rs in results.items()}
+    return [
+        Row(
+            SECTION,
+            f"two hops with ack, keyed ({PARTITIONS} partitions, {REPLICAS} replicas): "
+            "items/s vs unkeyed",
+            rate["keyed"],
+            "items/s",
+            rate["unkeyed"],
+            f"unkeyed, {REPLICAS} replicas",
+            Goal(">=", 0.8, text="ratio >= 0.8"),
+            note=f"{items:,} orders x {rounds} rounds; middle hop in {REPLICAS} "
+            f"processes, lease {LEASE_TTL_MS} ms",
+        )
+    ]
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["replica"]:
+    replica(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "keyed")
+elif __name__ == "__main__" and sys.argv[1:2] == ["keyed"]:
+    count = int(sys.argv[2]) if len(sys.argv) > 2 else 20_000
+    with redis_server(print) as one:
+        if one is None:
+            raise SystemExit("no Redis: install redis-server")
+        for row in keyed_rows(one, quick=count < 5000, log=print):
+            print(row)
+elif __name__ == "__main__":
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
     repeat = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     with redis_server(print) as one, redis_cluster(print) as many:
