@@ -295,7 +295,7 @@ def test_clients_get_what_was_queued_then_1001_when_the_service_stops() -> None:
         assert closed.value.code == GOING_AWAY
 
 
-HOSTILE = "</title><img src=x onerror=\"alert(1)\"><script>alert(2)</script>"
+HOSTILE = '</title><img src=x onerror="alert(1)"><script>alert(2)</script>'
 
 
 def test_a_get_of_the_route_is_a_page_with_the_descriptions_escaped() -> None:
