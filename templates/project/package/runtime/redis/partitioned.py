@@ -442,7 +442,11 @@ class PartitionedConnection(RedisConnection):
         except (*UNREACHABLE, TimeoutError):
             return  # tried again at the next beat; the clock ends it meanwhile
         if not renewed:
-            reader.lose("its lease passed to another replica")
+            reader.lose(
+                "its lease ran out here before it was renewed"
+                if lease.lost
+                else "its lease passed to another replica"
+            )
 
     async def _take(
         self,
@@ -506,7 +510,6 @@ class PartitionReader(RedisConnection):
         self.taken = 0
         self.acknowledged = 0
         self._leaving = anyio.Event()
-        self._voluntary = False
         self._lost = False
 
     def __repr__(self) -> str:
@@ -520,7 +523,6 @@ class PartitionReader(RedisConnection):
         """Stop reading: the partition belongs to another member now. What was taken
         is settled first, then the lease released."""
         if not self._leaving.is_set():
-            self._voluntary = True
             self.link.log.info(
                 "%s: handing partition %d of %s over", self.group, self.partition,
                 self.stream,
@@ -535,7 +537,6 @@ class PartitionReader(RedisConnection):
             return
         self._lost = True
         lease.lost = True
-        self._voluntary = False
         self.link.log.warning(
             "%s: partition %d of %s lost (%s); its new owner delivers what was "
             "in flight here again",
@@ -587,7 +588,6 @@ class PartitionReader(RedisConnection):
     def _reset(self, lease: Lease) -> None:
         self.lease = lease
         self._leaving = anyio.Event()
-        self._voluntary = False
         self._lost = False
         self._stopping = self.parent._stopping
         self._masker = self.parent._masker
