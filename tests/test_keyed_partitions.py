@@ -142,7 +142,9 @@ def replicas(url: str, prefix: str, tmp_path: Path) -> Iterator[Cluster]:
 
 
 def partition_streams(url: str, prefix: str) -> list[str]:
-    return [stream_key(url, prefix, f"kp.ticks.out.work.in.p{n}") for n in range(PARTITIONS)]
+    return [
+        stream_key(url, prefix, f"kp.ticks.out.work.in.p{n}") for n in range(PARTITIONS)
+    ]
 
 
 def lease_owners(url: str, prefix: str) -> list[str | None]:
