@@ -449,7 +449,7 @@ async def test_a_hot_key_shows_in_the_skew_gauge_and_ops_see_the_owner(
         taken = re.findall(
             r"portwright_partition_messages_in_total\{[^}]*\} (\S+)", text
         )
-        assert sum(float(n) for n in taken) == ticks.count
+        assert sum(float(n) for n in taken) >= ticks.count  # at least once
         ready = dependency_checks(service)
         assert ready["redis"]["partitions"] == {"keep.in": list(range(8))}
         lines: list[str] = []

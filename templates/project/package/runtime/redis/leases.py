@@ -37,9 +37,12 @@ __all__ = [
     "ACK_FENCED",
     "ACQUIRE",
     "ADD_FENCED",
+    "PARK",
     "RELEASE",
     "RENEW",
     "SAFE",
+    "TO",
+    "UNPARK",
     "Lease",
     "Leases",
 ]
@@ -107,6 +110,27 @@ end
 return {{added, refused, id}}
 """
 
+#: an outbox entry's field naming the stream it is for
+TO = b"s"
+
+#: KEYS: outbox, lease; ARGV: token, target stream, entries. The entries go to the
+#: partition's outbox (same slot as the lease) for the relay to copy on to the target,
+#: only while the lease holds ``token``: how many, or -1 (none).
+PARK = f"""
+if redis.call('HGET', KEYS[2], 'token') ~= ARGV[1] then return -1 end
+for i = 3, #ARGV do
+  redis.call('XADD', KEYS[1], '*', '{FIELD.decode()}', ARGV[i], '{TO.decode()}', ARGV[2])
+end
+return #ARGV - 2
+"""
+
+#: KEYS: outbox, lease; ARGV: token, ids. Deletes relayed entries from the outbox
+#: while the lease holds ``token``: how many, or -1.
+UNPARK = """
+if redis.call('HGET', KEYS[2], 'token') ~= ARGV[1] then return -1 end
+return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
+"""
+
 #: most ids one ``ACK_FENCED`` call takes (Lua's ``unpack`` has a stack limit)
 ACK_CHUNK = 1000
 
@@ -122,6 +146,8 @@ class Lease:
     until: float
     #: the holder knows it gone (not renewed in time, or released)
     lost: bool = False
+    #: the partition's outbox (Cluster: what is written under the lease waits there)
+    outbox: str = ""
 
     def valid(self, now: float) -> bool:
         """Whether the holder may still read under it at ``now``."""
@@ -156,7 +182,13 @@ class Leases:
         return await script(keys=keys, args=args, client=self.link.client)
 
     async def acquire(
-        self, partition: int, key: str, fence: str, owner: str, ttl_ms: int
+        self,
+        partition: int,
+        key: str,
+        fence: str,
+        owner: str,
+        ttl_ms: int,
+        outbox: str = "",
     ) -> Lease | None:
         """Take the lease when it is free: one call, raising when Redis does not
         answer (the caller retries on its own schedule)."""
@@ -164,7 +196,8 @@ class Leases:
         token = await self._run(ACQUIRE, [key, fence], [owner, ttl_ms])
         if token is None:
             return None
-        return Lease(partition, key, str(int(token)), sent + ttl_ms / 1000 * SAFE)
+        until = sent + ttl_ms / 1000 * SAFE
+        return Lease(partition, key, str(int(token)), until, outbox=outbox)
 
     async def renew(self, lease: Lease, ttl_ms: int) -> bool:
         """Extend the lease; False when it no longer holds this token."""
@@ -208,6 +241,17 @@ class Leases:
                 return -1
             total += acked
         return total
+
+    async def park(self, lease: Lease, target: str, entries: list[bytes]) -> int:
+        """Put ``entries`` for ``target`` in the lease's outbox, under the lease
+        (``PARK``): how many, or -1 when the lease has passed on."""
+        args: list[Any] = [lease.token, target, *entries]
+        return int(await self._run(PARK, [lease.outbox, lease.key], args))
+
+    async def unpark(self, lease: Lease, ids: list[bytes]) -> int:
+        """Delete relayed entries from the outbox under the lease (``UNPARK``)."""
+        args: list[Any] = [lease.token, *ids]
+        return int(await self._run(UNPARK, [lease.outbox, lease.key], args))
 
     async def add(
         self, stream: str, entries: list[tuple[Lease | None, bytes]]

@@ -53,10 +53,10 @@ from .connection import (
     _Dead,
     _Held,
 )
-from .leases import SAFE, Lease, Leases
+from .leases import SAFE, TO, Lease, Leases
 from .link import UNREACHABLE, RedisLink, stream_id
 from .partitions import assignment, partition_of, skew
-from .publisher import RedisPublisher
+from .publisher import WRITE_BATCH, RedisPublisher
 from .replicas import heartbeat, live_members
 from .wire import DLQ_SUFFIX, FIELD, TARGET, WireError, decode
 
@@ -64,6 +64,8 @@ __all__ = ["PartitionReader", "PartitionedConnection"]
 
 #: how often, per lease ttl, a replica beats and renews its leases
 BEATS_PER_TTL = 4
+#: how long a relay with an empty outbox waits before it looks again (s)
+RELAY_IDLE_S = 0.5
 #: the span the skew is measured over (s): what each partition's stream took in it
 SKEW_SPAN_S = 60.0
 
@@ -125,6 +127,10 @@ class PartitionedConnection(RedisConnection):
     def lease_key(self, partition: int) -> str:
         """The lease of ``partition`` for this group."""
         return f"{self.streams[partition]}.lease.{self.group}"
+
+    def outbox_key(self, partition: int) -> str:
+        """On a Cluster: what is written under ``partition``'s lease, for its relay."""
+        return f"{self.streams[partition]}.outbox.{self.group}"
 
     def fence_key(self, partition: int) -> str:
         """The counter whose every grant of ``partition``'s lease takes a token."""
@@ -232,9 +238,11 @@ class PartitionedConnection(RedisConnection):
                     tasks.cancel_scope.cancel()
 
     def writer_progressed(self) -> None:
-        """A publisher the readers wait for wrote something: look at the acks."""
+        """A publisher the readers wait for wrote something: look at the acks (and,
+        on a Cluster, at the outboxes)."""
         for reader in self.readers:
             reader.writer_progressed()
+            reader.parked.set()
 
     def fence_of(self, envelope: Envelope) -> Lease | None:
         """The lease a message made from ``envelope`` is written under (None: its
@@ -463,6 +471,7 @@ class PartitionedConnection(RedisConnection):
                     self.fence_key(n),
                     self.link.consumer,
                     self._ttl_ms,
+                    outbox=self.outbox_key(n),
                 )
         except (*UNREACHABLE, TimeoutError):
             return
@@ -509,6 +518,8 @@ class PartitionReader(RedisConnection):
         #: entries taken from the partition here, and acknowledged (since the start)
         self.taken = 0
         self.acknowledged = 0
+        #: set when something may have been parked in the outbox (Cluster)
+        self.parked = anyio.Event()
         self._leaving = anyio.Event()
         self._lost = False
 
@@ -573,6 +584,8 @@ class PartitionReader(RedisConnection):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._acknowledge)
                 tasks.start_soon(self._maintain)
+                if self.link.cluster:
+                    tasks.start_soon(self._relay, lease)
                 async with feed:
                     await self._until_finished(self._add_group)
                     try:
@@ -581,6 +594,9 @@ class PartitionReader(RedisConnection):
                     except anyio.BrokenResourceError:
                         pass  # the component stopped taking: left pending
                 await self.settle_all()
+                if self.link.cluster:  # hand over an empty outbox when it can
+                    while await self._relay_once(lease):
+                        pass
                 tasks.cancel_scope.cancel()
         finally:
             await self._end(lease)
@@ -627,6 +643,60 @@ class PartitionReader(RedisConnection):
         lease = self.lease
         if lease is not None and lease.usable(self.parent.leases.clock()):
             await super()._renew()
+
+    async def _relay(self, lease: Lease) -> None:
+        """Cluster: copy what was written under the lease from the partition's
+        outbox on to its streams, in order, while the lease is usable. A copy made
+        just before the lease passed on is copied again by the next owner: the
+        receiver may see a message twice (at least once), never out of its order
+        in the outbox."""
+        while lease.usable(self.parent.leases.clock()):
+            if await self._relay_once(lease):
+                continue
+            with anyio.move_on_after(RELAY_IDLE_S):
+                await self.parked.wait()
+            self.parked = anyio.Event()
+
+    async def _relay_once(self, lease: Lease) -> int:
+        """Copy one batch from the outbox; how many (0: empty, or lease gone)."""
+        if not lease.usable(self.parent.leases.clock()):
+            return 0
+        client = self.link.client
+        answer: Any = await self.link.call(
+            partial(client.xrange, lease.outbox, "-", "+", count=WRITE_BATCH)
+        )
+        rows: list[tuple[bytes, dict[bytes, bytes]]] = answer or []
+        if not rows:
+            return 0
+        runs: list[tuple[str, list[bytes]]] = []
+        for _, fields in rows:  # in the outbox's order, one call per run of a target
+            target = fields.get(TO, b"").decode()
+            if not runs or runs[-1][0] != target:
+                runs.append((target, []))
+            runs[-1][1].append(fields.get(FIELD, b""))
+        writers = {w.stream: w for w in self._writers}
+        for target, entries in runs:
+            if not lease.usable(self.parent.leases.clock()):
+                return 0  # (a copy already on its way may still land: a duplicate)
+            last = await self.link.call(
+                partial(
+                    self.link.add_entries, keys=[target], args=entries, client=client
+                )
+            )
+            writer = writers.get(target)
+            if writer is not None and last:
+                # a reader of that stream in this process reads up to here before
+                # it counts the stream finished
+                written = stream_id(last)
+                if writer.last_written is None or writer.last_written < written:
+                    writer.last_written = written
+        done = await self.link.call(
+            partial(self.parent.leases.unpark, lease, [i for i, _ in rows])
+        )
+        if done < 0:
+            self.lose("relaying found another replica's lease")
+            return 0
+        return len(rows)
 
     async def _take_over(self, feed: MemoryObjectSendStream[Entry]) -> None:
         """Claim every entry pending in the group (the last owner's), in stream

@@ -99,6 +99,7 @@ class RedisPublisher:
         self._fences: list[Callable[[Envelope], Lease | None]] = []
         self._leases: deque[Lease | None] = deque()
         self._fenced: Leases | None = None
+        self._parked: Leases | None = None
         #: messages not written because the lease they depend on was lost
         self.refused = 0
 
@@ -110,7 +111,11 @@ class RedisPublisher:
         self._fences.append(fence)
         if len(self._leases) < len(self._outbox):  # queued before: depend on none
             self._leases.extendleft([None] * (len(self._outbox) - len(self._leases)))
-        if not self.link.cluster:  # one script reaches the lease only on one node
+        # One script reaches the lease and this stream only on one node; on a
+        # Cluster what is written under a lease goes to its partition's outbox.
+        if self.link.cluster:
+            self._parked = leases
+        else:
             self._fenced = leases
 
     def _fence(self, envelope: Envelope) -> Lease | None:
@@ -237,6 +242,8 @@ class RedisPublisher:
                                 done = _through(taken, added)
                         elif self._fenced is not None and fences:
                             last = await self._add_fenced(taken, fences)
+                        elif self._parked is not None and fences:
+                            last = await self._park(taken, fences)
                         else:
                             last = await self.link.call(
                                 partial(
@@ -289,6 +296,48 @@ class RedisPublisher:
                 refused,
                 self.stream,
             )
+        return last
+
+    async def _park(
+        self, taken: list[bytes | None], fences: list[Lease | None]
+    ) -> bytes | None:
+        """Cluster: each message made under a lease goes to that partition's outbox
+        (``PARK``, fenced), which its relay copies on here; the others are written
+        here directly. The last id written here, if any."""
+        leases = self._parked
+        assert leases is not None
+        direct: list[bytes] = []
+        parked: dict[tuple[str, str], tuple[Lease, list[bytes]]] = {}
+        for data, lease in zip(taken, fences, strict=True):
+            if data is None:
+                continue
+            if lease is None:
+                direct.append(data)
+            else:
+                parked.setdefault((lease.key, lease.token), (lease, []))[1].append(data)
+        for lease, entries in parked.values():
+            put = await self.link.call(
+                partial(leases.park, lease, self.stream, entries)
+            )
+            if put < 0:
+                self.refused += len(entries)
+                self.link.log.warning(
+                    "%s: %d messages not written to %s: the partition they came "
+                    "from has passed to another replica",
+                    self.source.address,
+                    len(entries),
+                    self.stream,
+                )
+        if not direct:
+            return None
+        last: bytes | None = await self.link.call(
+            partial(
+                self.link.add_entries,
+                keys=[self.stream],
+                args=direct,
+                client=self.link.client,
+            )
+        )
         return last
 
     async def _add_bounded(self, batch: list[bytes]) -> tuple[int, bytes | None]:
