@@ -22,7 +22,7 @@ PACKAGE = ROOT / "templates" / "project" / "package"
 RUNTIME = PACKAGE / "runtime"
 #: the runtime's modules that know no transport (the layers below ``service``, and it)
 TRANSPORTS = ("memory", "redis")
-TOOLS = ("app.py", "deadletter.py", "replicas.py", "__init__.py")
+TOOLS = ("app.py", "deadletter.py", "partitions.py", "replicas.py", "__init__.py")
 
 
 def lint_imports(package_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
