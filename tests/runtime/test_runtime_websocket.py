@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import runtime
 from pydantic import BaseModel, Field
+from runtime import app as served_app
 from runtime.websocket import GOING_AWAY, POLICY, TRY_AGAIN_LATER, LiveClient
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
@@ -481,3 +482,23 @@ async def _release(gate: _Held) -> None:
 
 async def _stop(service: runtime.Service) -> None:
     service.stop()
+
+
+def test_serve_leaves_a_live_clients_liveness_to_its_route(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn's protocol pings are off: a client that reads nothing is closed by
+    the route (its slow-client policy, 1008, counted), not by uvicorn with 1011
+    after 40 s of unanswered pings."""
+    seen: list[Any] = []
+
+    def record(self: Any, sockets: Any = None) -> None:
+        seen.append(self.config)
+        for sock in sockets or ():
+            sock.close()
+
+    monkeypatch.setattr(served_app._DrainingServer, "run", record)
+    service = runtime.Service("pings")
+    assert runtime.serve(runtime.create_app(service), host="127.0.0.1", port=0) == 0
+    (config,) = seen
+    assert config.ws_ping_interval is None and config.ws_ping_timeout is None

@@ -470,6 +470,11 @@ def serve(
         # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1.
         proxy_headers=False,
         lifespan="on",
+        # A live route's liveness is its own heartbeat (the blueprint's, counted,
+        # 1008). uvicorn's protocol pings would close a client that reads nothing
+        # with 1011 before the route's slow-client policy could say why.
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
     )
     server = _DrainingServer(config, service)
     service.log.info(
