@@ -114,6 +114,23 @@ class Live:
 
 
 @dataclass(frozen=True)
+class WindowConf:
+    """A window component's windows and aggregate, resolved (seconds)."""
+
+    type: str  # "tumbling" | "hopping" | "sliding"
+    size: float | None  # None: count windows
+    hop: float | None  # hopping only
+    count: int | None  # count windows only
+    time: str | None  # the event-time field (``a.b``: nested); None: processing time
+    grace: float  # event time only; else 0
+    aggregate: str  # count, sum, mean, min, max, last, collect
+    field: str | None  # the aggregated field; None: count, or the item itself
+    emit: str  # "final" | "every"
+    key: str  # the key field of its input's connections
+    max_open: int | None = None
+
+
+@dataclass(frozen=True)
 class Component:
     """A resolved component with its ports and effective settings."""
 
@@ -140,6 +157,7 @@ class Component:
     objectives: tuple[Objective, ...] = ()  # api_endpoint, sink: its SLOs
     guardrails: Guardrails = field(default_factory=Guardrails)  # docs/operations.md
     live: Live | None = None  # websocket_in, websocket_out: route and limits
+    window: WindowConf | None = None  # window: its windows and aggregate
 
     def output(self, name: str) -> Port | None:
         """The output port called ``name``, if there is one."""

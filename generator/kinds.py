@@ -312,6 +312,31 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
             ),
             errors_output=False,
         ),
+        # per key and window, a built-in aggregate of the items (runtime/windows.py);
+        # its outputs are made by the resolver (out: <Name>Window, late, errors)
+        ComponentKind(
+            "window",
+            "Window",
+            inputs=Ports(1, 1, "'input: Schema'"),
+            outputs=Ports(1, 2, "made from 'late' and 'errors'"),
+            arguments=(
+                "inputs",
+                "burst_limit",
+                "type",
+                "size",
+                "hop",
+                "count",
+                "time",
+                "grace",
+                "aggregate",
+                "emit",
+                "schema",
+                "late",
+                "errors",
+                "max_open",
+            ),
+            call_imports=((".runtime.aggregates", "builtin"),),
+        ),
     )
 }
 # The kinds whose component runs the user's code: each gets a user file and classes.

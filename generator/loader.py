@@ -23,6 +23,7 @@ from .model import (
     FieldSpec,
     RateLimitSpec,
     SchemaSpec,
+    WindowShapeSpec,
 )
 from .resolve import did_you_mean, resolve
 from .yaml_source import Loc, SourceDoc, parse_source, read_source
@@ -77,9 +78,14 @@ def _strip_tags(data: Any, loc: Loc) -> Loc:
     """Drop the union tags pydantic puts into a location (``components.api.api_endpoint``)."""
     out: list[str | int] = []
     node = data
+    tagged = False
     for part in loc:
         if part == "[key]":
             continue
+        if len(out) == 2 and out[0] == "components" and not tagged:
+            tagged = True  # pydantic's tag comes first, though a key may share its name
+            if isinstance(node, dict) and part in KINDS and node.get("kind") == part:
+                continue
         in_dict = isinstance(node, dict) and part in node
         in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
         if in_dict or in_list:
@@ -116,6 +122,8 @@ def _model_at(data: Any, loc: Loc) -> type[BaseModel] | None:
         return ConnectionSpec
     if len(loc) == 3 and loc[0] == "components" and loc[2] == "rate_limit":
         return RateLimitSpec
+    if len(loc) == 3 and loc[0] == "components" and loc[2] == "window":
+        return WindowShapeSpec
     if len(loc) == 2 and loc[0] == "components":
         component = (
             data.get("components", {}).get(loc[1]) if isinstance(data, dict) else None

@@ -41,6 +41,7 @@ Kind = Literal[
     "sink",
     "websocket_out",
     "websocket_in",
+    "window",
 ]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 
@@ -493,6 +494,77 @@ class WebSocketInSpec(ComponentSpec, _Live, _HasOutputs):
     ) = None
 
 
+WindowType = Literal["tumbling", "hopping", "sliding"]
+#: the built-in aggregates that take no field (``last`` and ``collect``: the item)
+AggregateName = Literal["count", "last", "collect"]
+#: the built-in aggregates of one field, written ``{sum: price}``
+FieldAggregate = Literal["sum", "mean", "min", "max", "last", "collect"]
+
+
+def _aggregate_form(value: Any) -> Any:
+    """One error for an aggregate of neither form (a union would report two)."""
+    names: tuple[str, ...] = AggregateName.__args__  # type: ignore[attr-defined]
+    fields: tuple[str, ...] = FieldAggregate.__args__  # type: ignore[attr-defined]
+    if isinstance(value, str) and value in names:
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        ((name, field),) = value.items()
+        if name in fields and isinstance(field, str):
+            return value
+    raise PydanticCustomError(
+        "portwright_aggregate",
+        "aggregate {value} is not one of {names}, nor a mapping {form} "
+        "(e.g. {example})",
+        {
+            "value": repr(value),
+            "names": ", ".join(names),
+            "form": "{" + "|".join(fields) + ": <field>}",
+            "example": "{mean: temperature}",
+        },
+    )
+
+
+class WindowShapeSpec(Spec):
+    """How a window component lays out its windows (docs/blueprint.md, Windows)."""
+
+    type: WindowType = "tumbling"
+    #: a time window's span; or ``count``
+    size: DurationText | None = None
+    #: hopping: a new window every so often (more than 0, at most ``size``)
+    hop: DurationText | None = None
+    #: count windows: this many items of a key make a window (instead of ``size``)
+    count: Annotated[int, Field(strict=True, ge=1, le=10_000_000)] | None = None
+    #: event time: a datetime field of the input schema; processing time when absent
+    time: KeyPath | None = None
+    #: event time: how long after its end a window still takes items
+    grace: DurationText | None = None
+
+
+class WindowSpec(ComponentSpec, _HasInputs):
+    """One keyed input; per key and window, an aggregate of the items, on ``out``."""
+
+    kind: Literal["window"]
+    window: WindowShapeSpec
+    #: ``count``, ``last``, ``collect`` (the items) or one field's:
+    #: ``{sum: f}``, ``{mean: f}``, ``{min: f}``, ``{max: f}``, ``{last: f}``,
+    #: ``{collect: f}``
+    aggregate: Annotated[
+        AggregateName
+        | Annotated[dict[FieldAggregate, KeyPath], Field(min_length=1, max_length=1)],
+        BeforeValidator(_aggregate_form),
+    ] = "count"
+    #: ``final``: each window once, when it closes; ``every``: its value at each item
+    emit: Literal["final", "every"] = "final"
+    #: an output ``late`` for the items past the grace (the input's schema)
+    late: Annotated[bool, Field(strict=True)] = False
+    #: an ``errors`` output for items without a key or time, or that the aggregate
+    #: refused
+    errors: Annotated[bool, Field(strict=True)] = False
+    #: the most windows open at once (past it the oldest closes early)
+    max_open: Annotated[int, Field(strict=True, ge=1, le=100_000_000)] | None = None
+    burst_limit: BurstLimit | None = None
+
+
 class TransformerSpec(ComponentSpec, _RunsWork, _Batches, _HasInputs, _HasOutputs):
     """One input, one output: user code returns the new item or None to drop it."""
 
@@ -535,7 +607,8 @@ AnyComponent = Annotated[
     | MergerSpec
     | SinkSpec
     | WebSocketOutSpec
-    | WebSocketInSpec,
+    | WebSocketInSpec
+    | WindowSpec,
     Field(discriminator="kind"),
 ]
 COMPONENT_MODELS: dict[str, type[Spec]] = {
@@ -548,6 +621,7 @@ COMPONENT_MODELS: dict[str, type[Spec]] = {
     "sink": SinkSpec,
     "websocket_out": WebSocketOutSpec,
     "websocket_in": WebSocketInSpec,
+    "window": WindowSpec,
 }
 
 ENDPOINT = re.compile(r"^\s*([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\s*$")

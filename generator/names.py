@@ -87,6 +87,10 @@ RESERVED_SCHEMAS = frozenset({
     "Envelope", "ExitStack", "FILTERS", "INS", "Inlet", "LIVES", "OUTS", "POLICY", "Tap",
     "TestClient", "WebSocketDisconnect", "WebSocketIn", "WebSocketOut",
     "WebSocketTestSession",
+    # the window kind: wiring.py and tests/test_windows.py
+    "AlignedWindows", "CountWindows", "LATE_WINDOWS", "MICROS", "NamedTuple",
+    "SlidingWindows", "T0", "TIMED_WINDOWS", "WINDOWS", "WINDOW_OFFSETS",
+    "WINDOW_VALUES", "Window", "WindowCase", "WindowRow",
 })  # fmt: skip
 def _common(value: str, pattern: re.Pattern[str], what: str, shape: str) -> str | None:
     if not pattern.fullmatch(value):  # not match: "$" also matches before a final "\n"

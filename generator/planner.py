@@ -33,6 +33,7 @@ from .ops.rules import RULE_TESTS, RULES, rule_tests_yaml, rules_yaml
 from .ops.runbook import RUNBOOK, runbook_markdown
 from .pytypes import field_code, schema_imports, uses_field
 from .schema_cases import schema_cases
+from .window_plan import window_cases, windows_per_item
 
 Owner = Literal["generator", "user"]
 
@@ -83,6 +84,8 @@ DEFAULT_FORBIDDEN_IMPORTS = ("observability",)
 LIVE_DEPENDENCY = "websockets>=13,<18"
 # Templates planned only for a project with live (WebSocket) components
 LIVE_TESTS = "tests/test_websockets.py.jinja"
+# Planned only for a project with window components
+WINDOW_TESTS = "tests/test_windows.py.jinja"
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,8 @@ def plan(blueprint: Blueprint, blueprint_text: str, templates: Iterable[str]) ->
             continue
         if name == LIVE_TESTS and not context["lives"]:
             continue
+        if name == WINDOW_TESTS and not context["windows"]:
+            continue
         files.append(PlannedFile(output_path(name, blueprint.name), "generator", name))
     files.sort(key=lambda f: f.path)
     paths = Counter(f.path for f in files)
@@ -225,6 +230,7 @@ def project_context(blueprint: Blueprint) -> dict[str, Any]:
         "batches": batches_context(blueprint),
         "timers": timers_context(blueprint),
         "lives": lives_context(blueprint),
+        "windows": window_cases(blueprint),
         "roles": roles_context(blueprint),
         "schema_cases": schema_cases(blueprint),
         **imports_context(blueprint),
@@ -262,6 +268,8 @@ def imports_context(blueprint: Blueprint) -> dict[str, Any]:
     wiring.add(".runtime", "Component", "Overflow", "Service", "ServiceSettings")
     wiring.add(".runtime", "Transport")
     wiring.add(".runtime", *(COMPONENT_KINDS[c.kind].runtime_class for c in other))
+    for component in other:  # a window's aggregate, say
+        wiring.add_all(kind_of(component).call_imports)
     if any(c.rate_limit for c in blueprint.components):
         wiring.add(".runtime", "RateLimit")
     if other:
@@ -271,7 +279,12 @@ def imports_context(blueprint: Blueprint) -> dict[str, Any]:
 
 
 def _schemas_of(components: list[Component]) -> set[str]:
-    return {p.schema for c in components for p in (*c.inputs, *c.outputs)}
+    # a window's call names its input and out schemas only (late is its input's)
+    return {
+        p.schema
+        for c in components
+        for p in (*c.inputs, *(c.outputs if c.window is None else c.outputs[:1]))
+    }
 
 
 def roles_context(blueprint: Blueprint) -> dict[str, list[str]]:
@@ -410,8 +423,30 @@ def _arguments(component: Component, names: tuple[str, ...]) -> list[tuple[str, 
             else None
         ),
         **_live_arguments(component),
+        **_window_arguments(component),
     }
     return [(name, value) for name in names if (value := code[name]) is not None]
+
+
+def _window_arguments(component: Component) -> dict[str, str | None]:
+    """The runtime call's keywords only a window has (seconds as floats)."""
+    window = component.window
+    if window is None:
+        return {}
+    field = "" if window.field is None else f", {pyrepr(window.field)}"
+    return {
+        "type": pyrepr(window.type) if window.type != "tumbling" else None,
+        "size": None if window.size is None else repr(window.size),
+        "hop": None if window.hop is None else repr(window.hop),
+        "count": None if window.count is None else str(window.count),
+        "time": None if window.time is None else pyrepr(window.time),
+        "grace": repr(window.grace) if window.grace else None,
+        "aggregate": f"builtin({pyrepr(window.aggregate)}{field})",
+        "emit": pyrepr(window.emit) if window.emit != "final" else None,
+        "late": "True" if component.output("late") else None,
+        "errors": "True" if component.output(ERRORS_PORT) else None,
+        "max_open": None if window.max_open is None else str(window.max_open),
+    }
 
 
 def _live_arguments(component: Component) -> dict[str, str | None]:
@@ -607,7 +642,9 @@ def entries_context(blueprint: Blueprint) -> list[dict[str, Any]]:
                     "port": port.name,
                     "schema": port.schema,
                     "example": example_item(blueprint, port.schema),
-                    "reaches": sorted(reached_sinks(blueprint, port)),
+                    "reaches": reached_counts(
+                        blueprint, port, example_item(blueprint, port.schema)
+                    ),
                 }
             )
     return entries
@@ -725,24 +762,28 @@ def work_context(blueprint: Blueprint) -> list[dict[str, Any]]:
     return rows
 
 
-def reached_sinks(blueprint: Blueprint, start: Port) -> set[str]:
-    """The sink ports an item from ``start`` reaches when every component keeps its default.
-
-    Defaults: transformers and filters pass items on, routers choose their first
-    output, mergers forward; an output feeds every connection it has.
-    """
-    reached: set[str] = set()
+def reached_counts(
+    blueprint: Blueprint, start: Port, item: dict[str, Any]
+) -> dict[str, int | None]:
+    """How many items each sink port reached gets from one ``item`` sent on
+    ``start``, every component keeping its default: one, but behind a window as
+    many as the windows it is in (None: the blueprint cannot say, at least one)."""
+    counts: dict[str, int | None] = {}
+    pending: list[tuple[Port, int | None, dict[str, Any] | None]] = [(start, 1, item)]
     seen: set[str] = set()
-    pending = [start]
     while pending:
-        port = pending.pop()
+        port, times, carried = pending.pop()
         if port.ref in seen:
             continue
         seen.add(port.ref)
         for conn in blueprint.connections_from(port.ref):
             target = blueprint.component(conn.target.component)
             if COMPONENT_KINDS[target.kind].outputs is None:  # a path ends there
-                reached.add(conn.target.ref)
+                counts[conn.target.ref] = times
+            elif target.window is not None:
+                made = windows_per_item(target.window, carried)
+                more = made if times == 1 else None  # windows of windows: unknown
+                pending.append((target.data_outputs[0], more, None))
             elif target.data_outputs:
-                pending.append(target.data_outputs[0])
-    return reached
+                pending.append((target.data_outputs[0], times, carried))
+    return dict(sorted(counts.items()))

@@ -49,6 +49,7 @@ def test_valid_examples_exit_0() -> None:
         "order_pipeline": 5,
         "order_pipeline_redis": 5,
         "sensor_alerts": 10,
+        "sensor_counts": 6,
     }
     assert result.stdout.splitlines() == [
         f"{path}: ok ({components[path.stem]} components)" for path in EXAMPLES

@@ -20,11 +20,16 @@ from .keys import KeyRules
 from .schemas import SchemaRules
 from .schemas import default_checker as default_checker
 from .warnings import WarningRules
+from .windows import window_schemas
 
 
 def resolve(spec: BlueprintSpec, doc: SourceDoc) -> Blueprint:
     """Check the graph rules and resolve ``spec``; raise BlueprintError listing all problems."""
-    return _Resolver(spec, doc).run()
+    # a window's output schema is made from the blueprint before the rest resolves
+    spec, made = window_schemas(spec)
+    resolver = _Resolver(spec, doc)
+    resolver.made_schemas = made
+    return resolver.run()
 
 
 class _Resolver(SchemaRules, ComponentRules, ConnectionRules, KeyRules, WarningRules):
@@ -33,6 +38,7 @@ class _Resolver(SchemaRules, ComponentRules, ConnectionRules, KeyRules, WarningR
         components = self.components()
         self.schema_keys(schemas)
         connections = self.keyed(self.connections(components), schemas)
+        components = self.windows(components, connections, schemas)
         self.unconnected_inputs(components)
         self.cycles(connections)
         self.redis(connections)

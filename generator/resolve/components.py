@@ -12,6 +12,7 @@ from ..model import (
     ComponentSpec,
     RateLimitSpec,
     WebSocketInSpec,
+    WindowSpec,
     _Batches,
     _Live,
     _RunsWork,
@@ -22,9 +23,10 @@ from ..yaml_source import Loc
 from .checks import Checks
 from .live import LiveRules
 from .operations import OperationRules
+from .windows import WindowRules
 
 
-class ComponentRules(OperationRules, LiveRules, Checks):
+class ComponentRules(OperationRules, LiveRules, WindowRules, Checks):
     """Resolve each component: its ports and the settings it inherits."""
 
     def components(self) -> dict[str, Component]:
@@ -34,10 +36,12 @@ class ComponentRules(OperationRules, LiveRules, Checks):
         for name, spec in self.spec.components.items():
             inputs = self.ports(name, spec, "in")
             outputs = self.ports(name, spec, "out")
+            extra: dict[str, Any] = {}
+            if isinstance(spec, WindowSpec):  # its outputs are made, not declared
+                outputs, extra = self.window(name, spec, inputs)
             self.check_port_counts(
                 name, spec, COMPONENT_KINDS[spec.kind], inputs, outputs
             )
-            extra: dict[str, Any] = {}
             if isinstance(spec, ApiEndpointSpec):
                 method, path = spec.route.split(" ", 1)
                 key = (method, path.rstrip("/") or "/")
