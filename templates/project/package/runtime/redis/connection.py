@@ -421,24 +421,34 @@ class RedisConnection(Connection):
         *,
         attempts: int,
     ) -> None:
+        entry = self._hold(entry_id, fields, attempts)
+        if entry is None:
+            return
+        try:  # without a checkpoint per entry: the read before it was one
+            feed.send_nowait(entry)
+        except anyio.WouldBlock:
+            await feed.send(entry)
+
+    def _hold(
+        self, entry_id: bytes, fields: dict[bytes, bytes], attempts: int
+    ) -> Entry | None:
+        """The entry read as ``entry_id``, held here until it is settled; None:
+        there is nothing to hand on (it was for another port, or is unreadable)."""
         self._unacked.add(entry_id)
         target = fields.get(TARGET)
         if target is not None and target.decode() != self.group:
             self._acks.append(entry_id)  # replayed for another input port
             self._work.set()
-            return
+            return None
         data = fields.get(FIELD, b"")
         try:
             entry = decode(data, self.source.schema)
         except (WireError, ValidationError) as exc:
             # The same bytes would fail every time: no retries.
             self._bury(entry_id, attempts, data, exc)
-            return
+            return None
         self._held[entry[1].seq] = _Held(entry_id, attempts, data)
-        try:  # without a checkpoint per entry: the read before it was one
-            feed.send_nowait(entry)
-        except anyio.WouldBlock:
-            await feed.send(entry)
+        return entry
 
     def _settle(self, envelope: Envelope, error: Exception | None) -> None:
         held = self._held.pop(envelope.seq, None)

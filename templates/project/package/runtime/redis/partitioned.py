@@ -41,7 +41,6 @@ from typing import Any
 import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from pydantic import ValidationError
 from redis.exceptions import ResponseError
 
 from ..envelope import Entry, Envelope, Origin
@@ -51,14 +50,13 @@ from .connection import (
     READ_BATCH,
     RedisConnection,
     _Dead,
-    _Held,
 )
 from .leases import SAFE, TO, Lease, Leases
 from .link import UNREACHABLE, RedisLink, stream_id
 from .partitions import assignment, partition_of, skew
 from .publisher import WRITE_BATCH, RedisPublisher
 from .replicas import heartbeat, live_members
-from .wire import DLQ_SUFFIX, FIELD, TARGET, WireError, decode
+from .wire import DLQ_SUFFIX, FIELD
 
 __all__ = ["PartitionReader", "PartitionedConnection"]
 
@@ -729,38 +727,18 @@ class PartitionReader(RedisConnection):
             if cursor in (b"0-0", "0-0"):
                 return
 
-    async def _deliver(
-        self,
-        feed: MemoryObjectSendStream[Entry],
-        entry_id: bytes,
-        fields: dict[bytes, bytes],
-        *,
-        attempts: int,
-    ) -> None:
+    def _hold(
+        self, entry_id: bytes, fields: dict[bytes, bytes], attempts: int
+    ) -> Entry | None:
         lease = self.lease
         if lease is None or not lease.usable(self.parent.leases.clock()):
-            return  # left pending: the partition's next owner takes it
-        self._unacked.add(entry_id)
-        target = fields.get(TARGET)
-        if target is not None and target.decode() != self.group:
-            self._acks.append(entry_id)  # replayed for another input port
-            self._work.set()
-            return
-        data = fields.get(FIELD, b"")
-        try:
-            entry = decode(data, self.source.schema)
-        except (WireError, ValidationError) as exc:
-            self._bury(entry_id, attempts, data, exc)
-            return
-        seq = entry[1].seq
-        self.taken += 1
-        self._held[seq] = _Held(entry_id, attempts, data)
-        self.parent._taken[seq] = lease
-        self.parent._fences[entry[1].id] = lease
-        try:
-            feed.send_nowait(entry)
-        except anyio.WouldBlock:
-            await feed.send(entry)
+            return None  # left pending: the partition's next owner takes it
+        entry = super()._hold(entry_id, fields, attempts)
+        if entry is not None:
+            self.taken += 1
+            self.parent._taken[entry[1].seq] = lease
+            self.parent._fences[entry[1].id] = lease
+        return entry
 
     async def _flush(self) -> None:
         """Acknowledge (and bury) under the lease, in one script each time."""
