@@ -20,8 +20,10 @@ class Imports:
         self._names: dict[str, set[str]] = {}
 
     def add(self, module: str, *names: str) -> Imports:
-        """Import ``names`` from ``module`` (``"."`` for the package itself)."""
-        self._names.setdefault(module, set()).update(names)
+        """Import ``names`` from ``module`` (``"."`` for the package itself); no
+        names, no line."""
+        if names:
+            self._names.setdefault(module, set()).update(names)
         return self
 
     def add_all(self, pairs: Iterable[tuple[str, str]]) -> Imports:

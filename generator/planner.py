@@ -262,7 +262,9 @@ def imports_context(blueprint: Blueprint) -> dict[str, Any]:
     bases.add(".runtime", *(kind_of(c).runtime_class for c in logic))
     if logic:
         bases.add(".schemas", *_schemas_of(logic))
-    wiring = Imports().add("collections.abc", "Mapping").add(".", "bases")
+    wiring = Imports().add("collections.abc", "Mapping")
+    if logic:
+        wiring.add(".", "bases")
     for component in logic:
         wiring.add(f".components.{component.name}", class_name(component.name))
     wiring.add(".runtime", "Component", "Overflow", "Service", "ServiceSettings")

@@ -13,7 +13,7 @@ from generator.errors import GenerationError
 from generator.generation import GateFailed, generate
 from generator.imports_guard import check_imports
 from generator.writer import Manifest
-from tests.cli import run_cli
+from tests.cli import generate_gated, run_cli
 from tests.hostile import HOSTILE, MARKER_DIR, MARKERS
 from tests.treediff import tree
 
@@ -298,3 +298,34 @@ def test_force_over_an_older_generation_removes_what_it_no_longer_writes(
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (dest / moved).exists()
     assert (dest / edited).read_bytes() == b"count = 1  # kept: someone changed it\n"
+
+
+NO_USER_CODE = """\
+portwright: 1
+name: relay
+schemas:
+  Tick:
+    fields:
+      symbol: str
+      price: float
+components:
+  api:
+    kind: api_endpoint
+    route: POST /ticks
+    output: Tick
+  live:
+    kind: websocket_out
+    route: /live
+    input: Tick
+connections:
+  - api.out -> live.in
+"""
+
+
+def test_a_blueprint_whose_components_run_no_user_code_passes_its_gate(
+    tmp_path: Path,
+) -> None:
+    """No component to subclass: bases.py holds no class and imports nothing (it
+    was a bare 'from .runtime import', which no formatter could read)."""
+    project = generate_gated(tmp_path, "relay.yaml", NO_USER_CODE)
+    assert "import" not in (project / "relay" / "bases.py").read_text()
