@@ -41,16 +41,17 @@ PII_FIELDS = frozenset(
     }
 )
 
-#: (from, to, buffer size, overflow, transport, key, max lag) for every connection;
-#: a redis connection is the stream of its output port, read by its input port's
-#: group (holding at most max lag entries unread or pending, when bounded); a keyed
-#: one (key: a field) keeps each value's items in order, one at a time.
-_Edge = tuple[str, str, int, Overflow, Transport, str | None, int | None]
+#: (from, to, buffer size, overflow, transport, key, max lag, partitions) for every
+#: connection; a redis connection is the stream of its output port, read by its input
+#: port's group (holding at most max lag entries unread or pending, when bounded); a
+#: keyed one (key: a field) keeps each value's items in order, one at a time, and
+#: over redis is split into that many partitions, each read by one replica.
+_Edge = tuple[str, str, int, Overflow, Transport, str | None, int | None, int | None]
 CONNECTIONS: tuple[_Edge, ...] = (
-    ("orders_api.out", "score.in", 1024, "block", "memory", None, None),
-    ("score.out", "by_risk.in", 1024, "block", "memory", None, None),
-    ("by_risk.high", "review_queue.in", 1024, "block", "memory", None, None),
-    ("by_risk.low", "ledger.accepted", 64, "drop_oldest", "memory", None, None),
+    ("orders_api.out", "score.in", 1024, "block", "memory", None, None, None),
+    ("score.out", "by_risk.in", 1024, "block", "memory", None, None, None),
+    ("by_risk.high", "review_queue.in", 1024, "block", "memory", None, None, None),
+    ("by_risk.low", "ledger.accepted", 64, "drop_oldest", "memory", None, None, None),
 )
 
 
@@ -93,7 +94,16 @@ def build_service(
     )
     for component in build_components(defaults, overrides):
         service.add(component)
-    for source, target, buffer_size, overflow, transport, key, max_lag in CONNECTIONS:
+    for (
+        source,
+        target,
+        buffer_size,
+        overflow,
+        transport,
+        key,
+        max_lag,
+        partitions,
+    ) in CONNECTIONS:
         service.connect(
             source,
             target,
@@ -102,5 +112,6 @@ def build_service(
             transport=transport,
             key=key,
             max_lag=max_lag,
+            partitions=partitions,
         )
     return service

@@ -164,6 +164,15 @@ def test_dlq_and_replicas_need_redis(
     assert err.startswith("error: ") and "carries no connection by redis" in err
 
 
+def test_partitions_need_a_keyed_connection_over_redis(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(f"{ENV_PREFIX}_TRANSPORT", "memory")
+    assert run(SERVICE, ["partitions"], monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "has no keyed connection carried by" in err
+
+
 def test_credentials_makes_a_key_file_and_prints_only_its_digest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

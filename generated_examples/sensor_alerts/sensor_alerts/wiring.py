@@ -34,26 +34,28 @@ from .settings import SERVICE, load_settings
 #: Field names masked in every log line and error record, at any depth.
 PII_FIELDS = frozenset({"email", "owner_email", "phone", "token"})
 
-#: (from, to, buffer size, overflow, transport, key, max lag) for every connection;
-#: a redis connection is the stream of its output port, read by its input port's
-#: group (holding at most max lag entries unread or pending, when bounded); a keyed
-#: one (key: a field) keeps each value's items in order, one at a time.
-_Edge = tuple[str, str, int, Overflow, Transport, str | None, int | None]
+#: (from, to, buffer size, overflow, transport, key, max lag, partitions) for every
+#: connection; a redis connection is the stream of its output port, read by its input
+#: port's group (holding at most max lag entries unread or pending, when bounded); a
+#: keyed one (key: a field) keeps each value's items in order, one at a time, and
+#: over redis is split into that many partitions, each read by one replica.
+_Edge = tuple[str, str, int, Overflow, Transport, str | None, int | None, int | None]
 CONNECTIONS: tuple[_Edge, ...] = (
-    ("readings_api.out", "intake.live", 512, "block", "memory", None, None),
-    ("backfill_api.out", "intake.backfill", 512, "block", "memory", None, None),
-    ("poller.out", "intake.polled", 512, "block", "memory", None, None),
-    ("intake.out", "plausible.in", 512, "block", "memory", None, None),
-    ("plausible.out", "classify.in", 512, "block", "memory", None, None),
-    ("classify.out", "by_severity.in", 512, "block", "memory", None, None),
-    ("classify.errors", "dead_letters.in", 512, "block", "memory", None, None),
-    ("by_severity.critical", "pager.in", 128, "block", "memory", None, None),
+    ("readings_api.out", "intake.live", 512, "block", "memory", None, None, None),
+    ("backfill_api.out", "intake.backfill", 512, "block", "memory", None, None, None),
+    ("poller.out", "intake.polled", 512, "block", "memory", None, None, None),
+    ("intake.out", "plausible.in", 512, "block", "memory", None, None, None),
+    ("plausible.out", "classify.in", 512, "block", "memory", None, None, None),
+    ("classify.out", "by_severity.in", 512, "block", "memory", None, None, None),
+    ("classify.errors", "dead_letters.in", 512, "block", "memory", None, None, None),
+    ("by_severity.critical", "pager.in", 128, "block", "memory", None, None, None),
     (
         "by_severity.routine",
         "archive.routine",
         2048,
         "drop_oldest",
         "memory",
+        None,
         None,
         None,
     ),
@@ -119,7 +121,16 @@ def build_service(
     )
     for component in build_components(defaults, overrides):
         service.add(component)
-    for source, target, buffer_size, overflow, transport, key, max_lag in CONNECTIONS:
+    for (
+        source,
+        target,
+        buffer_size,
+        overflow,
+        transport,
+        key,
+        max_lag,
+        partitions,
+    ) in CONNECTIONS:
         service.connect(
             source,
             target,
@@ -128,5 +139,6 @@ def build_service(
             transport=transport,
             key=key,
             max_lag=max_lag,
+            partitions=partitions,
         )
     return service

@@ -8,6 +8,7 @@ structlog (JSON logs), limits (rate limits) and bcrypt (passwords).
 See docs/runtime.md for the API and a complete wiring example.
 """
 
+from .aggregates import Aggregate
 from .app import create_app, serve
 from .auth import ApiKeyAuth, BasicAuth, Credentials, api_key_digest, user_entry
 from .batching import Batch
@@ -45,9 +46,11 @@ from .settings import ServiceSettings
 from .taps import Inlet, Tap
 from .transport import Transport
 from .websocket import WebSocketIn, WebSocketOut
+from .windows import Window, WindowResult
 
 __all__ = [
     "MASK",
+    "Aggregate",
     "ApiEndpoint",
     "ApiKeyAuth",
     "BadRequest",
@@ -105,6 +108,8 @@ __all__ = [
     "UnsupportedMediaType",
     "WebSocketIn",
     "WebSocketOut",
+    "Window",
+    "WindowResult",
     "WiringError",
     "api_key_digest",
     "configure_logging",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Literal, Protocol, get_args
+from typing import Any, Literal, Protocol, get_args
 
 from .dedup import Dedup
 from .logs import MaskedLogger
@@ -63,8 +63,11 @@ class Carrier(Protocol):
         *,
         buffer_size: int,
         overflow: Overflow,
+        key: Callable[[Any], object] | None = None,
+        partitions: int | None = None,
     ) -> Connection:
-        """A new connection from ``source`` to ``target``, carried by this transport."""
+        """A new connection from ``source`` to ``target``, carried by this transport;
+        keyed by ``key``, in ``partitions`` where the transport has partitions."""
         ...
 
     def check(self) -> None:

@@ -15,6 +15,11 @@ on the handshake; a browser cannot set headers on a WebSocket, so a connection t
 came without them must send ``{"api_key": "..."}`` as its first frame. Never in the
 URL: query strings end up in access logs and proxies' logs.
 
+A client of a ``websocket_out`` may ask for part of the stream in its query:
+``?key=ACME`` for the items of one key of a keyed input (the connection's ``key``),
+``?symbol=ACME`` for a ``subscribe_by`` field; a value is compared with the field as
+its JSON writes it (``true``, ``2.5``, ``2026-01-02T03:04:05Z``), a text as itself.
+
 A client must show it is alive: when ``heartbeat_s`` passes with nothing heard from
 it, the server sends ``{"type": "ping"}``; a client that sends nothing (any frame,
 say ``{"type": "pong"}``) before the next beat is closed (1008) and counted.
@@ -23,6 +28,7 @@ say ``{"type": "pong"}``) before the next beat is closed (1008) and counted.
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 from collections import deque
 from collections.abc import (
@@ -51,12 +57,14 @@ from .context import current_message
 from .envelope import Envelope, wall_time
 from .errors import PayloadTooLarge, RequestError, WiringError
 from .ingress import _invalid
+from .ports import InputPort
 from .ratelimit import RateLimit, RateLimiter, RateLimitStore, client_key
 
 __all__ = [
     "GOING_AWAY",
     "POLICY",
     "TRY_AGAIN_LATER",
+    "BroadcastPort",
     "LiveClient",
     "LiveCollector",
     "LiveCounts",
@@ -64,6 +72,8 @@ __all__ = [
     "SlowClient",
     "WebSocketIn",
     "WebSocketOut",
+    "live_page",
+    "query_text",
 ]
 
 #: RFC 6455 close codes, used for what they mean
@@ -72,6 +82,9 @@ POLICY = 1008
 TRY_AGAIN_LATER = 1013
 SlowClient = Literal["drop_oldest", "disconnect"]
 _PING = '{"type":"ping"}'
+#: the query parameter that asks for the items of one key of a keyed input
+KEY_PARAMETER = "key"
+_JSONABLE: TypeAdapter[Any] = TypeAdapter(Any)
 #: the longest wait for a close frame to be written behind what a slow client has
 #: not read yet (the wait holds only that client's own task)
 _CLOSE_WAIT_S = 10.0
@@ -104,7 +117,8 @@ class LiveClient:
     ) -> None:
         self.websocket = websocket
         self.route = route
-        #: field -> value a pushed item must have (``subscribe_by``)
+        #: field -> value a pushed item must have (``subscribe_by``; ``KEY_PARAMETER``:
+        #: its input connection's key), as ``query_text`` writes it
         self.wants = wants or {}
         self.queue: deque[str] = deque()
         self.heard = True  # something came from the client since the last beat
@@ -358,14 +372,24 @@ class LiveRoute:
             self.left(client)
 
 
+class BroadcastPort(InputPort):
+    """An input every replica of its component reads whole: a transport between
+    processes gives each replica every item (Redis: ``redis/broadcast.py``), not a
+    share of them, so that a client on any replica sees the whole stream."""
+
+    __slots__ = ()
+    broadcast = True
+
+
 class WebSocketOut(Sink):
     """Every item of its inputs, pushed to every connected client, in order.
 
     Each frame is ``{"type": "item", "id", "correlation_id", "event_time", "item"}``
     (the item as its schema's JSON). A client may ask for part of the stream with
-    query parameters naming ``subscribe_by`` fields (``?symbol=ACME``): it then gets
-    the items whose field, as text, equals the value. ``consume`` never waits: a
-    slow client fills its own queue only.
+    query parameters naming ``subscribe_by`` fields (``?symbol=ACME``), or the key
+    of a keyed input (``?key=ACME``): it then gets the items whose value, as
+    ``query_text`` writes it, equals the parameter. ``consume`` never waits: a slow
+    client fills its own queue only.
     """
 
     kind = "websocket_out"
@@ -387,6 +411,10 @@ class WebSocketOut(Sink):
         burst_limit: int = 256,
     ) -> None:
         super().__init__(name, inputs=inputs, burst_limit=burst_limit)
+        self.inputs = {
+            port.name: BroadcastPort(name, port.name, port.schema)
+            for port in self.inputs.values()
+        }
         self.live = LiveRoute(
             self.kind,
             name,
@@ -413,6 +441,17 @@ class WebSocketOut(Sink):
             for port in self.inputs.values()
         }
         self._context: RunContext | None = None
+        #: (schema, key) of each keyed input, known once the service is wired
+        self._keys: list[tuple[type[Any], Callable[[Any], object]]] = []
+
+    def keyed_inputs(self) -> list[tuple[type[Any], Callable[[Any], object]]]:
+        """(schema, key) of each input port fed by a keyed connection."""
+        found = []
+        for port in self.inputs.values():
+            key = next((c.key for c in port.connections if c.key is not None), None)
+            if key is not None and isinstance(port.schema, type):
+                found.append((port.schema, key))
+        return found
 
     def consume(self, item: Any) -> None:
         """Queue the item's frame for every client that wants it."""
@@ -421,14 +460,29 @@ class WebSocketOut(Sink):
             return
         envelope = current_message()
         frame = self.frame(item, envelope)
-        if not self.subscribe_by:
+        if not self.subscribe_by and not self._keys:
             for client in clients:
                 client.offer(frame)
             return
+        values: dict[str, str] | None = None
         for client in clients:
             wants = client.wants
-            if all(str(getattr(item, f)) == v for f, v in wants.items()):
-                client.offer(frame)
+            if wants:
+                if values is None:
+                    values = self.values(item)
+                if any(values.get(f) != v for f, v in wants.items()):
+                    continue
+            client.offer(frame)
+
+    def values(self, item: Any) -> dict[str, str]:
+        """What a client may filter ``item`` by: its ``subscribe_by`` fields and its
+        key (``KEY_PARAMETER``), each as ``query_text`` writes it."""
+        values = {f: query_text(getattr(item, f)) for f in self.subscribe_by}
+        for schema, key in self._keys:
+            if isinstance(item, schema):
+                values[KEY_PARAMETER] = query_text(key(item))
+                break
+        return values
 
     def frame(self, item: Any, envelope: Envelope | None) -> str:
         """The text frame of one item."""
@@ -445,19 +499,26 @@ class WebSocketOut(Sink):
 
     async def serve(self, context: RunContext) -> None:
         """Push items until the inputs end; then close every client (1001)."""
+        self._keys = self.keyed_inputs()
         self.live.accepting = not context.stopping.is_set()
         await super().serve(context)
         await self.live.close_all(context.settings.drain_timeout_s)
 
     async def handle(self, websocket: WebSocket) -> None:
         """The route: admit the client, then push to it until it or the service
-        leaves. Query parameters naming ``subscribe_by`` fields filter the stream."""
-        wants = {
-            f: websocket.query_params[f]
-            for f in self.subscribe_by
-            if f in websocket.query_params
-        }
+        leaves. Query parameters naming ``subscribe_by`` fields, or ``key`` for a
+        keyed input, filter the stream."""
+        query = websocket.query_params
+        wants = {f: query[f] for f in self.subscribe_by if f in query}
+        if KEY_PARAMETER in query:
+            wants[KEY_PARAMETER] = query[KEY_PARAMETER]
         if await self.live.admit(websocket) is None:
+            return
+        if KEY_PARAMETER in wants and not self._keys:
+            self.live.counts.refused += 1
+            await websocket.close(
+                POLICY, "?key= asks for one key of a keyed input; this one is not"
+            )
             return
         client = LiveClient(websocket, self.live, wants=wants)
         counts = self.live.counts
@@ -492,16 +553,17 @@ class WebSocketIn(Component):
         route: str,
         schema: Any,
         max_payload_kb: float = 64,
+        max_frame_bytes: int | None = None,
         max_connections: int = 1000,
         heartbeat_s: float | None = 30.0,
         auth: Literal["api_key"] | None = None,
         rate_limit: RateLimit | None = None,
     ) -> None:
         super().__init__(name, inputs={}, outputs={"out": schema})
-        if max_payload_kb <= 0:
+        if max_payload_kb <= 0 or (max_frame_bytes is not None and max_frame_bytes < 1):
             raise WiringError(
-                f"websocket_in {name!r}: max_payload_kb must be positive, "
-                f"got {max_payload_kb!r}"
+                f"websocket_in {name!r}: max_payload_kb and max_frame_bytes must be "
+                f"positive, got {max_payload_kb!r} and {max_frame_bytes!r}"
             )
         self.live = LiveRoute(
             self.kind,
@@ -515,7 +577,9 @@ class WebSocketIn(Component):
         )
         self.route = route
         self.schema = schema
-        self.max_payload_bytes = int(max_payload_kb * 1024)
+        #: the largest frame taken: ``max_frame_bytes`` when given (a blueprint's
+        #: websocket_in says it in bytes), else ``max_payload_kb``
+        self.max_payload_bytes = max_frame_bytes or int(max_payload_kb * 1024)
         self._validate_json = TypeAdapter(schema).validator.validate_json
         self._out = self.outputs["out"]
 
@@ -563,9 +627,7 @@ class WebSocketIn(Component):
         counts.bytes_in += len(data)
         try:
             if len(data) > self.max_payload_bytes:
-                raise PayloadTooLarge(
-                    f"frame exceeds {self.max_payload_bytes // 1024} KiB"
-                )
+                raise PayloadTooLarge(f"frame exceeds {self.max_payload_bytes} bytes")
             limiter = self.live.limiter
             if limiter is not None:
                 await limiter.hit(identity)
@@ -582,6 +644,86 @@ class WebSocketIn(Component):
         if pending is not None:
             await pending  # not reading meanwhile: the client is held back by TCP
         return None
+
+
+def query_text(value: Any) -> str:
+    """``value`` as a client writes it in a query: a text as itself, anything else
+    as its JSON (``true``, ``2.5``, ``"2026-01-02T03:04:05Z"`` unquoted)."""
+    plain = _JSONABLE.dump_python(value, mode="json")
+    return plain if isinstance(plain, str) else json.dumps(plain)
+
+
+#: the browser page of a websocket_out: items shown as text, credentials asked for
+#: in a form (a browser cannot set headers on a WebSocket; never in the URL)
+_PAGE_SCRIPT = """\
+"use strict";
+const about = JSON.parse(document.getElementById("about").textContent);
+const status = document.getElementById("status");
+const list = document.getElementById("items");
+const form = document.getElementById("credentials");
+const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+function connect(key) {
+  const url = scheme + "//" + location.host + location.pathname + location.search;
+  const socket = new WebSocket(url);
+  socket.addEventListener("open", () => {
+    if (key) socket.send(JSON.stringify({api_key: key}));
+    status.textContent = "connected";
+  });
+  socket.addEventListener("message", (event) => {
+    const frame = JSON.parse(event.data);
+    if (frame.type === "ping") {
+      socket.send(JSON.stringify({type: "pong"}));
+      return;
+    }
+    if (frame.type !== "item") return;
+    const entry = document.createElement("li");
+    entry.className = "item";
+    entry.textContent = JSON.stringify(frame.item);  // text, never HTML
+    list.appendChild(entry);
+    status.textContent = "received " + list.children.length;
+  });
+  socket.addEventListener("close", (event) => {
+    status.textContent = "closed " + event.code;
+  });
+}
+if (about.auth) {
+  form.hidden = false;
+  status.textContent = "give an API key";
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    form.hidden = true;
+    connect(document.getElementById("api-key").value);
+  });
+} else {
+  connect(null);
+}
+"""
+
+
+def live_page(live: WebSocketOut, description: str, service_description: str) -> str:
+    """The page a browser gets from a ``GET`` of ``live``'s route: it connects to
+    the route and shows each item as it arrives.
+
+    The descriptions are the blueprint's free text: each is escaped where it lands
+    (HTML text here; JSON in the script element is escaped so that it cannot end
+    it), so a hostile one shows as its characters and runs nothing.
+    """
+    about = json.dumps({"route": live.route, "auth": live.live.auth})
+    about = about.replace("<", "\\u003c").replace(">", "\\u003e")
+    about = about.replace("&", "\\u0026")
+    title = html.escape(f"{live.name}: live items")
+    return (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{title}</title>\n</head>\n<body>\n<h1>{title}</h1>\n"
+        f'<p id="description">{html.escape(description)}</p>\n'
+        f'<p id="service">{html.escape(service_description)}</p>\n'
+        '<form id="credentials" hidden><label>API key <input id="api-key" '
+        'type="password" autocomplete="off"></label> <button>connect</button>'
+        "</form>\n"
+        '<p id="status">connecting</p>\n<ol id="items"></ol>\n'
+        f'<script id="about" type="application/json">{about}</script>\n'
+        f"<script>\n{_PAGE_SCRIPT}</script>\n</body>\n</html>\n"
+    )
 
 
 def live_routes(components: Iterable[Component]) -> list[WebSocketIn | WebSocketOut]:

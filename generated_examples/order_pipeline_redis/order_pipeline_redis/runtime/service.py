@@ -17,7 +17,7 @@ by a transport between processes (Redis). The service knows transports only thro
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -157,6 +157,7 @@ class Service:
         transport: Transport = "memory",
         key: str | None = None,
         max_lag: int | None = None,
+        partitions: int | None = None,
     ) -> Connection:
         """Connect the output ``"component.port"`` to the input ``"component.port"``.
 
@@ -167,14 +168,29 @@ class Service:
         value keep their order and are never in the receiver's method together.
         ``max_lag``: over Redis, the most entries the target's group may hold unread
         or pending before senders wait (HTTP ingress: 503); memory ignores it, its
-        ``buffer_size`` being the bound already.
+        ``buffer_size`` being the bound already. ``partitions``: over Redis, the
+        streams a keyed connection is split into (None: the transport's default);
+        memory ignores it.
         """
+        if partitions is not None:
+            if key is None:
+                raise WiringError(
+                    f"connection {source} -> {target}: partitions needs a key"
+                )
+            if partitions < 1:
+                raise WiringError(
+                    f"connection {source} -> {target}: partitions must be at least "
+                    f"1, got {partitions!r}"
+                )
+        getter = None if key is None else attrgetter(key)
         connection = self._connect(
             source,
             target,
             buffer_size=buffer_size,
             overflow=overflow,
             transport=self.settings.transport or transport,
+            key=getter,
+            partitions=partitions,
         )
         if key is not None:
             if not connection.keeps_key_order:
@@ -182,7 +198,7 @@ class Service:
                     f"connection {source} -> {target} is keyed by {key!r}, which "
                     f"transport {connection.transport!r} cannot keep in order"
                 )
-            connection.key = attrgetter(key)
+            connection.key = getter
         if max_lag is not None:
             if max_lag < 1:
                 raise WiringError(
@@ -200,6 +216,8 @@ class Service:
         buffer_size: int,
         overflow: Overflow,
         transport: Transport,
+        key: Callable[[Any], object] | None = None,
+        partitions: int | None = None,
     ) -> Connection:
         self._require_state(ServiceState.CREATED, "connect ports")
         output = self._output(source)
@@ -211,9 +229,20 @@ class Service:
             )
         size = self.settings.buffer_overrides.get(port.address, buffer_size)
         overflow = self.settings.overflow_overrides.get(port.address, overflow)
-        connection = self._carrier(source, target, transport).connect(
-            output, port, buffer_size=size, overflow=overflow
-        )
+        carrier = self._carrier(source, target, transport)
+        if key is None:
+            connection = carrier.connect(
+                output, port, buffer_size=size, overflow=overflow
+            )
+        else:
+            connection = carrier.connect(
+                output,
+                port,
+                buffer_size=size,
+                overflow=overflow,
+                key=key,
+                partitions=partitions,
+            )
         output.connections.append(connection)
         port.connections.append(connection)
         self.connections.append(connection)

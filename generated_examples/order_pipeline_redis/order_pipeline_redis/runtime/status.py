@@ -42,7 +42,9 @@ def dependency_checks(service: Service) -> dict[str, dict[str, Any]]:
     ``service`` (its state), ``components`` (each running; a finite source that
     ended counts as fine), ``buffers`` (no input port at or over the
     ``ready_max_utilization`` setting) and one entry per transport in use
-    (``memory``, ``redis``: whether it can carry messages now). The service is ready
+    (``memory``, ``redis``: whether it can carry messages now; with keyed
+    connections over Redis, ``partitions``: per input port read here, the
+    partitions this replica owns now). The service is ready
     when every entry is ok, exactly when ``Service.readiness()`` is empty.
     """
     state = service.state
@@ -66,7 +68,23 @@ def dependency_checks(service: Service) -> dict[str, dict[str, Any]]:
     }
     for name, carrier in sorted(service.carriers.items()):
         checks[name] = _check([] if carrier.problem is None else [carrier.problem])
+    owned = _owned_partitions(service)
+    for name, ports in owned.items():
+        checks.setdefault(name, _check([]))["partitions"] = ports
     return checks
+
+
+def _owned_partitions(service: Service) -> dict[str, dict[str, list[int]]]:
+    """Per transport, per keyed input port read here: the partitions this replica
+    holds a lease on now (``/ready`` shows them beside the transport's health)."""
+    found: dict[str, dict[str, list[int]]] = {}
+    for connection in service.connections:
+        owned = getattr(connection, "owned", None)
+        if owned is None or not getattr(connection, "receiving_here", False):
+            continue
+        ports = found.setdefault(connection.transport, {})
+        ports[connection.target.address] = sorted(owned())
+    return found
 
 
 def _check(problems: list[str]) -> dict[str, Any]:

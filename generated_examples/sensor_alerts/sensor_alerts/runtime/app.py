@@ -17,7 +17,7 @@ import contextlib
 import inspect
 import math
 import signal
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from time import monotonic
 from types import FrameType
@@ -50,7 +50,7 @@ from .problems import ErrorHandlers, problem
 from .ratelimit import RateLimit, RateLimitStore
 from .service import Service
 from .status import StatusPage, dependency_checks, drawing_beside
-from .websocket import LiveCollector, live_routes
+from .websocket import LiveCollector, WebSocketIn, WebSocketOut, live_page, live_routes
 
 __all__ = ["Ingest", "ServiceApp", "create_app", "serve"]
 
@@ -99,7 +99,8 @@ def create_app(
 
     ``description`` describes the service in OpenAPI; each endpoint's operation is
     described by its entry in ``endpoint_descriptions`` (the blueprint's), or else
-    by the service's description.
+    by the service's description; so is a websocket_out's page (a ``GET`` of its
+    route).
     """
     described = dict(endpoint_descriptions or {})
 
@@ -185,6 +186,16 @@ def create_app(
         app.router.routes.append(
             WebSocketRoute(live.route, live.handle, name=f"{live.name}_live")
         )
+        if isinstance(live, WebSocketOut):  # a GET of its route: a page that watches
+            page = live_page(live, described.get(live.name, ""), description)
+            app.add_api_route(
+                live.route,
+                _serving(page),
+                methods=["GET"],
+                name=f"{live.name}_page",
+                include_in_schema=False,
+                response_class=HTMLResponse,
+            )
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, Any]:
@@ -362,13 +373,15 @@ def protect(service: Service) -> None:
     # Checked against every endpoint of the service, not only this process's: the
     # replicas of a scaled-out service share one environment.
     every_endpoint = {
-        c.name for c in service.components.values() if isinstance(c, ApiEndpoint)
+        c.name
+        for c in service.components.values()
+        if isinstance(c, ApiEndpoint | WebSocketIn)
     }
     unknown = sorted(set(settings.rate_limit_overrides) - every_endpoint)
     if unknown:
         raise SettingsError(
             f"{service.name.upper()}_RATE_LIMIT__{unknown[0].upper()}: "
-            f"no api_endpoint {unknown[0]!r} to limit"
+            f"no api_endpoint or websocket_in {unknown[0]!r} to limit"
         )
     lives = live_routes(service.local_components())
     credentials = Credentials()
@@ -406,7 +419,19 @@ def protect(service: Service) -> None:
                 name,
             )
     for live in lives:
-        live.live.protect(credentials, store, service.name)
+        override = settings.rate_limit_overrides.get(live.name)
+        key = live.live.rate_limit.key if live.live.rate_limit else "client"
+        limit = RateLimit.parse(override, key) if override else None
+        live.live.protect(credentials, store, service.name, limit)
+
+
+def _serving(page: str) -> Callable[[], Awaitable[HTMLResponse]]:
+    """A route that answers with ``page``, made once."""
+
+    async def answer() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    return answer
 
 
 def serve(
@@ -447,6 +472,11 @@ def serve(
         # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1.
         proxy_headers=False,
         lifespan="on",
+        # A live route's liveness is its own heartbeat (the blueprint's, counted,
+        # 1008). uvicorn's protocol pings would close a client that reads nothing
+        # with 1011 before the route's slow-client policy could say why.
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
     )
     server = _DrainingServer(config, service)
     service.log.info(

@@ -27,6 +27,7 @@ from .components import Timer
 from .histogram import AGE_BUCKETS, LATENCY_BUCKETS, Histogram
 from .ingress import ApiEndpoint
 from .ports import InputPort
+from .windows import Window
 
 __all__ = ["AGE_BUCKETS", "LATENCY_BUCKETS", "Histogram", "ServiceMetrics"]
 
@@ -104,6 +105,8 @@ class ServiceMetrics:
                     "ticks": ticker.ticks,
                     "ticks_skipped": ticker.skipped,
                 }
+            if isinstance(component, Window):
+                found[component.name] = _window_numbers(component)
         return found
 
 
@@ -185,7 +188,77 @@ class _PortCollector(Collector):
         yield from (received, sent, dropped, errors, blocked, depth, utilization)
         yield from (running, age, latency, lag, pending, redeliveries, dead)
         yield from _batches_and_ticks(self._components())
+        yield from _partitions(self._components())
         yield from _requests(self._components())
+        yield from _windows(self._components())
+
+
+def _partitions(components: Iterable[Component]) -> Iterator[Metric]:
+    """Per partition of a keyed connection read here (Redis): its owner, messages
+    taken and acknowledged here, lag and pending while owned; per connection the
+    skew (hottest partition's intake over the mean) and assignment changes."""
+    labels = [*_LABELS, "partition"]
+    taken = CounterMetricFamily(
+        "portwright_partition_messages_in",
+        "Entries this replica took from a partition of a keyed connection.",
+        labels=labels,
+    )
+    done = CounterMetricFamily(
+        "portwright_partition_messages_out",
+        "Entries of a partition this replica acknowledged.",
+        labels=labels,
+    )
+    lag = GaugeMetricFamily(
+        "portwright_partition_lag",
+        "Entries of a partition owned here not yet delivered to the group.",
+        labels=labels,
+    )
+    pending = GaugeMetricFamily(
+        "portwright_partition_pending",
+        "Entries of a partition owned here delivered and not yet acknowledged.",
+        labels=labels,
+    )
+    owner = GaugeMetricFamily(
+        "portwright_partition_owner",
+        "1 for the replica the assignment gives a partition (label owner).",
+        labels=[*labels, "owner"],
+    )
+    skew = GaugeMetricFamily(
+        "portwright_partition_skew",
+        "The hottest partition's intake over the mean, over the last minute.",
+        labels=list(_LABELS),
+    )
+    changes = CounterMetricFamily(
+        "portwright_partition_assignment_changes",
+        "Times the partitions' assignment over the live replicas changed.",
+        labels=list(_LABELS),
+    )
+    for component in components:
+        for port in component.inputs.values():
+            for stats in _partition_stats(port):
+                keys = [component.name, port.name]
+                skew.add_metric(keys, stats["skew"])
+                changes.add_metric(keys, stats["assignment_changes"])
+                for part in stats["partitions"]:
+                    row = [*keys, str(part["partition"])]
+                    taken.add_metric(row, part["messages_in"])
+                    done.add_metric(row, part["messages_out"])
+                    if part["owner"]:
+                        owner.add_metric([*row, part["owner"]], 1)
+                    if part["lag"] is not None:
+                        lag.add_metric(row, part["lag"])
+                        pending.add_metric(row, part["pending"])
+    yield from (taken, done, lag, pending, owner, skew, changes)
+
+
+def _partition_stats(port: InputPort) -> list[dict[str, Any]]:
+    """The partition numbers of the port's keyed connections read here."""
+    found = []
+    for connection in port.connections:
+        stats = getattr(connection, "partition_stats", None)
+        if stats is not None and (numbers := stats()) is not None:
+            found.append(numbers)
+    return found
 
 
 def _batches_and_ticks(components: Iterable[Component]) -> Iterator[Metric]:
@@ -242,6 +315,52 @@ def _requests(components: Iterable[Component]) -> Iterator[Metric]:
             stats = component.duration
             duration.add_metric([component.name], stats.cumulative(), stats.sum)
     yield from (answered, duration)
+
+
+def _window_numbers(window: Window) -> dict[str, float]:
+    """A window component's numbers, as ``groups()`` and ``/metrics`` show them."""
+    return {
+        "open_windows": window.open_windows,
+        "windows_closed": window.closed,
+        "windows_evicted": window.evicted,
+        "late_items": window.late_items,
+        "watermark_lag_seconds": window.watermark_lag(),
+    }
+
+
+def _windows(components: Iterable[Component]) -> Iterator[Metric]:
+    """Per window component: windows open, closed and closed early at the cap,
+    late items, and how far its watermark is behind the clock."""
+    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+        "open_windows": GaugeMetricFamily(
+            "portwright_window_open", "Windows open now.", labels=["component"]
+        ),
+        "windows_closed": CounterMetricFamily(
+            "portwright_window_closed",
+            "Windows closed (by the watermark, idleness, the cap or a drain).",
+            labels=["component"],
+        ),
+        "windows_evicted": CounterMetricFamily(
+            "portwright_window_evicted",
+            "Windows closed early because max_open windows were open.",
+            labels=["component"],
+        ),
+        "late_items": CounterMetricFamily(
+            "portwright_window_late_items",
+            "Items that came after every window they belong to had closed.",
+            labels=["component"],
+        ),
+        "watermark_lag_seconds": GaugeMetricFamily(
+            "portwright_window_watermark_lag_seconds",
+            "The clock's wall time minus the window's watermark.",
+            labels=["component"],
+        ),
+    }
+    for component in components:
+        if isinstance(component, Window):
+            for name, value in _window_numbers(component).items():
+                families[name].add_metric([component.name], value)
+    yield from families.values()
 
 
 def _stream_stats(port: InputPort) -> list[dict[str, Any]]:

@@ -132,6 +132,9 @@ class ServiceSettings(BaseModel):
     redis_max_retries: Annotated[int, Field(ge=1, le=1000)] = 3
     #: how long an item may stay unacknowledged before another replica takes it
     redis_claim_idle_ms: Annotated[int, Field(ge=10, le=86_400_000)] = 30_000
+    #: how long a replica's lease on a partition of a keyed connection lasts
+    #: unless renewed (renewed every quarter of it; see redis/leases.py)
+    redis_lease_ttl_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000
     #: how long ``Component.once`` remembers that a key's effect was applied
     dedup_ttl_s: Annotated[float, Field(gt=0)] = 86_400.0
     #: buffer size per input port (``"component.port"``), replacing the wiring's

@@ -4,14 +4,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from ..dedup import Dedup
 from ..errors import SettingsError
 from ..logs import MaskedLogger
 from ..ports import InputPort, OutputPort, Overflow
 from ..settings import ServiceSettings
+from .broadcast import BroadcastConnection
 from .connection import RedisConnection
 from .dedup import RedisDedup
 from .link import CLUSTER_SCHEMES, RedisLink
+from .partitioned import PartitionedConnection
+from .partitions import DEFAULT_PARTITIONS
 from .replicas import announcement
 
 __all__ = ["RedisCarrier"]
@@ -48,8 +54,29 @@ class RedisCarrier:
         *,
         buffer_size: int,
         overflow: Overflow,
+        key: Callable[[Any], object] | None = None,
+        partitions: int | None = None,
     ) -> RedisConnection:
-        """A connection carried by the stream of ``source``."""
+        """A connection carried by the stream of ``source``; a keyed one (``key``)
+        by ``partitions`` streams (``DEFAULT_PARTITIONS`` when None)."""
+        if getattr(target, "broadcast", False):
+            # every replica reads the whole stream (a websocket_out: broadcast.py)
+            return BroadcastConnection(
+                source,
+                target,
+                buffer_size=buffer_size,
+                overflow=overflow,
+                link=self.link,
+            )
+        if key is not None:
+            return PartitionedConnection(
+                source,
+                target,
+                buffer_size=buffer_size,
+                overflow=overflow,
+                link=self.link,
+                partitions=partitions or DEFAULT_PARTITIONS,
+            )
         return RedisConnection(
             source, target, buffer_size=buffer_size, overflow=overflow, link=self.link
         )

@@ -10,6 +10,9 @@ this package only makes it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from ..dedup import Dedup
 from ..logs import MaskedLogger
 from ..ports import Connection, InputPort, OutputPort, Overflow
@@ -43,8 +46,11 @@ class MemoryCarrier:
         *,
         buffer_size: int,
         overflow: Overflow,
+        key: Callable[[Any], object] | None = None,
+        partitions: int | None = None,
     ) -> Connection:
-        """A bounded stream from ``source`` to ``target`` in this process."""
+        """A bounded stream from ``source`` to ``target`` in this process (keyed or
+        not, it keeps the order sent: ``partitions`` means nothing here)."""
         return Connection(source, target, buffer_size=buffer_size, overflow=overflow)
 
     def check(self) -> None:

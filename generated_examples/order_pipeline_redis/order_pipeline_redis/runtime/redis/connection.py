@@ -246,12 +246,7 @@ class RedisConnection(Connection):
     async def receiving(self) -> AsyncIterator[MemoryObjectReceiveStream[Entry]]:
         """Read the stream into the local buffer while the component drains it."""
         assert self.receiver is not None, "connection is not open here"
-        self._writers = [
-            c.publisher
-            for port in self._outputs
-            for c in port.connections
-            if isinstance(c, RedisConnection) and c.writes and c.publisher is not None
-        ]
+        self._writers = self.writers_of_outputs()
         for writer in self._writers:
             writer.listen(self.writer_progressed)
         async with anyio.create_task_group() as tasks:
@@ -271,6 +266,21 @@ class RedisConnection(Connection):
                         await self._flush()
                         await self._leave()
                     tasks.cancel_scope.cancel()
+
+    def writers_of_outputs(self) -> list[RedisPublisher]:
+        """The publishers run here for the receiving component's outputs: a message
+        taken here is acknowledged only once what it sent on them is written."""
+        return [
+            writer
+            for port in self._outputs
+            for c in port.connections
+            if isinstance(c, RedisConnection)
+            for writer in c.publishers_here()
+        ]
+
+    def publishers_here(self) -> list[RedisPublisher]:
+        """The publishers this connection runs (its port's one, if it writes)."""
+        return [self.publisher] if self.writes and self.publisher is not None else []
 
     def stream_stats(self) -> dict[str, Any] | None:
         """Lag, pending, redeliveries and dead letters of this group, as last seen."""
@@ -326,11 +336,24 @@ class RedisConnection(Connection):
             if monotonic() >= self._next_claim:
                 self._next_claim = monotonic() + self._interval
                 await self._claim(feed)
+            await self._room_for_a_batch()
             entries = await self._read_new()
             if entries:  # in stream order: the last is the highest
                 self._last_read = max(self._last_read, stream_id(entries[-1][0]))
             for entry_id, fields in entries:
                 await self._deliver(feed, entry_id, fields, attempts=1)
+
+    async def _room_for_a_batch(self) -> None:
+        """Wait, while the buffer still holds a batch's worth of work, until it has
+        room for a batch: reading one entry for each one the component took would
+        cost a round trip per entry (TCP's silly window syndrome)."""
+        batch = min(READ_BATCH, max(1, self.buffer_size // 4))
+        while (
+            self.depth() > self.buffer_size - batch
+            and self.depth() >= batch
+            and not self._finished()
+        ):
+            await anyio.sleep(ACK_DELAY_S)
 
     async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
         client = self.link.client
@@ -400,24 +423,34 @@ class RedisConnection(Connection):
         *,
         attempts: int,
     ) -> None:
+        entry = self._hold(entry_id, fields, attempts)
+        if entry is None:
+            return
+        try:  # without a checkpoint per entry: the read before it was one
+            feed.send_nowait(entry)
+        except anyio.WouldBlock:
+            await feed.send(entry)
+
+    def _hold(
+        self, entry_id: bytes, fields: dict[bytes, bytes], attempts: int
+    ) -> Entry | None:
+        """The entry read as ``entry_id``, held here until it is settled; None:
+        there is nothing to hand on (it was for another port, or is unreadable)."""
         self._unacked.add(entry_id)
         target = fields.get(TARGET)
         if target is not None and target.decode() != self.group:
             self._acks.append(entry_id)  # replayed for another input port
             self._work.set()
-            return
+            return None
         data = fields.get(FIELD, b"")
         try:
             entry = decode(data, self.source.schema)
         except (WireError, ValidationError) as exc:
             # The same bytes would fail every time: no retries.
             self._bury(entry_id, attempts, data, exc)
-            return
+            return None
         self._held[entry[1].seq] = _Held(entry_id, attempts, data)
-        try:  # without a checkpoint per entry: the read before it was one
-            feed.send_nowait(entry)
-        except anyio.WouldBlock:
-            await feed.send(entry)
+        return entry
 
     def _settle(self, envelope: Envelope, error: Exception | None) -> None:
         held = self._held.pop(envelope.seq, None)
@@ -550,8 +583,18 @@ class RedisConnection(Connection):
                 len(answer[2]),
                 self.stream,
             )
+        await self._redeliver(feed, claimed)
+
+    async def _redeliver(
+        self,
+        feed: MemoryObjectSendStream[Entry],
+        claimed: list[tuple[bytes, dict[bytes, bytes]]],
+    ) -> None:
+        """Deliver claimed entries again, in order; those past ``max_retries`` go to
+        the dead-letter stream instead."""
         if not claimed:
             return
+        settings = self.link.settings
         counts = await self._delivery_counts([entry_id for entry_id, _ in claimed])
         for entry_id, fields in claimed:
             attempts = counts.get(entry_id, 1)

@@ -6,6 +6,8 @@
 - ``connection``: a connection carried by a stream: its consumer group's reader,
   and the ends placed in this process;
 - ``publisher``: the stream's writer, one per output port, shared by its connections;
+- ``broadcast``: a connection every replica of its receiver reads whole, on its own
+  position (a ``websocket_out``'s input);
 - ``wire``: how a message crosses the wire, and the entries' field names;
 - ``dedup``: ``Component.once`` keys shared by every replica;
 - ``deadletter``: reading and replaying the dead-letter streams;

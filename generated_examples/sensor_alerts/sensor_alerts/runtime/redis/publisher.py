@@ -19,6 +19,15 @@ Readers in this process listen (``listen``) to hear when a write is done: the
 connection's own reader, to know when the stream is finished, and the readers of
 the component that sends here, which acknowledge an entry only once what came of it
 is written.
+
+Fencing (keyed connections, ``partitioned``): a message made from an input of a
+partition is written only under that partition's lease. The reader of such an input
+says which lease each message depends on (``fence_by``). A message whose lease this
+replica knows to be lost is not queued at all; on a single Redis the write checks
+every message's lease token in the same script as its ``XADD`` (``ADD_FENCED``), so
+a replica paused past its lease writes nothing for the partitions it lost. On a
+Redis Cluster the output stream is in another slot than the lease: only the local
+check applies (docs/redis.md).
 """
 
 from __future__ import annotations
@@ -32,8 +41,9 @@ from time import monotonic
 import anyio
 from anyio.lowlevel import checkpoint
 
-from ..envelope import Entry
+from ..envelope import Entry, Envelope
 from ..ports import OutputPort
+from .leases import Lease, Leases
 from .link import RedisLink, StreamId, stream_id
 from .wire import encode
 
@@ -87,6 +97,35 @@ class RedisPublisher:
         self._listeners: list[Callable[[], None]] = []
         #: each bounded consumer group of the stream, and its ``max_lag``
         self.bounds: dict[str, int] = {}
+        #: which lease each message depends on (``fence_by``); the outbox's leases
+        self._fences: list[Callable[[Envelope], Lease | None]] = []
+        self._leases: deque[Lease | None] = deque()
+        self._fenced: Leases | None = None
+        self._parked: Leases | None = None
+        #: messages not written because the lease they depend on was lost
+        self.refused = 0
+
+    def fence_by(
+        self, fence: Callable[[Envelope], Lease | None], leases: Leases
+    ) -> None:
+        """Write a message only while the lease ``fence(envelope)`` names holds
+        (None: it depends on none); see the module's description."""
+        self._fences.append(fence)
+        if len(self._leases) < len(self._outbox):  # queued before: depend on none
+            self._leases.extendleft([None] * (len(self._outbox) - len(self._leases)))
+        # One script reaches the lease and this stream only on one node; on a
+        # Cluster what is written under a lease goes to its partition's outbox.
+        if self.link.cluster:
+            self._parked = leases
+        else:
+            self._fenced = leases
+
+    def _fence(self, envelope: Envelope) -> Lease | None:
+        for fence in self._fences:
+            lease = fence(envelope)
+            if lease is not None:
+                return lease
+        return None
 
     def bound(self, group: str, max_lag: int) -> None:
         """Write only while ``group`` has fewer than ``max_lag`` entries unread or
@@ -164,6 +203,13 @@ class RedisPublisher:
 
     def _queue(self, entry: Entry) -> None:
         enqueued, envelope = entry
+        if self._fences:
+            lease = self._fence(envelope)
+            if lease is not None and not lease.usable(monotonic()):
+                # its partition has passed on: its new owner writes what comes of it
+                self.refused += 1
+                return
+            self._leases.append(lease)
         self._outbox.append(encode(envelope, enqueued))
         self.queued += 1
         self._more.set()
@@ -184,6 +230,7 @@ class RedisPublisher:
                 await checkpoint()
                 continue
             taken = list(itertools.islice(self._outbox, WRITE_BATCH))
+            fences = list(itertools.islice(self._leases, WRITE_BATCH))
             batch = [data for data in taken if data is not None]
             done = len(taken)
             if batch:
@@ -195,6 +242,10 @@ class RedisPublisher:
                             added, last = await self._add_bounded(batch)
                             if added < len(batch):
                                 done = _through(taken, added)
+                        elif self._fenced is not None and fences:
+                            last = await self._add_fenced(taken, fences)
+                        elif self._parked is not None and fences:
+                            last = await self._park(taken, fences)
                         else:
                             last = await self.link.call(
                                 partial(
@@ -214,6 +265,9 @@ class RedisPublisher:
                     self.last_written = stream_id(last)
             for _ in range(done):
                 self._outbox.popleft()
+            if fences:
+                for _ in range(done):
+                    self._leases.popleft()
             self.flushed += done
             # (also when a bounded group held messages back: a confirmed sender
             # that gave up on one of them withdraws it now)
@@ -223,6 +277,70 @@ class RedisPublisher:
                 self._progressed()
             if done < len(taken):  # a bounded group is full: wait for its readers
                 await anyio.sleep(ROOM_POLL_S)
+
+    async def _add_fenced(
+        self, taken: list[bytes | None], fences: list[Lease | None]
+    ) -> bytes | None:
+        """Add each message whose lease still holds (``ADD_FENCED``): the last id."""
+        leases = self._fenced
+        assert leases is not None
+        pairs = zip(taken, fences, strict=True)
+        entries = [(lease, data) for data, lease in pairs if data is not None]
+        _, refused, last = await self.link.call(
+            partial(leases.add, self.stream, entries)
+        )
+        if refused:
+            self.refused += refused
+            self.link.log.warning(
+                "%s: %d messages not written to %s: the partition they came from "
+                "has passed to another replica",
+                self.source.address,
+                refused,
+                self.stream,
+            )
+        return last
+
+    async def _park(
+        self, taken: list[bytes | None], fences: list[Lease | None]
+    ) -> bytes | None:
+        """Cluster: each message made under a lease goes to that partition's outbox
+        (``PARK``, fenced), which its relay copies on here; the others are written
+        here directly. The last id written here, if any."""
+        leases = self._parked
+        assert leases is not None
+        direct: list[bytes] = []
+        parked: dict[tuple[str, str], tuple[Lease, list[bytes]]] = {}
+        for data, lease in zip(taken, fences, strict=True):
+            if data is None:
+                continue
+            if lease is None:
+                direct.append(data)
+            else:
+                parked.setdefault((lease.key, lease.token), (lease, []))[1].append(data)
+        for lease, entries in parked.values():
+            put = await self.link.call(
+                partial(leases.park, lease, self.stream, entries)
+            )
+            if put < 0:
+                self.refused += len(entries)
+                self.link.log.warning(
+                    "%s: %d messages not written to %s: the partition they came "
+                    "from has passed to another replica",
+                    self.source.address,
+                    len(entries),
+                    self.stream,
+                )
+        if not direct:
+            return None
+        last: bytes | None = await self.link.call(
+            partial(
+                self.link.add_entries,
+                keys=[self.stream],
+                args=direct,
+                client=self.link.client,
+            )
+        )
+        return last
 
     async def _add_bounded(self, batch: list[bytes]) -> tuple[int, bytes | None]:
         """Add what the bounded groups have room for: how many, and the last id."""
@@ -279,6 +397,7 @@ class RedisPublisher:
             self.link.where,
         )
         self._outbox.clear()
+        self._leases.clear()
         self.flushed = self.queued
         written, self._written = self._written, anyio.Event()
         written.set()
