@@ -357,6 +357,7 @@ components:
     window: {type: sliding, size: 10s, time: at}
     aggregate: {sum: price}
     emit: every
+    late: true
   chunks:
     kind: window
     input: Tick
@@ -392,7 +393,7 @@ components:
   s1: {kind: sink, inputs: {bag: BagWindow, running: RunningWindow, chunks: ChunksWindow}}
   s2: {kind: sink, inputs: {highs: HighsWindow, lows: LowsWindow, odd: OddWindow}}
   s3: {kind: sink, inputs: {firsts: FirstsWindow, avg: AvgWindow}}
-  s4: {kind: sink, inputs: {late: Tick, late2: Tick}}
+  s4: {kind: sink, inputs: {late: Tick, late2: Tick, late3: Tick}}
   s5: {kind: sink, input: ErrorRecord}
 connections:
   - api.out -> bag.ticks
@@ -413,6 +414,7 @@ connections:
   - avg.out -> s3.avg
   - chunks.late -> s4.late
   - highs.late -> s4.late2
+  - running.late -> s4.late3
   - chunks.errors -> s5.in
 """
 
