@@ -292,3 +292,19 @@ def test_a_small_live_project_without_filters_or_auth_passes_its_gate(
     assert "test_a_client_receives_only_what_it_asked_for" not in tests
     assert "test_a_client_without_credentials_is_refused_1008" not in tests
     assert "test_a_frame_past_its_cap" not in tests  # 2 MB: not sent in a test
+
+
+def test_the_emitted_readme_lists_each_live_route(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    built = build(load_text(text, EXAMPLE.name), text, tmp_path / "project")
+    readme = built.contents["README.md"].decode()
+    assert "### Live routes (WebSocket)" in readme
+    assert (
+        "| `/live/prices` | websocket_out | `Price` out to every client "
+        "| `venue`, `key` | none |"
+    ) in readme
+    assert (
+        "| `/live/desk` | websocket_in | `Price` in, one per text frame | none "
+        "| API key (header or first frame) |"
+    ) in readme
+    assert "its items come from its sources" not in readme
