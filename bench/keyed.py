@@ -24,7 +24,11 @@ sink. Each round starts its replicas, waits until both read (keyed: all four lea
 held), then opens the source's gate; the clock runs from the gate to the last item at
 the sink. Goal: keyed >= 0.8 x unkeyed.
 
-Usage on its own: ``python -m bench.keyed [items] [rounds]``.
+Keyed on the cluster against keyed on one Redis (``keyed_cluster_rows``): the keyed
+rounds above on each. Goal: the cluster is not slower (ratio >= 1.0).
+
+Usage on its own: ``python -m bench.keyed [items] [rounds]``,
+``python -m bench.keyed keyed [items]``, ``python -m bench.keyed spread [items]``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -204,11 +209,13 @@ def run(work: Path, *, quick: bool, log: Log) -> list[Row]:
                 + ", ".join(f"{n} {results[n][-1].rate:,.0f}/s" for n in targets)
             )
         keyed = keyed_rows(single, quick=quick, log=log)
+        spread = keyed_cluster_rows(single, cluster, quick=quick, log=log)
     rate = {name: median(r.rate for r in rs) for name, rs in results.items()}
     cpu = {name: median(r.cpu_us for r in rs) for name, rs in results.items()}
     note = f"{items:,} orders x {rounds} rounds, one process, two streams"
     return [
         *keyed,
+        *spread,
         Row(
             SECTION,
             "two hops with ack on a 3-master cluster: items/s vs one Redis",
@@ -313,32 +320,47 @@ def _even_names() -> list[str]:
     raise RuntimeError("no even assignment found")
 
 
+def _client(url: str) -> Any:
+    """A plain redis-py client of ``url``: a cluster client for ``redis+cluster://``."""
+    import redis
+
+    if "+cluster://" in url:
+        return redis.RedisCluster.from_url(url.replace("+cluster", "", 1))
+    return redis.Redis.from_url(url)
+
+
+def _stream(url: str, name: str) -> str:
+    """A stream's key as the transport names it (braced, a hash tag, on a cluster)."""
+    return "{" + name + "}" if "+cluster://" in url else name
+
+
 async def _announce(service: object, url: str, prefix: str, name: str) -> None:
     """Say this replica runs (``<prefix>ready.<name>``), once its service does."""
-    import redis
     import runtime as rt
 
     while service.state is not rt.ServiceState.RUNNING:  # type: ignore[attr-defined]
         await anyio.sleep(0.01)
     await anyio.sleep(0.1)  # its readers' first calls
-    with redis.Redis.from_url(url) as client:
+    with _client(url) as client:
         client.set(f"{prefix}ready.{name}", 1)
 
 
 def _reading(url: str, prefix: str, keyed: bool) -> bool:
     """Whether both replicas read: every lease held (keyed), or two consumers."""
-    import redis
 
-    with redis.Redis.from_url(url) as client:
+    with _client(url) as client:
         if keyed:
             owners = {
                 client.hget(
-                    f"{prefix}bench.orders.out.score.in.p{n}.lease.score.in", "owner"
+                    _stream(url, f"{prefix}bench.orders.out.score.in.p{n}")
+                    + ".lease.score.in",
+                    "owner",
                 )
                 for n in range(PARTITIONS)
             }
             return None not in owners and len(owners) == REPLICAS
-        return len(client.keys(f"{prefix}ready.*")) == REPLICAS
+        ready = [client.get(f"{prefix}ready.{n}") for n in _even_names()[:REPLICAS]]
+        return None not in ready
 
 
 async def _round(url: str, prefix: str, items: int, keyed: bool) -> Result:
@@ -416,8 +438,50 @@ def keyed_rows(url: str, *, quick: bool, log: Log) -> list[Row]:
     ]
 
 
+def keyed_cluster_rows(
+    single: str, cluster: str, *, quick: bool, log: Log
+) -> list[Row]:
+    """Keyed (4 partitions, 2 replicas of the middle hop) on the cluster against the
+    same on one Redis: the shape a cluster can help, its partition streams spread
+    over the masters and read by several processes."""
+    items = 2_000 if quick else 20_000
+    rounds = 1 if quick else 5
+    targets = {"single": single, "cluster": cluster}
+    results: dict[str, list[Result]] = {name: [] for name in targets}
+    for r in range(rounds):
+        names = list(targets) if r % 2 == 0 else list(reversed(targets))
+        for name in names:
+            results[name].append(measure_keyed(targets[name], items, keyed=True))
+        log(
+            f"keyed on the cluster: round {r + 1}/{rounds}: "
+            + ", ".join(f"{n} {results[n][-1].rate:,.0f}/s" for n in targets)
+        )
+    rate = {name: median(r.rate for r in rs) for name, rs in results.items()}
+    return [
+        Row(
+            SECTION,
+            f"keyed two hops ({PARTITIONS} partitions, {REPLICAS} replicas) on a "
+            "3-master cluster: items/s vs one Redis",
+            rate["cluster"],
+            "items/s",
+            rate["single"],
+            "the same on one redis-server",
+            Goal(">=", 1.0, text="ratio >= 1"),
+            note=f"{items:,} orders x {rounds} rounds; the partition streams "
+            "spread over the masters",
+        )
+    ]
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["replica"]:
     replica(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "keyed")
+elif __name__ == "__main__" and sys.argv[1:2] == ["spread"]:
+    count = int(sys.argv[2]) if len(sys.argv) > 2 else 20_000
+    with redis_server(print) as one, redis_cluster(print) as many:
+        if one is None or many is None:
+            raise SystemExit("no Redis: install redis-server and redis-cli")
+        for row in keyed_cluster_rows(one, many, quick=count < 5000, log=print):
+            print(row)
 elif __name__ == "__main__" and sys.argv[1:2] == ["keyed"]:
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 20_000
     with redis_server(print) as one:
