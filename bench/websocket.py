@@ -51,10 +51,6 @@ RUNTIME_HOME = Path(
 PAD = "x" * 256
 #: the buffer in front of the slow sink
 BOOK_BUFFER = 64
-#: items sent after the readers' (to the sleeper alone) until the server drops it,
-#: a chunk at a time, at most this many: more than any kernel socket buffer holds
-SLEEPER_CHUNK = 2_000
-SLEEPER_EXTRA = 100_000
 
 
 # -- the served apps ------------------------------------------------------------
@@ -356,17 +352,11 @@ async def fan_out(
     elapsed = time.perf_counter() - started
     code = None
     if sleeping is not None and watching is not None:
-        # The kernel's socket buffers (sized by its autotuning) may have taken in
-        # all the sleeper's frames so far, its queue never full: more items (the
-        # readers are gone, only the sleeper gets them) until the server drops it.
-        sent = items
-        while not done.is_set() and sent < items + SLEEPER_EXTRA:
-            await send(f"{base}/feed", SLEEPER_CHUNK, start=sent)
-            sent += SLEEPER_CHUNK
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), 0.5)
-        # Dropped (the server counted it), the sleeper reads up to the close frame;
-        # not dropped, nobody will close it: it is let go, and there is no code.
+        # Dropped (the server counted it), the sleeper reads up to the close frame.
+        # Not dropped (a run too short to fill its queue and the socket buffers),
+        # nobody will close it: it is let go, and there is no code.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 2)
         dropped = done.is_set()
         done.set()
         watching.cancel()
