@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -32,15 +32,21 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
 
+def missing(reason: str, *, in_ci_too: str = "") -> NoReturn:
+    """Skip for ``reason``; in CI, which installs and starts everything, fail
+    instead (with ``in_ci_too`` added)."""
+    if in_ci():
+        pytest.fail(reason + in_ci_too)
+    pytest.skip(reason)
+
+
 def redis_url() -> str:
     """The shared Redis's URL; skips (fails in CI) when there is none."""
     url = os.environ.get(VARIABLE)
     if url:
         return url
     reason = f"no Redis for this test: set {VARIABLE} (bash .ci/run starts one)"
-    if in_ci():
-        pytest.fail(f"{reason}; in CI the Redis tests must run")
-    pytest.skip(reason)
+    missing(reason, in_ci_too="; in CI the Redis tests must run")
 
 
 def redis_cluster_url() -> str:
@@ -53,9 +59,7 @@ def redis_cluster_url() -> str:
         f"no Redis Cluster for this test: set {CLUSTER_VARIABLE} "
         "(bash .ci/run starts one)"
     )
-    if in_ci():
-        pytest.fail(f"{reason}; in CI the Redis Cluster tests must run")
-    pytest.skip(reason)
+    missing(reason, in_ci_too="; in CI the Redis Cluster tests must run")
 
 
 def redis_server_binary() -> str:
@@ -63,10 +67,7 @@ def redis_server_binary() -> str:
     binary = shutil.which("redis-server")
     if binary:
         return binary
-    reason = "redis-server is not installed (bash .ci/run installs it)"
-    if in_ci():
-        pytest.fail(reason)
-    pytest.skip(reason)
+    missing("redis-server is not installed (bash .ci/run installs it)")
 
 
 def free_port() -> int:
