@@ -46,9 +46,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_HOME = Path(
     os.environ.get("BENCH_RUNTIME_HOME", ROOT / "templates" / "project" / "package")
 )
-#: each tick's padding: ~330-byte frames, so that 10,000 of them (3.3 MB) back up
-#: behind a client that reads nothing, past what the kernel buffers (~2.3 MB here)
+#: each tick's padding: ~330-byte frames
 PAD = "x" * 256
+#: the served runtime's kernel send buffer per connection (``send_buffer_bytes``):
+#: left to the kernel, it grows to 4 MiB, more than 10,000 frames, and a client
+#: that reads nothing might never fill its queue; with it, ~330 frames wait in the
+#: kernel, then 1,024 in the queue, and the route drops it
+SEND_BUFFER = 65536
 #: the buffer in front of the slow sink
 BOOK_BUFFER = 64
 
@@ -57,7 +61,11 @@ BOOK_BUFFER = 64
 
 
 def runtime_app(
-    queue: int, slow_client: str, slow_ms: float = 0, record: str | None = None
+    queue: int,
+    slow_client: str,
+    slow_ms: float = 0,
+    record: str | None = None,
+    send_buffer: int | None = None,
 ) -> Any:
     """The runtime's service: feed (ws in) and orders (http) into live (ws out).
 
@@ -75,9 +83,10 @@ def runtime_app(
         pad: str = ""
 
     # warnings only: the figures are the transport's, not the access log's
-    service = runtime.Service(
-        "bench", settings=runtime.ServiceSettings(log_level="WARNING")
+    settings = runtime.ServiceSettings(
+        log_level="WARNING", send_buffer_bytes=send_buffer
     )
+    service = runtime.Service("bench", settings=settings)
     service.add(runtime.WebSocketIn("feed", route="/feed", schema=Tick))
     service.add(runtime.ApiEndpoint("orders", route="/orders", schema=Tick))
     service.add(
@@ -158,12 +167,15 @@ def serve_main(argv: Sequence[str]) -> None:
     parser.add_argument("--kind", choices=("runtime", "starlette"), default="runtime")
     parser.add_argument("--slow-ms", type=float, default=0)
     parser.add_argument("--record")
+    parser.add_argument("--send-buffer", type=int)
     args = parser.parse_args(argv)
     if args.kind == "runtime":
         sys.path.insert(0, str(RUNTIME_HOME))
         import runtime
 
-        app = runtime_app(args.queue, args.slow_client, args.slow_ms, args.record)
+        app = runtime_app(
+            args.queue, args.slow_client, args.slow_ms, args.record, args.send_buffer
+        )
         sys.exit(runtime.serve(app, host="127.0.0.1", port=args.port))
     import uvicorn
 
@@ -450,7 +462,7 @@ def run(work: Path, *, quick: bool, log: Log) -> list[Row]:
                 fan_in[way].append(asyncio.run(measure(port, in_connections, in_items)))
         for sleeper in [True, False] if r % 2 == 0 else [False, True]:
             port = _free_port()
-            with served(port):
+            with served(port, "--send-buffer", str(SEND_BUFFER)):
                 _, got, _ = asyncio.run(
                     fan_out(port, slow_clients, slow_items, sleeper=sleeper)
                 )

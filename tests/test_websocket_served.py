@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.websocket import BOOK_BUFFER, fan_out, metric, send, served
+from bench.websocket import BOOK_BUFFER, SEND_BUFFER, fan_out, metric, send, served
 from tests.redisenv import free_port
 
 CLIENTS = 200
@@ -22,7 +22,8 @@ LIVE = '{component="live"}'
 @pytest.mark.timeout(900)  # 2 million frames on a small shared machine
 def test_200_clients_get_10000_items_in_order_while_a_non_reader_is_dropped() -> None:
     port = free_port()
-    with served(port):
+    # a bounded kernel buffer: left to the kernel, it may take in all 10,000 frames
+    with served(port, "--send-buffer", str(SEND_BUFFER)):
         _, received, sleeper = asyncio.run(fan_out(port, CLIENTS, ITEMS, sleeper=True))
         dropped = metric(port, f"portwright_websocket_slow_disconnected_total{LIVE}")
         refused = metric(port, f"portwright_websocket_refused_total{LIVE}")

@@ -116,6 +116,10 @@ class ServiceSettings(BaseModel):
     loop_lag_warn_ms: Annotated[float, Field(gt=0)] = 100.0
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    #: fix each connection's kernel send buffer (bytes; unset: the kernel grows it
+    #: up to 4 MiB): bounds what a live client that stops reading holds before its
+    #: own queue fills and its ``slow_client`` policy applies
+    send_buffer_bytes: Annotated[int, Field(ge=4096)] | None = None
     #: the components this process runs, comma-separated (empty: all of them)
     components: str = ""
     #: carry every connection in ``memory`` or by ``redis``, whatever the wiring says
