@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,8 @@ import pytest
 
 from generator.generation import generate
 from generator.loader import load_blueprint
-from tests.redisenv import free_port, missing
+from tests.browser import chromium
+from tests.redisenv import free_port
 from tests.test_ops_prometheus import Load
 from tests.test_served import ROOT, environment, wait_for
 
@@ -27,15 +27,6 @@ from tests.test_served import ROOT, environment, wait_for
 # description) and the drawing's SVG title (a component's).
 HOSTILE_SERVICE = "</title></script><script>document.title='PWNED'</script><img src=x>"
 HOSTILE_COMPONENT = "</title><img src=x onerror=\"document.title='PWNED'\">"
-
-
-def chromium() -> str:
-    """The chromium binary, or a skip (outside CI) / a failure (in CI)."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        reason = "chromium is missing: apt-get install chromium (bash .ci/run does)"
-        missing(reason)
-    return found
 
 
 def hostile_blueprint(folder: Path) -> Path:

@@ -24,8 +24,8 @@ from websockets.asyncio.client import connect
 
 from generator.generation import build
 from generator.loader import load_text
+from tests.browser import evaluate, headless, page_of
 from tests.redisenv import free_port
-from tests.test_websocket_page import FLAGS, chromium
 
 #: each would change the title or add an element if it ran or were parsed as HTML
 SCRIPT = "<script>document.title='pwned-script'</script>"
@@ -54,29 +54,11 @@ connections:
 def test_the_page_shows_items_and_its_hostile_descriptions_as_text(
     tmp_path: Path,
 ) -> None:
-    browser = chromium()
     project = tmp_path / "project"
     build(load_text(BLUEPRINT, "hostile.yaml"), BLUEPRINT, project)
     port = free_port()
-    with (
-        _running(project, port),
-        tempfile.TemporaryDirectory(prefix="portwright-chromium-") as profile,
-    ):
-        process = subprocess.Popen(
-            [
-                browser,
-                *FLAGS,
-                f"--user-data-dir={profile}",
-                f"http://127.0.0.1:{port}/live/board",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            shown = asyncio.run(_shown(Path(profile) / "DevToolsActivePort", port))
-        finally:
-            process.terminate()
-            process.wait(10)
+    with _running(project, port), headless(f"http://127.0.0.1:{port}/live/board") as at:
+        shown = asyncio.run(_shown(at, port))
     assert [json.loads(text) for text in shown["texts"]] == [{"n": n} for n in range(3)]
     assert shown["title"] == "board: live items"  # no script or handler ran
     assert shown["description"] == "the board " + SCRIPT + IMAGE
@@ -127,52 +109,22 @@ _EXPRESSION = """JSON.stringify({
 async def _shown(active_port: Path, port: int) -> dict[str, Any]:
     """What the page shows once connected and sent three items (30 s at most)."""
     deadline = time.monotonic() + 30
-    while not active_port.exists() or not active_port.read_text().strip():
-        assert time.monotonic() < deadline, "chromium did not open DevTools"
-        await asyncio.sleep(0.1)
-    devtools = int(active_port.read_text().split()[0])
-    async with httpx.AsyncClient(trust_env=False) as client:
-        while True:
-            pages = [
-                target
-                for target in (
-                    await client.get(f"http://127.0.0.1:{devtools}/json/list")
-                ).json()
-                if target["type"] == "page"
-            ]
-            if pages:
-                break
-            assert time.monotonic() < deadline, "chromium opened no page"
-            await asyncio.sleep(0.1)
-        async with connect(pages[0]["webSocketDebuggerUrl"], max_size=None) as page:
-            sent = False
-            for number in range(1, 10_000):
-                await page.send(
-                    json.dumps(
-                        {
-                            "id": number,
-                            "method": "Runtime.evaluate",
-                            "params": {
-                                "expression": _EXPRESSION,
-                                "returnByValue": True,
-                            },
-                        }
+    socket = await page_of(active_port, deadline)
+    async with (
+        httpx.AsyncClient(trust_env=False) as client,
+        connect(socket, max_size=None) as page,
+    ):
+        sent = False
+        for number in range(1, 10_000):
+            shown = await evaluate(page, number, _EXPRESSION)
+            if not sent and shown.get("status") == "connected":
+                for n in range(3):  # the page is subscribed: send the items
+                    posted = await client.post(
+                        f"http://127.0.0.1:{port}/ticks", json={"n": n}
                     )
-                )
-                while True:
-                    answer = json.loads(await page.recv())
-                    if answer.get("id") == number:
-                        break
-                value = answer["result"]["result"].get("value")
-                shown: dict[str, Any] = json.loads(value) if value else {}
-                if not sent and shown.get("status") == "connected":
-                    for n in range(3):  # the page is subscribed: send the items
-                        posted = await client.post(
-                            f"http://127.0.0.1:{port}/ticks", json={"n": n}
-                        )
-                        assert posted.status_code == 202, posted.text
-                    sent = True
-                if len(shown.get("texts", ())) >= 3 or time.monotonic() > deadline:
-                    return shown
-                await asyncio.sleep(0.1)
+                    assert posted.status_code == 202, posted.text
+                sent = True
+            if len(shown.get("texts", ())) >= 3 or time.monotonic() > deadline:
+                return shown
+            await asyncio.sleep(0.1)
     raise AssertionError("unreachable")
