@@ -34,6 +34,7 @@ from .errors import (
 )
 from .histogram import Histogram
 from .ingress import ApiEndpoint
+from .joins import Join
 from .logs import JsonFormatter, MaskedLogger, configure_logging
 from .metrics import ServiceMetrics
 from .pii import MASK, Masker
@@ -69,6 +70,7 @@ __all__ = [
     "Inlet",
     "InputPort",
     "InvalidBody",
+    "Join",
     "JsonFormatter",
     "LoopClock",
     "ManualClock",

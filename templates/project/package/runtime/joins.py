@@ -1,0 +1,364 @@
+"""Joins: two keyed inputs, each item paired with the other side's items near in time.
+
+The ``Join`` component takes ``left`` and ``right`` items and calls the user's
+``match(left, right)`` for every pair of the same key whose times are at most
+``within`` apart (an interval join, as Flink's and Kafka Streams' windowed
+KStream-KStream join); what it returns goes to ``out`` (None drops the pair). The
+buffers live in ``joinstate.py`` (plain synchronous code); the watermark and
+event-time reading in ``watermark.py``. See docs/runtime.md ("Joins") for the
+rules, stated once.
+
+Time is the item's event time (``time``: a field per side, an aware ``datetime``)
+or the processing time (the clock's ``wall()``). The watermark is the highest time
+seen on either input; the horizon is the watermark minus ``grace``. An item is
+held until its time plus ``within`` is below the horizon (no item still to come
+can pair with it), then dropped: to ``unmatched_<side>`` when it never paired. An
+item whose time is below the horizon when it comes is late: not joined, counted,
+and sent on ``unmatched_<side>``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from operator import attrgetter
+from time import monotonic
+from typing import Any
+
+import anyio
+
+from .clock import Clock, LoopClock
+from .component import ERRORS_PORT, Component, RunContext
+from .envelope import Entry, Envelope
+from .errors import ErrorRecord, WiringError
+from .intake import intake
+from .joinstate import SIDES, Held, JoinState, Side
+from .ports import Connection, InputPort
+from .watermark import TimeReader, Watermark, time_reader
+
+__all__ = ["Join"]
+
+#: a key or an event time: one field name (``a.b`` nested) or function for both
+#: sides, or one per side
+PerSide = str | Callable[[Any], Any] | Mapping[str, str | Callable[[Any], Any]]
+
+
+class Join(Component):
+    """Two keyed inputs, ``left`` and ``right``; ``match(left, right)`` per pair.
+
+    Every left item is paired with every right item of the same key whose time
+    is within ``within`` seconds of its own, before or after (both ends
+    included), whichever comes first; ``match`` runs when the second of the two
+    comes, and what it returns is sent on ``out`` (None: the pair is dropped).
+    ``grace`` (event time only) is how far behind the watermark an item may
+    still come and be joined. With ``unmatched``, the outputs
+    ``unmatched_left`` and ``unmatched_right`` receive each item that was
+    dropped without a partner: it expired, came late, was evicted at the cap,
+    or was still held when the input ended (drain). At most ``max_buffered``
+    items are held at once: past it the oldest is dropped early (counted in
+    ``evicted``; one warning). An item without a key or a time, or on which
+    ``match`` raises, is reported like a failure in user code (``errors``).
+
+    Keys are the keyed connections', or ``key`` (a field name, a function, or a
+    mapping ``{"left": ..., "right": ...}``) when given.
+    """
+
+    kind = "join"
+    default_inputs = {"left": Any, "right": Any}
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        within: float,
+        time: PerSide | None = None,
+        grace: float = 0.0,
+        key: PerSide | None = None,
+        schema: Any = Any,
+        unmatched: bool = False,
+        errors: bool = False,
+        max_buffered: int = 100_000,
+        idle_after: float | None = None,
+        clock: Clock | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        burst_limit: int = 256,
+    ) -> None:
+        inputs = dict(self.default_inputs if inputs is None else inputs)
+        if sorted(inputs) != ["left", "right"]:
+            raise WiringError(
+                f"join {name!r} needs exactly two input ports, left and right, "
+                f"got {sorted(inputs)}"
+            )
+        outputs: dict[str, Any] = {"out": schema}
+        if unmatched:
+            outputs["unmatched_left"] = inputs["left"]
+            outputs["unmatched_right"] = inputs["right"]
+        if errors:
+            outputs[ERRORS_PORT] = ErrorRecord
+        super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
+        self.within = _check(name, "within", within)
+        self.grace = _check(name, "grace", grace, allow_zero=True)
+        self.event_time = time is not None
+        if not self.event_time and grace:
+            raise WiringError(
+                f"join {name!r}: grace is for event time (set time), not "
+                "processing time, whose items are never out of order"
+            )
+        self.times: dict[Side, TimeReader] | None = (
+            None
+            if time is None
+            else {side: time_reader(f) for side, f in _per_side(name, "time", time)}
+        )
+        self.keys: dict[Side, Callable[[Any], Any]] | None = (
+            None
+            if key is None
+            else {side: _reader(f) for side, f in _per_side(name, "key", key)}
+        )
+        if max_buffered < 1:
+            raise WiringError(f"join {name!r}: max_buffered must be at least 1")
+        self.max_buffered = max_buffered
+        self.clock: Clock = clock or LoopClock()
+        self.watermark = Watermark(
+            self.clock,
+            (
+                self.within + self.grace
+                if idle_after is None
+                else _check(name, "idle_after", idle_after)
+            ),
+        )
+        self.buffers = JoinState(self.within, self._paired, self._unmatched)
+        self.matched_pairs = 0
+        self.unmatched_items = 0
+        self.late_items = 0
+        self.evicted = 0
+        self._warned = False
+        self._entries: list[Entry] = []
+        self._dropped: dict[Side, list[Entry]] = {"left": [], "right": []}
+        self._unmatched_ports = (
+            {side: self.outputs[f"unmatched_{side}"] for side in SIDES}
+            if unmatched
+            else None
+        )
+        #: pairs ``match`` raised on, with the arriving item (reported by its loop)
+        self._failed: list[tuple[Envelope, Exception]] = []
+        # made in ``serve``: anyio's primitives belong to the running loop
+        self._sending: anyio.Lock | None = None
+        self._wake: anyio.Event | None = None
+        #: whether the timer waits for the first held item (nothing to time yet)
+        self._unarmed = True
+
+    def match(self, left: Any, right: Any) -> Any:
+        """The item made of a pair of the same key near in time, or None to drop
+        the pair; override it (the default sends the pair as a tuple)."""
+        return (left, right)
+
+    @property
+    def buffered(self) -> int:
+        """Items held now, both sides."""
+        return self.buffers.held
+
+    def watermark_lag(self) -> float:
+        """How far the watermark is behind the clock's wall time, in seconds."""
+        return self.watermark.lag()
+
+    async def setup(self) -> None:
+        """Refuse an input the join cannot take: unkeyed, or not in memory."""
+        for port in self.inputs.values():
+            for connection in port.connections:
+                self._check_input(port, connection)
+
+    def _check_input(self, port: InputPort, connection: Connection) -> None:
+        if connection.settled is not None:
+            raise WiringError(
+                f"join {self.name!r}: its buffers are kept in memory, so its "
+                f"{port.name} input cannot come over {connection.transport!r} (yet)"
+            )
+        if connection.key is None and self.keys is None:
+            raise WiringError(
+                f"join {self.name!r}: its {port.name} input must be keyed (connect "
+                "it with key=...) or the join given a key"
+            )
+
+    async def serve(self, context: RunContext) -> None:
+        """Take both inputs, expire held items on time meanwhile; at the end (a
+        drain), drop every held item (the unmatched ones to ``unmatched``)."""
+        self.watermark.advanced_at = self.clock.now()
+        self._sending, self._wake = anyio.Lock(), anyio.Event()
+        async with anyio.create_task_group() as timer:
+            timer.start_soon(self._on_time)
+            async with anyio.create_task_group() as group:
+                for port in self.inputs.values():
+                    for connection in port.connections:
+                        group.start_soon(self._receive, port, connection)
+            timer.cancel_scope.cancel()
+        self.buffers.clear()
+        await self._flush()
+
+    async def _receive(self, port: InputPort, connection: Connection) -> None:
+        side: Side = "left" if port.name == "left" else "right"
+        key = self.keys[side] if self.keys is not None else connection.key
+        assert key is not None
+
+        async def handle(batch: list[Entry]) -> None:
+            self._add_all(side, batch, key)
+            while self._failed:
+                envelope, exc = self._failed.pop(0)
+                await self.fail(port, envelope, exc)
+            await self._flush()
+
+        await intake(port, connection, self.burst_limit, handle)
+
+    def _add_all(
+        self, side: Side, batch: list[Entry], key: Callable[[Any], Any]
+    ) -> None:
+        """The synchronous core: pair and hold a batch, expiring what the
+        horizon passes."""
+        state, watermark, grace = self.buffers, self.watermark, self.grace
+        times = None if self.times is None else self.times[side]
+        if times is None:
+            # processing time: one reading per batch; never late
+            t = self.clock.wall()
+            if watermark.see(t):
+                state.expire(t)
+        for entry in batch:
+            envelope = entry[1]
+            item = envelope.item
+            try:
+                k = key(item)
+                if times is not None:
+                    t = times(item)
+                    if watermark.see(t):
+                        state.expire(t - grace)
+                    if t < watermark.value - grace:
+                        self.late_items += 1
+                        self._unmatched(side, Held(t, envelope))
+                        continue
+                if state.held >= self.max_buffered:
+                    self._evict()
+                state.add(side, k, t, envelope)
+            except Exception as exc:  # no key or time
+                self._failed.append((envelope, exc))
+        if self._unarmed and state.held and self._wake is not None:
+            self._wake.set()
+
+    def _paired(self, left: Held, right: Held, arriving: Side) -> None:
+        """A pair: ``match`` runs, and what it returns is sent, caused by the
+        item that came last."""
+        self.matched_pairs += 1
+        cause: Envelope = (left if arriving == "left" else right).payload
+        try:
+            result = self.match(left.payload.item, right.payload.item)
+        except Exception as exc:  # reported by the input loop, on the arriving item
+            self._failed.append((cause, exc))
+            return
+        if result is None:
+            return
+        now = monotonic()
+        self._entries.append((now, cause.derive(result, now, f"{self.name}.out")))
+
+    def _unmatched(self, side: Side, held: Held) -> None:
+        """An item dropped without a partner: counted, and sent when the join has
+        ``unmatched`` outputs."""
+        self.unmatched_items += 1
+        if self._unmatched_ports is not None:
+            envelope: Envelope = held.payload
+            now = monotonic()
+            by = f"{self.name}.unmatched_{side}"
+            self._dropped[side].append((now, envelope.derive(envelope.item, now, by)))
+
+    def _evict(self) -> None:
+        """The cap is reached: drop the oldest held item early (one warning)."""
+        self.evicted += 1
+        if not self._warned:
+            self._warned = True
+            self.log.warning(
+                "join %s: %d items held, the cap (max_buffered); the oldest are "
+                "dropped early from now on (counted in portwright_join_evicted)",
+                self.name,
+                self.max_buffered,
+            )
+        self.buffers.evict()
+
+    async def _flush(self) -> None:
+        """Send the pairs made and the items dropped; one sender at a time, so
+        that the input loops and the timer keep the order."""
+        assert self._sending is not None
+        async with self._sending:
+            if self._entries:
+                entries, self._entries = self._entries, []
+                if pending := self.outputs["out"].emit_all(entries):
+                    await pending
+            if self._unmatched_ports is None:
+                return
+            for side, port in self._unmatched_ports.items():
+                if self._dropped[side]:
+                    dropped, self._dropped[side] = self._dropped[side], []
+                    if pending := port.emit_all(dropped):
+                        await pending
+
+    def _deadline(self) -> float:
+        """When (``clock.now()``) the timer has something to do; inf: nothing."""
+        if not self.buffers.held:
+            return math.inf
+        if self.event_time:
+            return self.watermark.idle_deadline()
+        # Processing time: when the wall clock passes the oldest item's expiry
+        # (just past it: an item whose time plus within is the horizon stays).
+        clock = self.clock
+        expiry = math.nextafter(self.buffers.next_expiry(), math.inf)
+        return clock.now() + max(0.0, expiry - clock.wall())
+
+    async def _on_time(self) -> None:
+        """Expire held items by the clock: processing-time items once ``within``
+        has passed, and event-time items of inputs quiet for ``idle_after``."""
+        clock, state = self.clock, self.buffers
+        while True:
+            deadline = self._deadline()
+            self._unarmed = deadline == math.inf
+            self._wake = wake = anyio.Event()
+            with clock.scope(deadline):
+                await wake.wait()
+            if clock.now() < self._deadline():
+                continue  # woken by a first item, or items moved the deadline on
+            if self.event_time:
+                state.expire(self.watermark.idle() - self.grace)
+            else:
+                # Just past the expiry it waited for (the wall and monotonic
+                # readings may round apart).
+                horizon = max(
+                    clock.wall(), math.nextafter(state.next_expiry(), math.inf)
+                )
+                self.watermark.see(horizon)
+                state.expire(horizon)
+            # Shielded: the drain cancels this task, and what emit_all had taken
+            # from the list but not yet sent would be lost with it.
+            with anyio.CancelScope(shield=True):
+                await self._flush()
+
+
+def _reader(field: str | Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return attrgetter(field) if isinstance(field, str) else field
+
+
+def _per_side(
+    name: str, what: str, value: PerSide
+) -> list[tuple[Side, str | Callable[[Any], Any]]]:
+    """``value`` for each side: the same for both, or a mapping per side."""
+    if isinstance(value, Mapping):
+        if sorted(value) != ["left", "right"]:
+            raise WiringError(
+                f"join {name!r}: {what} per side must name left and right, "
+                f"got {sorted(value)}"
+            )
+        return [(side, value[side]) for side in SIDES]
+    return [(side, value) for side in SIDES]
+
+
+def _check(name: str, what: str, seconds: float, *, allow_zero: bool = False) -> float:
+    """A duration in seconds: positive (or zero where allowed) and finite."""
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        raise WiringError(
+            f"join {name!r}: {what} must be a positive number of seconds, "
+            f"got {seconds!r}"
+        )
+    return float(seconds)
