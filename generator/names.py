@@ -174,7 +174,8 @@ def class_name(snake: str) -> str:
     )
 
 
-def component_classes(snake: str) -> tuple[str, str, str]:
-    """The classes a component with user code makes: its own, its base, its ports."""
+def component_classes(snake: str) -> tuple[str, str, str, str]:
+    """The names a component with user code makes: its class, its base, its ports,
+    and its item type (the union of its input schemas, when it has several)."""
     name = class_name(snake)
-    return name, f"{name}Base", f"{name}Port"
+    return name, f"{name}Base", f"{name}Port", f"{name}Item"

@@ -380,6 +380,13 @@ def component_context(blueprint: Blueprint, component: Component) -> dict[str, A
         ),
         "carry": carried_fields(blueprint, component) if kind.carry_over else None,
         "in_schema": component.inputs[0].schema if component.inputs else None,
+        "item_alias": (
+            (item_alias(component), " | ".join(input_schemas(component)))
+            if kind.method is not None
+            and "$inputs" in kind.method.params
+            and item_alias(component)
+            else None
+        ),
         "out_schema": data_out[0].schema if data_out else None,
         "user_method": (
             None if kind.method is None else method_code(component, kind.method)
@@ -495,6 +502,25 @@ def user_is_async(component: Component, method: Method) -> bool:
     return method.is_async or (component.concurrency > 1 and not component.blocking)
 
 
+def input_schemas(component: Component) -> list[str]:
+    """The schemas of ``component``'s inputs, each once, in the order declared."""
+    return list(dict.fromkeys(p.schema for p in component.inputs))
+
+
+def item_alias(component: Component) -> str | None:
+    """The name of the union of ``component``'s input schemas, when it has several.
+
+    ``bases.py`` binds it once (``StoreItem = Order | Refund``) and the methods name
+    it: an annotation too long for one line is parenthesized by black but not by
+    ruff format, which generation runs; an assignment both wrap alike.
+    """
+    return (
+        class_name(component.name) + "Item"
+        if len(input_schemas(component)) > 1
+        else None
+    )
+
+
 def method_code(component: Component, method: Method) -> dict[str, Any]:
     """The user method of ``component``: signatures, docstrings, default body, imports.
 
@@ -502,10 +528,10 @@ def method_code(component: Component, method: Method) -> dict[str, Any]:
     what its signature names.
     """
     data_out = component.data_outputs
-    inputs = list(dict.fromkeys(p.schema for p in component.inputs))
+    inputs = input_schemas(component)
     alias = class_name(component.name) + "Port"
     values = {
-        "inputs": " | ".join(inputs),
+        "inputs": item_alias(component) or " | ".join(inputs),
         "output": data_out[0].schema if data_out else "",
         "port": alias,
         "first": pyrepr(data_out[0].name) if data_out else "",
@@ -521,14 +547,17 @@ def method_code(component: Component, method: Method) -> dict[str, Any]:
     params = fill(f"self, {method.params}" if method.params else "self")
     returns = fill(method.returns)
     admitted = fill(f"{method.returns} | {method.admits}") if method.admits else returns
+    takes_inputs = "$inputs" in method.params
     uses = [
-        *(inputs if "$inputs" in method.params else []),
+        *(inputs if takes_inputs and not item_alias(component) else []),
         *([values["output"]] if "$output" in method.params + method.returns else []),
     ]
     user = Imports().add_all(method.imports)
     user.add("..bases", class_name(component.name) + "Base")
     if "$port" in method.returns:
         user.add("..bases", alias)
+    if takes_inputs and item_alias(component):
+        user.add("..bases", values["inputs"])
     user.add("..schemas", *uses)
     base_return = base_returns(method, admitted, blocking=component.blocking)
     body = [fill(line) for line in method.body]

@@ -8,6 +8,8 @@ real gate.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +20,7 @@ from generator.generation import generate
 from generator.loader import load_text
 from generator.planner import plan
 from generator.render import render_plan, template_names, templates_root
+from tests.cli import generate_gated
 
 BASE = """\
 portwright: 1
@@ -96,6 +99,45 @@ def test_two_components_making_one_class_are_refused() -> None:
         "shop.yaml:17: components.score_base: component 'score_base' makes the class "
         "'ScoreBase', which component 'score' makes too; rename one of them"
     ]
+
+
+def test_a_schema_named_as_a_components_item_type_is_refused() -> None:
+    text = BASE.replace("Order", "KeepItem")
+    assert _problems(text) == [
+        "shop.yaml:17: components.keep: component 'keep' makes the class 'KeepItem', "
+        "which schema 'KeepItem' makes too; rename one of them"
+    ]
+
+
+LONG_UNION = """\
+portwright: 1
+name: union_sink
+schemas:
+  VeryLongOrderCreatedEventName: {fields: {n: int}}
+  VeryLongOrderUpdatedEventName: {fields: {n: int}}
+  VeryLongOrderCancelledEventName: {fields: {n: int}}
+components:
+  a: {kind: api_endpoint, route: POST /a, output: VeryLongOrderCreatedEventName}
+  b: {kind: api_endpoint, route: POST /b, output: VeryLongOrderUpdatedEventName}
+  c: {kind: api_endpoint, route: POST /c, output: VeryLongOrderCancelledEventName}
+  store:
+    kind: sink
+    inputs:
+      a: VeryLongOrderCreatedEventName
+      b: VeryLongOrderUpdatedEventName
+      c: VeryLongOrderCancelledEventName
+connections:
+  - a.out -> store.a
+  - b.out -> store.b
+  - c.out -> store.c
+"""
+
+
+def test_a_sink_of_a_long_union_passes_the_gate(tmp_path: Path) -> None:
+    # the union, too long for one line, once made black and ruff format disagree
+    project = generate_gated(tmp_path, "union.yaml", LONG_UNION)
+    mine = (project / "union_sink" / "components" / "store.py").read_text()
+    assert "def consume(self, item: StoreItem) -> None:" in mine
 
 
 @pytest.mark.parametrize(
