@@ -26,6 +26,7 @@ from time import monotonic
 from typing import Any
 
 import anyio
+from pydantic import BaseModel
 
 from .clock import Clock, LoopClock
 from .component import ERRORS_PORT, Component, RunContext
@@ -117,9 +118,9 @@ class Join(Component):
         if max_buffered < 1:
             raise WiringError(f"join {name!r}: max_buffered must be at least 1")
         self.max_buffered = max_buffered
-        self.clock: Clock = clock or LoopClock()
+        self._clock: Clock = clock or LoopClock()
         self.watermark = Watermark(
-            self.clock,
+            self._clock,
             (
                 self.within + self.grace
                 if idle_after is None
@@ -151,6 +152,26 @@ class Join(Component):
         """The item made of a pair of the same key near in time, or None to drop
         the pair; override it (the default sends the pair as a tuple)."""
         return (left, right)
+
+    def combine(self, left: Any, right: Any) -> Any:
+        """The output schema's item made of the fields the pair has by its names
+        (``left``'s first, then ``right``'s): a starting point for ``match``."""
+        schema = self.outputs["out"].schema
+        if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+            raise TypeError(f"join {self.name!r}: combine needs an output schema")
+        data = {**_fields(right), **_fields(left)}
+        return schema.model_validate(
+            {name: data[name] for name in schema.model_fields if name in data}
+        )
+
+    @property
+    def clock(self) -> Clock:
+        """What the timer and the watermark's idleness read (a test sets its own)."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._clock = self.watermark.clock = clock
 
     @property
     def buffered(self) -> int:
@@ -215,6 +236,7 @@ class Join(Component):
         horizon passes."""
         state, watermark, grace = self.buffers, self.watermark, self.grace
         times = None if self.times is None else self.times[side]
+        t = 0.0
         if times is None:
             # processing time: one reading per batch; never late
             t = self.clock.wall()
@@ -284,17 +306,17 @@ class Join(Component):
         that the input loops and the timer keep the order."""
         assert self._sending is not None
         async with self._sending:
-            if self._entries:
-                entries, self._entries = self._entries, []
-                if pending := self.outputs["out"].emit_all(entries):
-                    await pending
+            # emit_all empties each list as it takes the entries
+            if self._entries and (
+                pending := self.outputs["out"].emit_all(self._entries)
+            ):
+                await pending
             if self._unmatched_ports is None:
                 return
             for side, port in self._unmatched_ports.items():
-                if self._dropped[side]:
-                    dropped, self._dropped[side] = self._dropped[side], []
-                    if pending := port.emit_all(dropped):
-                        await pending
+                dropped = self._dropped[side]
+                if dropped and (pending := port.emit_all(dropped)):
+                    await pending
 
     def _deadline(self) -> float:
         """When (``clock.now()``) the timer has something to do; inf: nothing."""
@@ -334,6 +356,13 @@ class Join(Component):
             # from the list but not yet sent would be lost with it.
             with anyio.CancelScope(shield=True):
                 await self._flush()
+
+
+def _fields(item: Any) -> dict[str, Any]:
+    """An item's fields by name, as they are (nested models stay models)."""
+    if isinstance(item, BaseModel):
+        return dict(item)
+    return dict(item) if isinstance(item, Mapping) else {}
 
 
 def _reader(field: str | Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -52,8 +52,9 @@ class Watermark:
         self.clock = clock
         self.idle_after = idle_after
         self.value = -math.inf
-        #: ``clock.now()`` when the watermark last moved
-        self.advanced_at = clock.now()
+        #: ``clock.now()`` when the watermark last moved (the component sets it
+        #: when it starts: a clock may need the running loop to be read)
+        self.advanced_at = 0.0
 
     def see(self, t: float) -> bool:
         """Take an item's time into account; whether the watermark moved."""
