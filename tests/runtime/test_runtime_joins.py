@@ -267,8 +267,9 @@ async def test_processing_time_pairs_what_comes_within_and_expires_by_the_timer(
         await settle()
         assert wired.lost("left") == []
         clock.advance(0.5)
-        await until(lambda: join.buffered == 1)  # the payment's 5 s run on
+        await until(lambda: len(wired.lost("left")) == 1)
         assert wired.lost("left") == [order("b", 999)]  # "a" paired
+        assert join.buffered == 1  # the payment's 5 s run on
         await wired.finish()
     assert wired.out.items == [("a", 7)]
     assert wired.lost("right") == []  # it paired
@@ -313,6 +314,7 @@ async def test_at_the_cap_the_oldest_item_is_dropped_with_one_warning(
             await wired.left.send.send(order(f"k{t}", t))
         await until(lambda: wired.join.evicted == 2)
         assert wired.join.buffered == 2
+        await until(lambda: len(wired.lost("left")) == 2)  # sent, then consumed
         assert [o.order_id for o in wired.lost("left")] == ["k0", "k1"]
         text = wired.service.metrics.render().decode()
         await wired.finish()
