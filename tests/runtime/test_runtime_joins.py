@@ -574,3 +574,37 @@ async def test_a_clock_set_after_construction_drives_idleness() -> None:
         clock.advance(5)
         await until(lambda: len(wired.lost("left")) == 1)
         await wired.finish()
+
+
+class Looked(OrderPayments):
+    """An ``async def match``: a lookup between the pair and what it sends."""
+
+    async def match(self, left: Order, right: Payment) -> Paid | None:  # type: ignore[override]
+        await anyio.sleep(0)
+        if right.amount < 0:
+            raise ValueError("negative payment")
+        return None if right.amount == 0 else super().match(left, right)
+
+
+async def test_an_async_match_is_awaited_and_its_failures_reported() -> None:
+    join = Looked(
+        "j",
+        within=5,
+        time={"left": "placed_at", "right": "paid_at"},
+        inputs={"left": Order, "right": Payment},
+        schema=Paid,
+        errors=True,
+    )
+    wired = Wired(join)
+    async with wired.service.running():
+        await wired.left.send.send(order("a", 0))
+        await until(lambda: join.buffered == 1)
+        await wired.right.send.send(payment("a", 1))
+        await wired.right.send.send(payment("a", 2, amount=0))  # None: dropped
+        await wired.right.send.send(payment("a", 3, amount=-1))  # raises
+        await until(lambda: len(wired.errors.items) == 1)
+        await until(lambda: len(wired.out.items) == 1)
+        await wired.finish()
+    assert wired.pairs() == [("a", 0, 1)]
+    assert join.matched_pairs == 3
+    assert wired.errors.items[0].error_type == "ValueError"

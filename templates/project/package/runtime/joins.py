@@ -20,7 +20,8 @@ and sent on ``unmatched_<side>``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from inspect import isawaitable
 from operator import attrgetter
 from time import monotonic
 from typing import Any
@@ -142,6 +143,9 @@ class Join(Component):
         )
         #: pairs ``match`` raised on, with the arriving item (reported by its loop)
         self._failed: list[tuple[Envelope, Exception]] = []
+        #: what an ``async def match`` returned, with the arriving item: awaited
+        #: by the input loop once the batch is in
+        self._awaiting: list[tuple[Envelope, Awaitable[Any]]] = []
         # made in ``serve``: anyio's primitives belong to the running loop
         self._sending: anyio.Lock | None = None
         self._wake: anyio.Event | None = None
@@ -150,7 +154,9 @@ class Join(Component):
 
     def match(self, left: Any, right: Any) -> Any:
         """The item made of a pair of the same key near in time, or None to drop
-        the pair; override it (the default sends the pair as a tuple)."""
+        the pair; override it (the default sends the pair as a tuple). It may be
+        an ``async def``: it is then awaited once the batch holding the pair's
+        second item is in (its items leave after the batch's other pairs')."""
         return (left, right)
 
     def combine(self, left: Any, right: Any) -> Any:
@@ -222,6 +228,12 @@ class Join(Component):
 
         async def handle(batch: list[Entry]) -> None:
             self._add_all(side, batch, key)
+            while self._awaiting:
+                cause, pending = self._awaiting.pop(0)
+                try:
+                    self._made(cause, await pending)
+                except Exception as raised:  # the user's match raised
+                    self._failed.append((cause, raised))
             while self._failed:
                 envelope, exc = self._failed.pop(0)
                 await self.fail(port, envelope, exc)
@@ -273,6 +285,13 @@ class Join(Component):
         except Exception as exc:  # reported by the input loop, on the arriving item
             self._failed.append((cause, exc))
             return
+        if isawaitable(result):  # an ``async def match``: the input loop awaits it
+            self._awaiting.append((cause, result))
+            return
+        self._made(cause, result)
+
+    def _made(self, cause: Envelope, result: Any) -> None:
+        """What ``match`` returned for a pair: sent, unless None."""
         if result is None:
             return
         now = monotonic()
