@@ -144,12 +144,24 @@ def test_late_and_errors_are_outputs_of_their_schemas() -> None:
         ),
         (
             {
+                17: "    window: {type: sliding, size: 1m, time: at}",
+                21: "  - {from: api.out, to: counts.in, key: sensor, "
+                "transport: redis}\n  - {from: counts.out, to: store.in, "
+                "transport: redis}",
+            },
+            "21: connections[0].transport: window 'counts': a sliding window keeps "
+            "its windows in memory (over redis only tumbling and hopping windows "
+            "are kept); carry connection api.out -> counts.in in memory "
+            "('transport: memory')",
+        ),
+        (
+            {
                 21: "  - {from: api.out, to: counts.in, key: sensor, "
                 "transport: redis}"
             },
-            "21: connections[0].transport: window 'counts' keeps its windows in memory: its "
-            "input cannot come over redis yet (the Redis state store is not built); "
-            "carry connection api.out -> counts.in in memory ('transport: memory')",
+            "22: connections[1]: window 'counts': its input comes over "
+            "redis, so its results are written in the script that acknowledges it; "
+            "carry connection counts.out -> store.in over redis too",
         ),
         (
             {17: "    window: {size: 1m, hop: 30s}"},
@@ -237,7 +249,8 @@ def test_late_and_errors_are_outputs_of_their_schemas() -> None:
     ],
     ids=[
         "unkeyed",
-        "redis",
+        "redis-sliding",
+        "redis-out-in-memory",
         "tumbling hop",
         "sliding hop",
         "hopping without hop",
@@ -258,6 +271,17 @@ def test_late_and_errors_are_outputs_of_their_schemas() -> None:
 )
 def test_misuse_is_refused_at_its_line(changes: dict[int, str], expected: str) -> None:
     assert expected in problems_of(_with(changes), NAME)
+
+
+def test_a_tumbling_window_over_redis_keyed_with_its_out_over_redis_loads() -> None:
+    text = _with(
+        {
+            21: "  - {from: api.out, to: counts.in, key: sensor, transport: redis}",
+            22: "  - {from: counts.out, to: store.in, transport: redis}",
+        }
+    )
+    conf = load_text(text, NAME).component("counts").window
+    assert conf is not None and conf.key == "sensor"
 
 
 def test_two_input_connections_with_different_keys_are_refused() -> None:

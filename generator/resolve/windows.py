@@ -254,7 +254,7 @@ class WindowRules(Checks):
             schema = component.inputs[0].schema
             if schema in by_name:
                 self._window_fields(name, conf, by_name, schema)
-            key = self._window_input(name, connections)
+            key = self._window_input(name, connections, conf)
             out[name] = _replace(component, conf, key)
         return out
 
@@ -300,10 +300,14 @@ class WindowRules(Checks):
                 f"takes a field of {', '.join(allowed)}, never null",
             )
 
-    def _window_input(self, name: str, connections: tuple[Connection, ...]) -> str:
+    def _window_input(
+        self, name: str, connections: tuple[Connection, ...], conf: WindowConf
+    ) -> str:
         """The key of the window's input connections; each must have one, the same,
-        and be carried in memory."""
+        and be carried in memory, or be its only one, over redis, with its outputs
+        over redis too (the Redis state store)."""
         keys: set[str] = set()
+        inputs = [c for c in connections if c.target.component == name]
         for conn in connections:
             if conn.target.component != name:
                 continue
@@ -320,12 +324,23 @@ class WindowRules(Checks):
             else:
                 keys.add(conn.key)
             if conn.transport != "memory":
-                self.error(
-                    self.conn_loc(index, self.spec.connections[index], "transport"),
-                    f"window {name!r} keeps its windows in memory: its input cannot "
-                    f"come over {conn.transport} yet (the Redis state store is not "
-                    f"built); carry connection {ends} in memory ('transport: memory')",
-                )
+                at = self.conn_loc(index, self.spec.connections[index], "transport")
+                if conf.count is not None or conf.type == "sliding":
+                    shape = "count" if conf.count is not None else "sliding"
+                    self.error(
+                        at,
+                        f"window {name!r}: a {shape} window keeps its windows in "
+                        f"memory (over {conn.transport} only tumbling and hopping "
+                        f"windows are kept); carry connection {ends} in memory "
+                        "('transport: memory')",
+                    )
+                elif len(inputs) > 1:
+                    self.error(
+                        at,
+                        f"window {name!r}: over {conn.transport} a window takes one "
+                        f"input connection; carry connection {ends} in memory",
+                    )
+                self._window_outputs(name, connections, conn.transport)
         if len(keys) > 1:
             self.error(
                 ("components", name),
@@ -333,6 +348,24 @@ class WindowRules(Checks):
                 f"({', '.join(sorted(keys))}); one key makes one set of windows",
             )
         return min(keys, default="")
+
+    def _window_outputs(
+        self, name: str, connections: tuple[Connection, ...], transport: str
+    ) -> None:
+        """A window over redis writes its results in the script that acknowledges
+        its input: its out and late connections must be carried by redis too."""
+        for conn in connections:
+            if conn.source.component != name or conn.transport == transport:
+                continue
+            if conn.source.name not in ("out", "late"):
+                continue
+            index = self.spec_index(conn)
+            self.error(
+                self.conn_loc(index, self.spec.connections[index], "transport"),
+                f"window {name!r}: its input comes over {transport}, so its results "
+                "are written in the script that acknowledges it; carry connection "
+                f"{conn.source.ref} -> {conn.target.ref} over {transport} too",
+            )
 
 
 def _replace(component: Component, conf: WindowConf, key: str) -> Component:

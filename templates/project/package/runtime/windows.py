@@ -22,9 +22,10 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from inspect import isclass
 from operator import attrgetter, itemgetter
 from time import monotonic
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
 from anyio import EndOfStream, WouldBlock
@@ -47,6 +48,24 @@ _ENVELOPE, _ITEM, _TIMESTAMP = itemgetter(1), attrgetter("item"), datetime.times
 def _new_slot() -> dict[Any, Any]:
     """A start's windows, by key (typed: the checkers cannot infer ``{}``)."""
     return {}
+
+
+class KeptWindows(Protocol):
+    """A window's state kept by its input's transport (a keyed Redis connection:
+    ``redis/windowstore.py``), per partition, instead of in ``Window.store``."""
+
+    @property
+    def open(self) -> int:
+        """Windows open, over the partitions held here."""
+
+    async def take(self, batch: list[Entry]) -> list[tuple[Entry, Exception]]:
+        """Add and commit a batch; the items that failed, to report."""
+
+    def deadline(self) -> float:
+        """When (``clock.now()``) something closes by time."""
+
+    async def on_time(self) -> None:
+        """Close (and commit) what is due by time."""
 
 
 WindowType = Literal["tumbling", "hopping", "sliding"]
@@ -126,6 +145,7 @@ class Window(Component):
         if emit not in ("final", "every"):
             raise WiringError(f"window {name!r}: emit {emit!r} is not final or every")
         self.schema = schema
+        self.every = emit == "every"
         self.grace = _check(name, "grace", grace, allow_zero=True)
         self.event_time = time is not None
         if not self.event_time and grace:
@@ -133,7 +153,9 @@ class Window(Component):
                 f"window {name!r}: grace is for event time (set time), not "
                 "processing time, whose items are never out of order"
             )
-        self.time = attrgetter(time) if isinstance(time, str) else time
+        self.time: Callable[[Any], Any] | None = (
+            attrgetter(time) if isinstance(time, str) else time
+        )
         self.key = attrgetter(key) if isinstance(key, str) else key
         if max_open < 1:
             raise WiringError(f"window {name!r}: max_open must be at least 1")
@@ -174,6 +196,10 @@ class Window(Component):
         self._wake: anyio.Event | None = None
         #: whether the timer waits for the first window (nothing to time yet)
         self._unarmed = True
+        #: the state kept by the input's transport (over Redis), else None
+        self.kept: KeptWindows | None = None
+        #: what an item is read back as from kept state (``collect`` of items)
+        self.item_schema = _model(next(iter(self.inputs.values())).schema)
 
     def _store(
         self,
@@ -218,7 +244,7 @@ class Window(Component):
     @property
     def open_windows(self) -> int:
         """Windows open now (every key's)."""
-        return self.store.open
+        return self.store.open if self.kept is None else self.kept.open
 
     def watermark_lag(self) -> float:
         """How far the watermark is behind the clock's wall time, in seconds (0
@@ -228,25 +254,47 @@ class Window(Component):
         return max(0.0, self.clock.wall() - self.watermark)
 
     async def setup(self) -> None:
-        """Refuse an input the window cannot take: unkeyed, or not in memory."""
+        """Refuse an input the window cannot take: unkeyed, or over a transport
+        that does not keep its state (over Redis: a keyed connection does)."""
         for port in self.inputs.values():
             self._check_input(port)
 
     def _check_input(self, port: InputPort) -> None:
         for connection in port.connections:
             if connection.settled is not None:
-                raise WiringError(
-                    f"window {self.name!r}: its state is kept in memory, so its "
-                    f"input cannot come over {connection.transport!r} (yet)"
-                )
+                self._keep_by(connection)
+                continue
             if (connection.key if self.key is None else self.key) is None:
                 raise WiringError(
                     f"window {self.name!r}: its input must be keyed (connect it "
                     "with key=...) or the window given a key"
                 )
 
+    def _keep_by(self, connection: Connection) -> None:
+        """An input over Redis: its keyed connection keeps the state, per partition
+        (or the input is refused, saying why)."""
+        keep = getattr(connection, "keep_window", None)
+        where = f"window {self.name!r}: its input comes over {connection.transport!r}"
+        if keep is None or connection.key is None:
+            raise WiringError(
+                f"{where}, so it must be a keyed connection (key=...): a keyed "
+                "Redis connection keeps the window's state per partition, in Redis; "
+                "unkeyed, a key's items would be split between the replicas"
+            )
+        if self.key is not None:
+            raise WiringError(
+                f"{where}: its key is the keyed connection's (its partitions hold "
+                "whole keys); give the window no key of its own"
+            )
+        if self.kept is not None:
+            raise WiringError(f"{where}: over Redis a window takes one connection")
+        self.kept = keep(self)
+
     async def serve(self, context: RunContext) -> None:
         """Take every input, close windows on time meanwhile; at the end, close all."""
+        if self.kept is not None:
+            await self._serve_kept(self.kept)
+            return
         drains = [(p, c) for p in self.inputs.values() for c in p.connections]
         self.advanced_at = self.clock.now()
         self._sending, self._wake = anyio.Lock(), anyio.Event()
@@ -287,6 +335,60 @@ class Window(Component):
                     await self.fail(port, entry[1], exc)
                 await self._flush()
                 await checkpoint()
+
+    async def _serve_kept(self, kept: KeptWindows) -> None:
+        """``serve`` over Redis: the state is the partitions', in Redis, so a
+        replica that stops closes nothing (the partitions' next owners go on)."""
+        drains = [(p, c) for p in self.inputs.values() for c in p.connections]
+        self.advanced_at = self.clock.now()
+        self._sending, self._wake = anyio.Lock(), anyio.Event()
+        async with anyio.create_task_group() as timer:
+            timer.start_soon(self._on_time_kept, kept)
+            async with anyio.create_task_group() as group:
+                for port, connection in drains:
+                    group.start_soon(self._receive_kept, port, connection, kept)
+            timer.cancel_scope.cancel()
+
+    async def _receive_kept(
+        self, port: InputPort, connection: Connection, kept: KeptWindows
+    ) -> None:
+        """The loop of an input over Redis: each batch committed by ``kept``."""
+        take, limit = connection.take, self.burst_limit
+        age, counts = port.age, port.latency.counts
+        async with connection.receiving() as receiver:
+            while True:
+                batch = take(limit)
+                if not batch:
+                    try:
+                        batch = [await receiver.receive()]
+                    except EndOfStream:
+                        return
+                    batch += take(limit - 1)
+                age.observe_since(monotonic(), [stamp for stamp, _ in batch])
+                counts[0] += len(batch)
+                for entry, exc in await kept.take(batch):
+                    await self.fail(port, entry[1], exc)
+                if self._unarmed and kept.open and self._wake is not None:
+                    self._wake.set()
+
+    def rearm(self) -> None:
+        """The kept state changed outside the input loop (a partition's state was
+        loaded): the timer looks at its deadline again."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _on_time_kept(self, kept: KeptWindows) -> None:
+        """``_on_time`` over Redis: each partition's closes committed by ``kept``."""
+        clock = self.clock
+        while True:
+            deadline = kept.deadline()
+            self._unarmed = deadline == math.inf
+            self._wake = wake = anyio.Event()
+            with clock.scope(deadline):
+                await wake.wait()
+            if clock.now() >= kept.deadline():
+                with anyio.CancelScope(shield=True):
+                    await kept.on_time()
 
     def _add_all(self, batch: list[Entry], key: Callable[[Any], Any]) -> None:
         """The synchronous core: add a batch, closing what the watermark passes."""
@@ -524,6 +626,11 @@ class Window(Component):
             # from the list but not yet sent would be lost with it.
             with anyio.CancelScope(shield=True):
                 await self._flush()
+
+
+def _model(schema: Any) -> type[BaseModel] | None:
+    """``schema`` when it is a pydantic model, else None."""
+    return schema if isclass(schema) and issubclass(schema, BaseModel) else None
 
 
 def _check(name: str, what: str, seconds: float, *, allow_zero: bool = False) -> float:

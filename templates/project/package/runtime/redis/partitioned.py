@@ -56,6 +56,7 @@ from .link import UNREACHABLE, RedisLink, stream_id
 from .partitions import assignment, partition_of, skew
 from .publisher import WRITE_BATCH, RedisPublisher
 from .replicas import heartbeat, live_members
+from .windowstore import Windowed, WindowStore
 from .wire import DLQ_SUFFIX, FIELD
 
 __all__ = ["PartitionReader", "PartitionedConnection"]
@@ -110,6 +111,9 @@ class PartitionedConnection(RedisConnection):
         #: names it as its cause: ``fence_of``)
         self._taken: dict[int, Lease] = {}
         self._fences: dict[str, Lease] = {}
+        #: the state of the window this connection feeds, kept in Redis (None: the
+        #: target is no window)
+        self.kept: WindowStore | None = None
         self._ttl_ms = link.settings.redis_lease_ttl_ms
         # how long a beat, a renewal or a grant may take before it is given up
         # for this round: half of what the lease is trusted for (a busy event loop
@@ -251,6 +255,40 @@ class PartitionedConnection(RedisConnection):
         assert isinstance(parent, Origin)
         cause = parent.causation_id
         return None if cause is None else self._fences.get(cause)
+
+    def keep_window(self, window: Windowed) -> WindowStore:
+        """Keep ``window``'s state per partition in Redis (``windowstore``): its
+        items are acknowledged by the store's commits, not settled."""
+        self.kept = WindowStore(window, self)
+        return self.kept
+
+    def held(self, envelope: Envelope) -> tuple[Lease, bytes] | None:
+        """The lease an entry was taken under and its id (None: not held here, or
+        not under the partition's current lease)."""
+        lease = self._taken.get(envelope.seq)
+        if lease is None:
+            return None
+        reader = self.readers[lease.partition]
+        held = reader._held.get(envelope.seq) if reader.lease is lease else None
+        return None if held is None else (lease, held.id)
+
+    def committed(self, lease: Lease, entries: list[Entry]) -> None:
+        """The entries, taken under ``lease``, were acknowledged by a window
+        store's commit: no longer held."""
+        taken, fences = self._taken, self._fences
+        for _, envelope in entries:
+            taken.pop(envelope.seq, None)
+            if fences.get(envelope.id) is lease:
+                del fences[envelope.id]
+        reader = self.readers[lease.partition]
+        if reader.lease is lease:
+            reader.committed(entries)
+
+    def lose(self, lease: Lease, why: str) -> None:
+        """Stop reading the partition of ``lease`` (if still read under it)."""
+        reader = self.readers[lease.partition]
+        if reader.lease is lease:
+            reader.lose(why)
 
     def _settle(self, envelope: Envelope, error: Exception | None) -> None:
         lease = self._taken.pop(envelope.seq, None)
@@ -587,8 +625,9 @@ class PartitionReader(RedisConnection):
                 async with feed:
                     await self._until_finished(self._add_group)
                     try:
-                        await self._take_over(feed)
-                        await self._read_until_finished(feed)
+                        if await self._load(lease):
+                            await self._take_over(feed)
+                            await self._read_until_finished(feed)
                     except anyio.BrokenResourceError:
                         pass  # the component stopped taking: left pending
                 await self.settle_all()
@@ -625,7 +664,33 @@ class PartitionReader(RedisConnection):
                 return
             await anyio.sleep(0.01)
 
+    async def _load(self, lease: Lease) -> bool:
+        """Load the window state of the partition (when its target keeps one in
+        Redis) before any entry is delivered; False: it could not, and the lease
+        is given up."""
+        kept = self.parent.kept
+        if kept is None:
+            return True
+        try:
+            with anyio.fail_after(self.parent._patience):
+                await kept.load(lease)
+        except (*UNREACHABLE, TimeoutError) as exc:
+            self.lose(f"its window state could not be loaded: {exc!r}")
+            return False
+        return True
+
+    def committed(self, entries: list[Entry]) -> None:
+        """Acknowledged by a window store's commit (``windowstore``)."""
+        for _, envelope in entries:
+            held = self._held.pop(envelope.seq, None)
+            if held is not None:
+                self._unacked.discard(held.id)
+                self.acknowledged += 1
+
     async def _end(self, lease: Lease) -> None:
+        kept = self.parent.kept
+        if kept is not None:
+            kept.drop(lease)
         with anyio.CancelScope(shield=True):
             if not lease.lost:
                 lease.lost = True

@@ -1,0 +1,166 @@
+"""The windowed service of tests/runtime/test_runtime_window_redis.py, and a replica.
+
+``events`` (keyed by ``account``, fixed event times) -> keyed Redis connection
+(``partitions``) -> ``counts`` (a tumbling count per account, its state per
+partition in Redis) -> Redis -> ``keep``. The test runs ``events`` and ``keep`` in
+its own process (``build``); each replica of ``counts`` is this script, a process
+of its own:
+
+    python window_replica.py URL PREFIX CONSUMER LEASE_TTL_MS PARTITIONS
+
+``WINDOW_REPLICA_DIE=<step>:<n>`` makes the replica kill itself (SIGKILL) at a step
+of its ``n``-th commit or load: ``before`` (the batch added to the windows here, its
+script not run), ``after`` (the script ran: state, acknowledgements and results in
+Redis), ``load`` (a partition's lease taken, its state not loaded yet).
+
+It needs ``templates/project/package`` on ``PYTHONPATH`` (the runtime).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from datetime import datetime
+from typing import Any
+
+import anyio
+import runtime
+from pydantic import BaseModel
+from runtime.redis import windowstore
+
+#: the windows' size and how long a quiet partition waits before its watermark
+#: moves on (s): the last windows close by idleness once the events stop
+SIZE_S = 5.0
+IDLE_S = 1.0
+
+
+class Event(BaseModel):
+    """One event of one account, at a fixed time."""
+
+    account: str
+    seq: int
+    at: datetime
+
+
+class Counted(BaseModel):
+    """A window's count."""
+
+    key: str
+    start: datetime
+    end: datetime
+    value: int
+
+
+def settings_for(
+    url: str, prefix: str, consumer: str, ttl_ms: int, components: str
+) -> runtime.ServiceSettings:
+    """The settings every process of the test service shares (its own consumer)."""
+    return runtime.ServiceSettings(
+        redis_url=url,
+        redis_prefix=prefix,
+        redis_consumer=consumer,
+        redis_lease_ttl_ms=ttl_ms,
+        redis_claim_idle_ms=max(200, ttl_ms),
+        components=components,
+        drain_timeout_s=10,
+    )
+
+
+def build(
+    settings: runtime.ServiceSettings,
+    partitions: int,
+    events: runtime.Source | None = None,
+    keep: runtime.Sink | None = None,
+) -> runtime.Service:
+    """The service; ``events`` and ``keep`` only matter where they run."""
+    service = runtime.Service("wr", settings=settings)
+    service.add(events or _Nothing("events"))
+    service.add(
+        runtime.Window(
+            "counts",
+            size=SIZE_S,
+            time="at",
+            idle_after=IDLE_S,
+            schema=Counted,
+            inputs={"in": Event},
+        )
+    )
+    service.add(keep or _Drop("keep"))
+    service.connect(
+        "events.out",
+        "counts.in",
+        transport="redis",
+        key="account",
+        partitions=partitions,
+        buffer_size=256,
+    )
+    service.connect("counts.out", "keep.in", transport="redis", buffer_size=256)
+    return service
+
+
+class _Nothing(runtime.Source):
+    def __init__(self, name: str) -> None:
+        super().__init__(name, outputs={"out": Event})
+
+    async def generate(self) -> Any:
+        return
+        yield
+
+
+class _Drop(runtime.Sink):
+    def __init__(self, name: str) -> None:
+        super().__init__(name, inputs={"in": Counted})
+
+    def consume(self, item: Counted) -> None:
+        return None
+
+
+def _die_at(spec: str) -> None:
+    """Kill this process at the step ``spec`` names (see the module)."""
+    step, _, number = spec.partition(":")
+    target = int(number or "1")
+    seen = {"commit": 0, "load": 0}
+    commit, load = windowstore.WindowStore._commit, windowstore.WindowStore.load
+
+    async def dying_commit(self: Any, part: Any, changes: Any) -> bool:
+        if changes.entries:
+            seen["commit"] += 1
+        now = seen["commit"] == target and bool(changes.entries)
+        if now and step == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        ok: bool = await commit(self, part, changes)
+        if now and step == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return ok
+
+    async def dying_load(self: Any, lease: Any) -> None:
+        seen["load"] += 1
+        if step == "load" and seen["load"] == target:
+            os.kill(os.getpid(), signal.SIGKILL)
+        await load(self, lease)
+
+    windowstore.WindowStore._commit = dying_commit  # type: ignore[method-assign]
+    windowstore.WindowStore.load = dying_load  # type: ignore[method-assign]
+
+
+def main() -> None:
+    url, prefix, consumer, ttl_ms, partitions = sys.argv[1:6]
+    if die := os.environ.get("WINDOW_REPLICA_DIE"):
+        _die_at(die)
+    settings = settings_for(url, prefix, consumer, int(ttl_ms), "counts")
+    service = build(settings, int(partitions))
+
+    async def run() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(service.run)
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    service.stop()
+                    break
+
+    anyio.run(run)
+
+
+if __name__ == "__main__":
+    main()
