@@ -9,7 +9,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import pytest
+import redis
 import redis.asyncio
 import runtime
 from pydantic import BaseModel
@@ -261,3 +263,91 @@ async def test_what_a_window_over_redis_cannot_keep_is_refused_at_start(
     with pytest.raises(runtime.StartupError, match=message):
         async with service.running():
             pass
+
+
+# -- closes by time, in one process against a real Redis ----------------------
+
+
+class Held(runtime.Source):
+    """Yields ``items``, then stays open (the window's state stays in Redis when
+    its input ends, so the test keeps it running)."""
+
+    def __init__(self, name: str, items: list[Trade]) -> None:
+        super().__init__(name, outputs={"out": Trade})
+        self.items = items
+        self.done = anyio.Event()
+
+    async def generate(self) -> AsyncIterator[Trade]:
+        for item in self.items:
+            yield item
+        await self.done.wait()
+
+
+class Keep(runtime.Sink):
+    def __init__(self, name: str) -> None:
+        super().__init__(name, inputs={"in": runtime.WindowResult})
+        self.items: list[Any] = []
+
+    def consume(self, item: Any) -> None:
+        self.items.append(item)
+
+
+def _trade(account: str, at: float) -> Trade:
+    return Trade(
+        account=account,
+        price=Decimal(1),
+        at=datetime.fromtimestamp(at, UTC),
+        day=date(2026, 1, 1),
+        size=1.0,
+    )
+
+
+async def _until(condition: Any) -> None:
+    with anyio.fail_after(30):
+        while not condition():
+            await anyio.sleep(0.02)
+
+
+@pytest.mark.parametrize("time", ["processing", "idleness"])
+async def test_a_close_by_time_is_a_commit_too(time: str) -> None:
+    url, prefix = redis_url(), unique_prefix()
+    clock = runtime.ManualClock(wall=1_700_000_000.0)
+    t0 = 1_700_000_000.0
+    items = [_trade("a", t0 + 1), _trade("a", t0 + 2), _trade("b", t0 + 3)]
+    event_time = {"time": "at", "idle_after": 5.0} if time == "idleness" else {}
+    window = runtime.Window(
+        "w", size=60, clock=clock, inputs={"in": Trade}, **event_time
+    )
+    settings = runtime.ServiceSettings(redis_url=url, redis_prefix=prefix)
+    service = runtime.Service("wr", settings=settings)
+    source = service.add(Held("trades", items))
+    service.add(window)
+    keep = service.add(Keep("keep"))
+    service.connect("trades.out", "w.in", transport="redis", key="account")
+    service.connect("w.out", "keep.in", transport="redis")
+    connection = window.inputs["in"].connections[0]
+    states = [f"{s}.state.w.in" for s in connection.streams]  # type: ignore[attr-defined]
+    sync = redis.Redis.from_url(url)
+    try:
+
+        def fields() -> dict[bytes, bytes]:
+            found: dict[bytes, bytes] = {}
+            for state in states:
+                found.update(sync.hgetall(state))
+            return found
+
+        def open_windows() -> int:
+            return sum(name != b"~watermark" for name in fields())
+
+        async with service.running():
+            await _until(lambda: open_windows() == 2)  # a's and b's, committed
+            assert keep.items == []
+            clock.advance(60)  # past the windows' end (idleness: quiet for 60 s)
+            await _until(lambda: len(keep.items) == 2)
+            await _until(lambda: open_windows() == 0)
+            source.done.set()
+        assert sorted((i.key, i.value) for i in keep.items) == [("a", 2), ("b", 1)]
+        assert b"~watermark" in fields()
+    finally:
+        sync.close()
+        delete_prefixed(url, prefix)
