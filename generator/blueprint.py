@@ -123,11 +123,12 @@ class WindowConf:
     count: int | None  # count windows only
     time: str | None  # the event-time field (``a.b``: nested); None: processing time
     grace: float  # event time only; else 0
-    aggregate: str  # count, sum, mean, min, max, last, collect
+    aggregate: str  # count, sum, mean, min, max, last, collect; custom: user code
     field: str | None  # the aggregated field; None: count, or the item itself
     emit: str  # "final" | "every"
     key: str  # the key field of its input's connections
     max_open: int | None = None
+    value: str | None = None  # custom: the type its result() returns, as written
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,15 @@ class Component:
     def data_outputs(self) -> tuple[Port, ...]:
         """Outputs other than the ``errors`` port."""
         return tuple(port for port in self.outputs if port.name != ERRORS_PORT)
+
+    @property
+    def custom_aggregate(self) -> str | None:
+        """A window whose aggregate is user code: the type its value has, else None
+        (the kinds table's ``Variant`` for such a window reads it)."""
+        window = self.window
+        if window is None or window.aggregate != "custom":
+            return None
+        return window.value
 
 
 @dataclass(frozen=True)

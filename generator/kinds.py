@@ -28,7 +28,10 @@ class Method:
 
     ``$inputs`` (the input schemas, as a union), ``$output`` (the first output's
     schema), ``$port`` (the name of the alias of the output port names) and
-    ``$first`` (the first output port, as a literal) are filled in per component.
+    ``$first`` (the first output port, as a literal) are filled in per component;
+    a custom window's also ``$acc`` (its accumulator's type: ``Any`` in the base,
+    the placeholder's in the user file), ``$value`` (the type of its value) and
+    ``$result`` (the placeholder's value, from a count ``acc``).
     """
 
     name: str
@@ -43,6 +46,13 @@ class Method:
     # and the imports that needs, in the base only
     admits: str = ""
     admits_imports: tuple[tuple[str, str], ...] = ()
+    # called inline by the runtime (a window's aggregate): a plain ``def`` only,
+    # never ``async def`` nor an awaitable
+    plain: bool = False
+    # the methods the user overrides with this one, printed after it in both classes
+    then: tuple[Method, ...] = ()
+    # more of the user file's docstring (lines as printed): what the methods make
+    about: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,9 @@ class Variant:
     runtime_class: str | None = None  # None: the kind's own
     arguments: tuple[str, ...] = ()  # after the kind's own
     imports: tuple[tuple[str, str], ...] = ()  # what those arguments' code uses
+    # instead of the kind's call_imports (None: the kind's, then ``imports``)
+    call_imports: tuple[tuple[str, str], ...] | None = None
+    mixins: tuple[str, ...] = ()  # runtime classes the base subclasses besides
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,9 @@ class ComponentKind:
     variants: tuple[Variant, ...] = ()  # the first one a component selects applies
     # what the runtime call's arguments use besides the runtime class
     call_imports: tuple[tuple[str, str], ...] = ()
+    # runtime classes (of ``.runtime``) the generated base subclasses after
+    # ``runtime_class`` (a custom window is its own ``Aggregate``)
+    mixins: tuple[str, ...] = ()
 
     def shaped(self, setting: Callable[[str], object]) -> ComponentKind:
         """The kind as a component with these settings (``setting(name)``, None
@@ -87,7 +103,13 @@ class ComponentKind:
                     method=variant.method,
                     runtime_class=variant.runtime_class or self.runtime_class,
                     arguments=self.arguments + variant.arguments,
-                    call_imports=self.call_imports + variant.imports,
+                    call_imports=(
+                        self.call_imports
+                        if variant.call_imports is None
+                        else variant.call_imports
+                    )
+                    + variant.imports,
+                    mixins=self.mixins + variant.mixins,
                     variants=(),
                 )
         return self
@@ -108,6 +130,60 @@ _ONE_OUT = Ports(1, 1, "'output: Schema'")
 _PORTS = ("inputs", "outputs", "burst_limit")
 # How a kind that takes items runs its user method (model._RunsWork)
 _WORK = ("concurrency", "ordering", "blocking")
+
+# A window's aggregate in user code: the three methods of runtime/aggregates.py's
+# Aggregate, typed by the blueprint (the item, the value) and by the user (the
+# accumulator); the placeholder counts, so that the emitted tests pass as generated.
+_JSON_RULE = (
+    "The accumulator must be JSON data that round-trips unchanged (dicts with str "
+    "keys, lists, str, int, float, bool, None; no tuple, set, datetime or object): "
+    "the window's state is stored as JSON, and the emitted tests check it."
+)
+_ANY = (("typing", "Any"),)
+_CUSTOM_INITIAL = Method(
+    "initial",
+    "",
+    "$acc",
+    ("return 0",),
+    "The accumulator of a window with no item yet: implement it in your class "
+    "(this default counts).",
+    "The accumulator of a window that has no item yet (here: a count of 0). "
+    + _JSON_RULE,
+    admits_imports=_ANY,
+    plain=True,
+    about=(
+        "Your class is the window's aggregate: ``initial()`` starts a window's",
+        "accumulator, ``add(acc, item)`` takes each item in, ``result(acc)`` makes",
+        "the window's ``value``. Each window has its own accumulator; pick its type",
+        "by changing the three ``int`` annotations of the placeholder (a count).",
+        "",
+        "The accumulator must be JSON data that round-trips unchanged: dicts with",
+        "str keys, lists, str, int, float, bool, None (no tuple, set, datetime or",
+        "object). The window's state is stored as JSON (over Redis, in Redis), and",
+        "``tests/test_windows.py`` checks every accumulator your code makes.",
+    ),
+    then=(
+        Method(
+            "add",
+            "acc: $acc, item: $inputs",
+            "$acc",
+            ("return acc + 1",),
+            "The accumulator once ``item`` is in the window (this default counts).",
+            "The accumulator once ``item`` is in the window: a new one, or ``acc`` "
+            "changed in place (each window has its own).",
+            plain=True,
+        ),
+        Method(
+            "result",
+            "acc: $acc",
+            "$value",
+            ("return $result",),
+            "The window's value, from its accumulator.",
+            "The window's value (``value`` of $output), from its accumulator.",
+            plain=True,
+        ),
+    ),
+)
 
 COMPONENT_KINDS: dict[str, ComponentKind] = {
     kind.name: kind
@@ -312,8 +388,9 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
             ),
             errors_output=False,
         ),
-        # per key and window, a built-in aggregate of the items (runtime/windows.py);
-        # its outputs are made by the resolver (out: <Name>Window, late, errors)
+        # per key and window, an aggregate of the items (runtime/windows.py): a
+        # built-in, or user code (the component is its own Aggregate); its outputs
+        # are made by the resolver (out: <Name>Window, late, errors)
         ComponentKind(
             "window",
             "Window",
@@ -336,6 +413,14 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
                 "max_open",
             ),
             call_imports=((".runtime.aggregates", "builtin"),),
+            variants=(
+                Variant(
+                    ("custom_aggregate",),
+                    _CUSTOM_INITIAL,
+                    call_imports=(),
+                    mixins=("Aggregate",),
+                ),
+            ),
         ),
     )
 }

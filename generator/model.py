@@ -501,12 +501,30 @@ AggregateName = Literal["count", "last", "collect"]
 FieldAggregate = Literal["sum", "mean", "min", "max", "last", "collect"]
 
 
+#: an aggregate written by the user, typed by what its ``result`` returns
+CUSTOM_AGGREGATE = "custom"
+
+
 def _aggregate_form(value: Any) -> Any:
-    """One error for an aggregate of neither form (a union would report two)."""
+    """One error for an aggregate of no form (a union would report two)."""
     names: tuple[str, ...] = AggregateName.__args__  # type: ignore[attr-defined]
     fields: tuple[str, ...] = FieldAggregate.__args__  # type: ignore[attr-defined]
     if isinstance(value, str) and value in names:
         return value
+    if isinstance(value, dict) and CUSTOM_AGGREGATE in value:
+        if len(value) == 1 and isinstance(value[CUSTOM_AGGREGATE], str):
+            return value
+        raise PydanticCustomError(
+            "portwright_aggregate",
+            "aggregate {value}: a custom aggregate is written {form} alone, the "
+            "type of the value its result() returns (e.g. {example}); it takes no "
+            "field (your add() reads the item)",
+            {
+                "value": repr(value),
+                "form": "{custom: <type>}",
+                "example": "{custom: Stats}, {custom: list[float]}",
+            },
+        )
     if isinstance(value, dict) and len(value) == 1:
         ((name, field),) = value.items()
         if name in fields and isinstance(field, str):
@@ -514,14 +532,24 @@ def _aggregate_form(value: Any) -> Any:
     raise PydanticCustomError(
         "portwright_aggregate",
         "aggregate {value} is not one of {names}, nor a mapping {form} "
-        "(e.g. {example})",
+        "(e.g. {example}), nor {custom}",
         {
             "value": repr(value),
             "names": ", ".join(names),
             "form": "{" + "|".join(fields) + ": <field>}",
             "example": "{mean: temperature}",
+            "custom": "{custom: <type>} (your code)",
         },
     )
+
+
+class CustomAggregateSpec(Spec):
+    """An aggregate written by the user: ``initial()``, ``add(acc, item)`` and
+    ``result(acc)`` in ``components/<name>.py`` (docs/blueprint.md, Windows)."""
+
+    #: the type of the window's ``value`` (what ``result`` returns), written as a
+    #: field's type: a scalar type, a schema, ``list[T]``, ``T | None``
+    custom: Annotated[str, Field(strict=True, min_length=1, max_length=200)]
 
 
 class WindowShapeSpec(Spec):
@@ -547,10 +575,11 @@ class WindowSpec(ComponentSpec, _HasInputs):
     window: WindowShapeSpec
     #: ``count``, ``last``, ``collect`` (the items) or one field's:
     #: ``{sum: f}``, ``{mean: f}``, ``{min: f}``, ``{max: f}``, ``{last: f}``,
-    #: ``{collect: f}``
+    #: ``{collect: f}``; or user code, ``{custom: <type of the value>}``
     aggregate: Annotated[
         AggregateName
-        | Annotated[dict[FieldAggregate, KeyPath], Field(min_length=1, max_length=1)],
+        | Annotated[dict[FieldAggregate, KeyPath], Field(min_length=1, max_length=1)]
+        | CustomAggregateSpec,
         BeforeValidator(_aggregate_form),
     ] = "count"
     #: ``final``: each window once, when it closes; ``every``: its value at each item

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from string import Template
 from typing import Any, Literal
@@ -19,6 +19,7 @@ from typing import Any, Literal
 from . import __version__
 from .asyncapi import asyncapi_document, asyncapi_json, asyncapi_yaml
 from .blueprint import ERROR_SCHEMA, ERRORS_PORT, Blueprint, Component, Port
+from .custom_window import PLACEHOLDER_ACC, custom_values, value_imports
 from .drawing import mermaid, status_svg
 from .examples import example_item
 from .filters import pyrepr
@@ -147,7 +148,7 @@ def plan(blueprint: Blueprint, blueprint_text: str, templates: Iterable[str]) ->
     for name in sorted(set(templates)):
         if name == PER_COMPONENT:
             for component in blueprint.components:
-                if component.kind in LOGIC_KINDS:
+                if kind_of(component).user_owned:  # a custom window's too
                     path = f"{blueprint.name}/components/{component.name}.py"
                     files.append(
                         PlannedFile(
@@ -244,17 +245,22 @@ def kind_of(component: Component) -> ComponentKind:
 
 def imports_context(blueprint: Blueprint) -> dict[str, Any]:
     """The import lines of the modules that hold every component: bases and wiring."""
-    logic = [c for c in blueprint.components if c.kind in LOGIC_KINDS]
-    other = [c for c in blueprint.components if c.kind not in LOGIC_KINDS]
+    logic = [c for c in blueprint.components if kind_of(c).user_owned]
+    other = [c for c in blueprint.components if not kind_of(c).user_owned]
     bases = Imports()
     for component in logic:
         kind = kind_of(component)
-        assert kind.method is not None  # what LOGIC_KINDS means
-        bases.add_all(kind.method.imports)
-        bases.add_all(kind.method.admits_imports)
+        assert kind.method is not None  # what user_owned means
+        for method in (kind.method, *kind.method.then):
+            bases.add_all(method.imports)
+            bases.add_all(method.admits_imports)
         bases.add_all(kind.call_imports)
-        if not kind.method.is_async and not component.blocking:  # base_returns
-            bases.add("collections.abc", "Awaitable")
+        bases.add(".runtime", *kind.mixins)
+        scalars, named = value_imports(component)  # a custom window's value
+        bases.add_all(sorted(scalars))
+        bases.add(".schemas", *named)
+        if not (kind.method.is_async or kind.method.plain or component.blocking):
+            bases.add("collections.abc", "Awaitable")  # base_returns
         if kind.port_alias:
             bases.add("typing", "Literal")
         if kind.carry_over and carried_fields(blueprint, component)["error_record"]:
@@ -348,7 +354,8 @@ def component_context(blueprint: Blueprint, component: Component) -> dict[str, A
         "name": component.name,
         "kind": component.kind,
         "class_name": class_name(component.name),
-        "runtime_class": kind.runtime_class,
+        # the classes its base subclasses (a custom window's: Window, Aggregate)
+        "runtime_class": ", ".join((kind.runtime_class, *kind.mixins)),
         "description": component.description,
         "user_owned": kind.user_owned,
         "arguments": _arguments(component, kind.arguments),
@@ -389,7 +396,9 @@ def component_context(blueprint: Blueprint, component: Component) -> dict[str, A
         ),
         "out_schema": data_out[0].schema if data_out else None,
         "user_method": (
-            None if kind.method is None else method_code(component, kind.method)
+            None
+            if kind.method is None
+            else methods_code(blueprint, component, kind.method)
         ),
     }
     return context
@@ -443,6 +452,8 @@ def _window_arguments(component: Component) -> dict[str, str | None]:
     if window is None:
         return {}
     field = "" if window.field is None else f", {pyrepr(window.field)}"
+    # a custom window is its own aggregate (its base subclasses Aggregate)
+    aggregate = "self" if window.aggregate == "custom" else None
     return {
         "type": pyrepr(window.type) if window.type != "tumbling" else None,
         "size": None if window.size is None else repr(window.size),
@@ -450,7 +461,7 @@ def _window_arguments(component: Component) -> dict[str, str | None]:
         "count": None if window.count is None else str(window.count),
         "time": None if window.time is None else pyrepr(window.time),
         "grace": repr(window.grace) if window.grace else None,
-        "aggregate": f"builtin({pyrepr(window.aggregate)}{field})",
+        "aggregate": aggregate or f"builtin({pyrepr(window.aggregate)}{field})",
         "emit": pyrepr(window.emit) if window.emit != "final" else None,
         "late": "True" if component.output("late") else None,
         "errors": "True" if component.output(ERRORS_PORT) else None,
@@ -490,7 +501,7 @@ def base_returns(method: Method, returns: str, *, blocking: bool = False) -> str
     awaitable of the same is accepted too (an async generator is its own kind), except
     where it runs in worker threads (``blocking``): there it must stay a plain ``def``,
     and the type check says so when it is not."""
-    if method.is_async or blocking:
+    if method.is_async or method.plain or blocking:
         return returns
     return f"{returns} | Awaitable[{returns}]"
 
@@ -574,6 +585,59 @@ def method_code(component: Component, method: Method) -> dict[str, Any]:
         ),
         "imports": user.sections(),
     }
+
+
+def methods_code(
+    blueprint: Blueprint, component: Component, method: Method
+) -> dict[str, Any]:
+    """``method_code`` of the user's method, with ``then``: the methods after it
+    (a custom window's ``add`` and ``result`` after ``initial``), ``plain`` (never
+    ``async def``) and, for several methods, the imports of them all."""
+    if not method.then:
+        return {
+            **method_code(component, method),
+            "then": [],
+            "plain": method.plain,
+            "about": list(method.about),
+        }
+    custom = custom_values(blueprint, component)
+    user_values = {**custom, "acc": PLACEHOLDER_ACC}
+    base_values = {**custom, "acc": "Any"}  # the user's class types it
+    codes = []
+    for one in (method, *method.then):
+        user = method_code(component, _filled(one, user_values))
+        base = method_code(component, _filled(one, base_values))
+        base_code = {k: base[k] for k in ("base_signature", "base_body")}
+        codes.append({**user, **base_code})
+    imports = Imports().add("..bases", class_name(component.name) + "Base")
+    scalars, named = value_imports(component)
+    imports.add_all(sorted(scalars))
+    imports.add("..schemas", *named, *(p.schema for p in component.inputs))
+    for one in (method, *method.then):
+        imports.add_all(one.imports)
+    return {
+        **codes[0],
+        "then": codes[1:],
+        "plain": method.plain,
+        "about": list(method.about),
+        "imports": imports.sections(),
+    }
+
+
+def _filled(method: Method, values: Mapping[str, str]) -> Method:
+    """``method`` with ``values`` put in, the per-component ones left for later
+    (a ``$`` of a value doubled: ``method_code`` substitutes once more)."""
+    escaped = {key: value.replace("$", "$$") for key, value in values.items()}
+
+    def fill(text: str) -> str:
+        return Template(text).safe_substitute(escaped)
+
+    return replace(
+        method,
+        params=fill(method.params),
+        returns=fill(method.returns),
+        body=tuple(fill(line) for line in method.body),
+    )
 
 
 def carried_fields(blueprint: Blueprint, component: Component) -> dict[str, Any]:

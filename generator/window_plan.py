@@ -75,12 +75,31 @@ def _varied(blueprint: Blueprint, schema: str, path: str | None) -> bool:
     if path is None:
         return False
     field = _field(blueprint, schema, path)
+    return _free_number(field)
+
+
+def _free_number(field: SchemaField | None) -> bool:
     return (
         field is not None
         and field.type.kind == "scalar"
         and field.type.name in ("int", "float")
         and not field.constraints
     )
+
+
+def _vary(blueprint: Blueprint, schema: str, conf: WindowConf) -> list[str]:
+    """The fields a test gives values of its own: a built-in's field when it may;
+    for user code every top-level number field without constraints but the key
+    (what the user's aggregate reads is not known: varied, it gives a test that
+    can tell one item from another)."""
+    if conf.aggregate != "custom":
+        field = conf.field
+        return [field] if field and _varied(blueprint, schema, field) else []
+    return [
+        f.name
+        for f in blueprint.schema(schema).fields
+        if _free_number(f) and f.name != conf.key.split(".")[0]
+    ]
 
 
 def window_cases(blueprint: Blueprint) -> list[dict[str, Any]]:
@@ -108,7 +127,7 @@ def window_cases(blueprint: Blueprint) -> list[dict[str, Any]]:
                 "emit": conf.emit,
                 "late": component.output("late") is not None,
                 "example": blueprint.schema(schema).example(),
-                "varied": _varied(blueprint, schema, conf.field),
+                "vary": _vary(blueprint, schema, conf),
             }
         )
     return cases

@@ -306,7 +306,7 @@ def test_an_aggregate_of_neither_form_is_one_problem_at_its_line(
     assert problems_of(_with({18: f"    aggregate: {aggregate}"}), NAME) == [
         f"18: components.counts.aggregate: aggregate {_shown(aggregate)} is not one "
         "of count, last, collect, nor a mapping {sum|mean|min|max|last|collect: "
-        "<field>} (e.g. {mean: temperature})"
+        "<field>} (e.g. {mean: temperature}), nor {custom: <type>} (your code)"
     ]
 
 

@@ -25,8 +25,15 @@ from ..blueprint import (
 )
 from ..durations import parse_duration
 from ..field_types import TypeSyntaxError, parse_type
-from ..model import BlueprintSpec, FieldSpec, SchemaSpec, WindowSpec
-from ..names import class_name
+from ..model import (
+    CUSTOM_AGGREGATE,
+    BlueprintSpec,
+    CustomAggregateSpec,
+    FieldSpec,
+    SchemaSpec,
+    WindowSpec,
+)
+from ..names import class_name, component_classes
 from ..yaml_source import Loc
 from .checks import Checks
 
@@ -41,9 +48,12 @@ def window_schema_name(component: str) -> str:
 
 
 def _aggregate(spec: WindowSpec) -> tuple[str, str | None]:
-    """``(aggregate, field)``: ``{sum: price}`` -> ``("sum", "price")``."""
+    """``(aggregate, field)``: ``{sum: price}`` -> ``("sum", "price")``;
+    ``{custom: T}`` -> ``("custom", None)``."""
     if isinstance(spec.aggregate, str):
         return spec.aggregate, None
+    if isinstance(spec.aggregate, CustomAggregateSpec):
+        return CUSTOM_AGGREGATE, None
     ((name, field),) = spec.aggregate.items()
     return name, field
 
@@ -100,8 +110,21 @@ def _key_path(spec: BlueprintSpec, name: str, schema: str) -> str | None:
     return None
 
 
+def custom_value(window: WindowSpec) -> str | None:
+    """A custom aggregate's value type, written as parsed (``list[ float ]`` ->
+    ``list[float]``), or None: not custom, or not a type (refused by the rules)."""
+    if not isinstance(window.aggregate, CustomAggregateSpec):
+        return None
+    try:
+        return str(parse_type(window.aggregate.custom))
+    except TypeSyntaxError:
+        return None
+
+
 def _value_type(spec: BlueprintSpec, window: WindowSpec, schema: str) -> str:
     """The type of the window's ``value``: what its aggregate returns."""
+    if isinstance(window.aggregate, CustomAggregateSpec):
+        return custom_value(window) or "str"  # not a type: refused by the rules
     aggregate, field = _aggregate(window)
     if aggregate == "count":
         return "int"
@@ -137,7 +160,11 @@ def window_schemas(spec: BlueprintSpec) -> tuple[BlueprintSpec, frozenset[str]]:
                 ),
                 "value": FieldSpec(
                     type=_value_type(spec, component, schema),
-                    description=f"The {_aggregate(component)[0]} of its items.",
+                    description=(
+                        "What the component's result() returns for its items."
+                        if isinstance(component.aggregate, CustomAggregateSpec)
+                        else f"The {_aggregate(component)[0]} of its items."
+                    ),
                 ),
             },
         )
@@ -202,9 +229,33 @@ class WindowRules(Checks):
             emit=spec.emit,
             key="",  # known once the connections are
             max_open=spec.max_open,
+            value=custom_value(spec),
         )
         self._window_shape(name, conf)
+        if isinstance(spec.aggregate, CustomAggregateSpec):
+            self._custom(name, spec.aggregate.custom)
         return tuple(outputs), {"window": conf}
+
+    def _custom(self, name: str, written: str) -> None:
+        """A custom aggregate's value type, and the classes its user code makes."""
+        at: Loc = ("components", name, "aggregate", CUSTOM_AGGREGATE)
+        try:
+            ref = parse_type(written)
+        except TypeSyntaxError as exc:
+            self.error(at, f"custom aggregate of window {name!r}: {exc}")
+            return
+        for schema in ref.schemas():
+            self.schema_ref(at, schema, f"the custom aggregate of window {name!r}")
+        made = window_schema_name(name)
+        schemas = {*self.spec.schemas, made}
+        for cls in component_classes(name):
+            if cls in schemas:
+                self.error(
+                    ("components", name),
+                    f"window {name!r} runs your code in class {cls!r}, which schema "
+                    f"{cls!r} makes too; rename the schema or the component",
+                )
+                break
 
     def _window_shape(self, name: str, conf: WindowConf) -> None:
         """What the runtime's ``Window`` refuses of a shape."""
