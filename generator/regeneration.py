@@ -17,11 +17,11 @@ from .errors import BlueprintError, CheckFailed, GenerationError
 from .gate import GateResult, Known, Step
 from .generation import build, land
 from .journal import apply, recover
-from .kinds import LOGIC_KINDS
 from .layout import BLUEPRINT_COPY, MANIFEST
 from .loader import load_document
 from .merging import find_markers
 from .partitions import repartitioned
+from .planner import kind_of
 from .update import Tree, UpdatePlan, decide
 from .writer import Manifest, target_of
 from .yaml_source import parse_source
@@ -107,7 +107,7 @@ def _update(
     renames = {
         f"{package}/components/{c.renamed_from}.py": f"{package}/components/{c.name}.py"
         for c in new.components
-        if c.renamed_from is not None and c.kind in LOGIC_KINDS
+        if c.renamed_from is not None and kind_of(c).user_owned  # a custom window too
     }
 
     def read_disk(path: str) -> bytes | None:

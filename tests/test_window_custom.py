@@ -372,3 +372,24 @@ def test_regenerate_keeps_the_users_aggregate(project: Path) -> None:
     assert _user_file(project).read_text() == SPREAD
     assert "late=True" in (project / PKG / "bases.py").read_text()
     assert "size=120.0" in (project / PKG / "bases.py").read_text()
+
+
+def test_a_renamed_window_keeps_the_users_aggregate(tmp_path: Path) -> None:
+    text = _with({})
+    project = generate_gated(tmp_path, NAME, text)
+    old = project / PKG / "components" / "spans.py"
+    skeleton = old.read_text()
+    assert "        return acc + 1\n" in skeleton
+    old.write_text(skeleton.replace("return acc + 1\n", "return acc + 2  # USER\n"))
+    renamed = (
+        text.replace("  spans:\n", "  spreads:\n    renamed_from: spans\n")
+        .replace("SpansWindow", "SpreadsWindow")
+        .replace("spans.", "spreads.")
+    )
+    (project / ".portwright" / "blueprint.yaml").write_text(renamed)
+    done = run_cli("regenerate", str(project))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not old.exists()
+    new = (project / PKG / "components" / "spreads.py").read_text()
+    assert "class Spreads(SpreadsBase):" in new
+    assert "        return acc + 2  # USER\n" in new
