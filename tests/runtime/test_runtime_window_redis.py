@@ -123,6 +123,9 @@ class Replicas:
         self.processes[name].send_signal(signal.SIGKILL)
         self.processes[name].wait(timeout=15)
 
+    def signal(self, name: str, number: int) -> None:
+        self.processes[name].send_signal(number)
+
     def killed(self, name: str) -> bool:
         return self.processes[name].poll() == -signal.SIGKILL
 
@@ -132,6 +135,7 @@ class Replicas:
     def stop_all(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
                 process.terminate()
         for process in self.processes.values():
             try:
@@ -276,6 +280,36 @@ async def test_counts_are_exact_whatever_step_a_replica_dies_at(
     async with service.running():
         await until(lambda: replicas.killed("r-a"), f"r-a dies at {die}")
         replicas.start("r-b")
+        await until(
+            lambda: keep.counts().keys() >= expected.keys(),
+            "every window",
+            lambda: missing(url, prefix, keep, expected),
+        )
+        await until(lambda: pending(url, prefix) == 0, "nothing pending")
+        await until(lambda: state_fields(url, prefix) == 0, "no window left open")
+    assert_exact(url, keep, expected)
+
+
+async def test_counts_are_exact_when_a_replica_paused_past_its_lease_comes_back(
+    url: str, replicas: Replicas
+) -> None:
+    count = 20_000
+    expected = reference(count)
+    prefix = replicas.prefix
+    service, events, keep = main_service(url, prefix, count)
+    replicas.start("r-a")
+    replicas.start("r-b")
+    async with service.running():
+        await until(
+            lambda: set(lease_owners(url, prefix)) == {"r-a", "r-b"},
+            "r-a and r-b share the partitions",
+        )
+        events.gate.set()
+        await until(lambda: keep.arrived() >= len(expected) // 4, "some windows")
+        replicas.signal("r-a", signal.SIGSTOP)  # holding batches, state, a lease
+        await until(lambda: set(lease_owners(url, prefix)) == {"r-b"}, "r-b owns all")
+        replicas.signal("r-a", signal.SIGCONT)  # its commits are refused: stale
+        await until(lambda: "r-a" in lease_owners(url, prefix), "r-a takes some back")
         await until(
             lambda: keep.counts().keys() >= expected.keys(),
             "every window",

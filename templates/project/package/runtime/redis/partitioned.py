@@ -273,8 +273,8 @@ class PartitionedConnection(RedisConnection):
         return None if held is None else (lease, held.id)
 
     def committed(self, lease: Lease, entries: list[Entry]) -> None:
-        """The entries, taken under ``lease``, were acknowledged by a window
-        store's commit: no longer held."""
+        """A window store's commit under ``lease`` acknowledged ``entries`` (no
+        longer held) and wrote or parked its results."""
         taken, fences = self._taken, self._fences
         for _, envelope in entries:
             taken.pop(envelope.seq, None)
@@ -283,6 +283,7 @@ class PartitionedConnection(RedisConnection):
         reader = self.readers[lease.partition]
         if reader.lease is lease:
             reader.committed(entries)
+            reader.parked.set()  # on a Cluster the results wait in the outbox
 
     def lose(self, lease: Lease, why: str) -> None:
         """Stop reading the partition of ``lease`` (if still read under it)."""
