@@ -132,6 +132,19 @@ class WindowConf:
 
 
 @dataclass(frozen=True)
+class JoinConf:
+    """A join component's interval and time, resolved (seconds)."""
+
+    within: float
+    time_left: str | None  # the left input's event-time field; None: processing time
+    time_right: str | None
+    grace: float  # event time only; else 0
+    key_left: str  # the key field of each input's connections
+    key_right: str
+    max_buffered: int | None = None
+
+
+@dataclass(frozen=True)
 class Component:
     """A resolved component with its ports and effective settings."""
 
@@ -159,6 +172,7 @@ class Component:
     guardrails: Guardrails = field(default_factory=Guardrails)  # docs/operations.md
     live: Live | None = None  # websocket_in, websocket_out: route and limits
     window: WindowConf | None = None  # window: its windows and aggregate
+    join: JoinConf | None = None  # join: its interval, time and keys
 
     def output(self, name: str) -> Port | None:
         """The output port called ``name``, if there is one."""

@@ -134,21 +134,14 @@ _WORK = ("concurrency", "ordering", "blocking")
 # A window's aggregate in user code: the three methods of runtime/aggregates.py's
 # Aggregate, typed by the blueprint (the item, the value) and by the user (the
 # accumulator); the placeholder counts, so that the emitted tests pass as generated.
-_JSON_RULE = (
-    "The accumulator must be JSON data that round-trips unchanged (dicts with str "
-    "keys, lists, str, int, float, bool, None; no tuple, set, datetime or object): "
-    "the window's state is stored as JSON, and the emitted tests check it."
-)
 _ANY = (("typing", "Any"),)
 _CUSTOM_INITIAL = Method(
     "initial",
     "",
     "$acc",
     ("return 0",),
-    "The accumulator of a window with no item yet: implement it in your class "
-    "(this default counts).",
-    "The accumulator of a window that has no item yet (here: a count of 0). "
-    + _JSON_RULE,
+    "The accumulator of a window with no item yet (this default counts).",
+    "The accumulator of a window that has no item yet: JSON data (see above).",
     admits_imports=_ANY,
     plain=True,
     about=(
@@ -420,6 +413,38 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
                     call_imports=(),
                     mixins=("Aggregate",),
                 ),
+            ),
+        ),
+        # two keyed inputs, left and right; user code pairs the items of one key
+        # near in time (runtime/joins.py); unmatched_* and errors are made by the
+        # resolver from 'unmatched' and 'errors'; its method's $left and $right
+        # are the schemas of those inputs
+        ComponentKind(
+            "join",
+            "Join",
+            # two, named left and right: resolve/joins.py says so when not
+            inputs=Ports(1, 2, "'inputs: {left: Schema, right: Schema}'"),
+            outputs=Ports(1, 3, "'output: Schema'"),
+            arguments=(
+                "inputs",
+                "burst_limit",
+                "within",
+                "time",
+                "grace",
+                "schema",
+                "unmatched",
+                "errors",
+                "max_buffered",
+            ),
+            method=Method(
+                "match",
+                "left: $left, right: $right",
+                "$output | None",
+                ("return self.combine(left, right)",),
+                "The item of a pair of one key near in time, or None to drop the "
+                "pair; by default $output of the fields the two have by its names.",
+                "Return the $output for ``left`` and ``right`` (the same key, times "
+                "at most ``within`` apart), or None to drop the pair.",
             ),
         ),
     )

@@ -42,6 +42,7 @@ Kind = Literal[
     "websocket_out",
     "websocket_in",
     "window",
+    "join",
 ]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 
@@ -627,6 +628,38 @@ class SinkSpec(ComponentSpec, _RunsWork, _Batches, _HasInputs):
     slo: SinkSloSpec | None = None
 
 
+class JoinTimeSpec(Spec):
+    """Event time per side of a join: a required datetime field of each input."""
+
+    left: KeyPath
+    right: KeyPath
+
+
+class JoinSpec(ComponentSpec, _HasInputs, _HasOutputs):
+    """Two keyed inputs, ``left`` and ``right``; user code ``match(left, right)``
+    makes the item of each pair of the same key near in time (docs/blueprint.md,
+    Joins)."""
+
+    kind: Literal["join"]
+    #: the most time between the two items of a pair, before or after
+    within: DurationText
+    #: event time: one datetime field both inputs have, or ``{left: f, right: g}``;
+    #: processing time when absent
+    time: KeyPath | JoinTimeSpec | None = None
+    #: event time: how far behind the watermark an item may come and still pair
+    grace: DurationText | None = None
+    #: outputs ``unmatched_left`` and ``unmatched_right``: the items that never
+    #: paired in time (each typed as its input)
+    unmatched: Annotated[bool, Field(strict=True)] = False
+    #: an ``errors`` output for items without a key or time, or that match refused
+    errors: Annotated[bool, Field(strict=True)] = False
+    #: the most items held at once, both sides (past it the oldest is dropped)
+    max_buffered: Annotated[int, Field(strict=True, ge=1, le=100_000_000)] | None = (
+        None
+    )
+    burst_limit: BurstLimit | None = None
+
+
 AnyComponent = Annotated[
     SourceSpec
     | ApiEndpointSpec
@@ -637,7 +670,8 @@ AnyComponent = Annotated[
     | SinkSpec
     | WebSocketOutSpec
     | WebSocketInSpec
-    | WindowSpec,
+    | WindowSpec
+    | JoinSpec,
     Field(discriminator="kind"),
 ]
 COMPONENT_MODELS: dict[str, type[Spec]] = {
@@ -651,6 +685,7 @@ COMPONENT_MODELS: dict[str, type[Spec]] = {
     "websocket_out": WebSocketOutSpec,
     "websocket_in": WebSocketInSpec,
     "window": WindowSpec,
+    "join": JoinSpec,
 }
 
 ENDPOINT = re.compile(r"^\s*([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\s*$")

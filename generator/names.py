@@ -75,6 +75,9 @@ def _field_type_names() -> set[str]:
 RESERVED_SCHEMAS = frozenset({
     "AUTH", "AUTHENTICATED", "Annotated", "Any", "ApiEndpoint", "AsyncIterator",
     "Awaitable",
+    # the join kind: wiring.py and tests/test_joins.py (EVENT_JOINS: no schema
+    # name has an underscore)
+    "JOINS", "Join", "JoinCase", "Wired",
     "BATCHES", "Batch", "BaseModel", "Cron", "ManualClock", "PERIODIC", "SCHEDULED",
     "START", "TIMERS", "WAITING", "CONNECTIONS", "Callable", "Component", "ConfigDict", "ENDPOINTS",
     "ENTRIES", "Endpoint", "ErrorRecord", "FIELDS", "FORGED", "FastAPI", "Field",

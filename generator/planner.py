@@ -24,6 +24,7 @@ from .drawing import mermaid, status_svg
 from .examples import example_item
 from .filters import pyrepr
 from .imports import Imports
+from .join_plan import join_cases
 from .kinds import COMPONENT_KINDS, ComponentKind, Method
 from .kinds import LOGIC_KINDS as LOGIC_KINDS  # re-exported: regenerate reads it
 from .layout import BLUEPRINT_COPY as BLUEPRINT_COPY  # re-exported: the gate reads it
@@ -87,6 +88,8 @@ LIVE_DEPENDENCY = "websockets>=13,<18"
 LIVE_TESTS = "tests/test_websockets.py.jinja"
 # Planned only for a project with window components
 WINDOW_TESTS = "tests/test_windows.py.jinja"
+# Planned only for a project with join components
+JOIN_TESTS = "tests/test_joins.py.jinja"
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,8 @@ def plan(blueprint: Blueprint, blueprint_text: str, templates: Iterable[str]) ->
             continue
         if name == WINDOW_TESTS and not context["windows"]:
             continue
+        if name == JOIN_TESTS and not context["joins"]:
+            continue
         files.append(PlannedFile(output_path(name, blueprint.name), "generator", name))
     files.sort(key=lambda f: f.path)
     paths = Counter(f.path for f in files)
@@ -232,6 +237,7 @@ def project_context(blueprint: Blueprint) -> dict[str, Any]:
         "timers": timers_context(blueprint),
         "lives": lives_context(blueprint),
         "windows": window_cases(blueprint),
+        "joins": join_cases(blueprint),
         "roles": roles_context(blueprint),
         "schema_cases": schema_cases(blueprint),
         **imports_context(blueprint),
@@ -442,8 +448,31 @@ def _arguments(component: Component, names: tuple[str, ...]) -> list[tuple[str, 
         ),
         **_live_arguments(component),
         **_window_arguments(component),
+        **_join_arguments(component),
     }
     return [(name, value) for name in names if (value := code[name]) is not None]
+
+
+def _join_arguments(component: Component) -> dict[str, str | None]:
+    """The runtime call's keywords only a join has (seconds as floats)."""
+    join = component.join
+    if join is None:
+        return {}
+    time = None
+    if join.time_left is not None and join.time_left == join.time_right:
+        time = pyrepr(join.time_left)
+    elif join.time_left is not None and join.time_right is not None:
+        time = (
+            f"{{'left': {pyrepr(join.time_left)}, 'right': {pyrepr(join.time_right)}}}"
+        )
+    return {
+        "within": repr(join.within),
+        "time": time,
+        "grace": repr(join.grace) if join.grace else None,
+        "unmatched": "True" if component.output("unmatched_left") else None,
+        "errors": "True" if component.output(ERRORS_PORT) else None,
+        "max_buffered": (None if join.max_buffered is None else str(join.max_buffered)),
+    }
 
 
 def _window_arguments(component: Component) -> dict[str, str | None]:
@@ -546,6 +575,8 @@ def method_code(component: Component, method: Method) -> dict[str, Any]:
         "output": data_out[0].schema if data_out else "",
         "port": alias,
         "first": pyrepr(data_out[0].name) if data_out else "",
+        # a join's two inputs
+        **{p.name: p.schema for p in component.inputs if p.name in ("left", "right")},
     }
 
     def fill(text: str) -> str:
@@ -562,6 +593,7 @@ def method_code(component: Component, method: Method) -> dict[str, Any]:
     uses = [
         *(inputs if takes_inputs and not item_alias(component) else []),
         *([values["output"]] if "$output" in method.params + method.returns else []),
+        *(values[side] for side in ("left", "right") if f"${side}" in method.params),
     ]
     user = Imports().add_all(method.imports)
     user.add("..bases", class_name(component.name) + "Base")
@@ -879,6 +911,12 @@ def reached_counts(
                 made = windows_per_item(target.window, carried)
                 more = made if times == 1 else None  # windows of windows: unknown
                 pending.append((target.data_outputs[0], more, None))
+            elif target.join is not None:
+                # one item alone pairs with nothing: none leaves on out; at the
+                # drain it leaves on its side's unmatched port, if there is one
+                lost = target.output(f"unmatched_{conn.target.name}")
+                if lost is not None:
+                    pending.append((lost, times, carried))
             elif target.data_outputs:
                 pending.append((target.data_outputs[0], times, carried))
     return dict(sorted(counts.items()))

@@ -46,10 +46,11 @@ def test_valid_examples_exit_0() -> None:
     assert result.exit_code == 0, result.output
     components = {
         "live_prices": 5,
+        "order_payments": 6,
         "order_pipeline": 5,
         "order_pipeline_redis": 5,
         "sensor_alerts": 10,
-        "sensor_counts": 6,
+        "sensor_counts": 8,
     }
     assert result.stdout.splitlines() == [
         f"{path}: ok ({components[path.stem]} components)" for path in EXAMPLES

@@ -272,7 +272,7 @@ CASES: list[tuple[str, dict[int, str], list[str]]] = [
         "kind misspelt",
         {17: "    kind: snk"},
         [
-            "17: components.store.kind: unknown kind 'snk' (did you mean 'sink'?); kinds are: source, api_endpoint, transformer, filter, router, merger, sink, websocket_out, websocket_in, window"
+            "17: components.store.kind: unknown kind 'snk' (did you mean 'sink'?); kinds are: source, api_endpoint, transformer, filter, router, merger, sink, websocket_out, websocket_in, window, join"
         ],
     ),
     (

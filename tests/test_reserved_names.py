@@ -96,7 +96,7 @@ def test_the_corpus_covers_every_template() -> None:
     kinds = {c.kind for b, _r, _t in _emitted() for c in b.components}
     assert kinds == {
         "source", "api_endpoint", "transformer", "filter", "router", "merger", "sink",
-        "websocket_out", "websocket_in", "window",
+        "websocket_out", "websocket_in", "window", "join",
     }  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from ..kinds import COMPONENT_KINDS, LOGIC_KINDS, ComponentKind
 from ..model import (
     ApiEndpointSpec,
     ComponentSpec,
+    JoinSpec,
     RateLimitSpec,
     WebSocketInSpec,
     WindowSpec,
@@ -21,12 +22,13 @@ from ..model import (
 from ..names import component_classes
 from ..yaml_source import Loc
 from .checks import Checks
+from .joins import JoinRules
 from .live import LiveRules
 from .operations import OperationRules
 from .windows import WindowRules
 
 
-class ComponentRules(OperationRules, LiveRules, WindowRules, Checks):
+class ComponentRules(OperationRules, LiveRules, WindowRules, JoinRules, Checks):
     """Resolve each component: its ports and the settings it inherits."""
 
     def components(self) -> dict[str, Component]:
@@ -39,6 +41,8 @@ class ComponentRules(OperationRules, LiveRules, WindowRules, Checks):
             extra: dict[str, Any] = {}
             if isinstance(spec, WindowSpec):  # its outputs are made, not declared
                 outputs, extra = self.window(name, spec, inputs)
+            if isinstance(spec, JoinSpec):  # out declared, the others made
+                outputs, extra = self.join(name, spec, inputs, outputs)
             self.check_port_counts(
                 name, spec, COMPONENT_KINDS[spec.kind], inputs, outputs
             )

@@ -1,0 +1,232 @@
+"""The join kind in a blueprint: resolved from its keys, interval and time; misuse
+(what the runtime's Join would refuse at start, and an unkeyed, mistyped or Redis
+input) refused at load with its line; the emitted project holds a typed base, a user
+file, and tests derived from the blueprint that pass, with the whole gate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from generator.blueprint import JoinConf
+from generator.loader import load_text
+from generator.planner import entries_context, plan
+from generator.render import template_names, templates_root
+from tests.cli import generate_gated
+from tests.refusals import problems_of
+
+ROOT = Path(__file__).parent.parent
+EXAMPLE = ROOT / "blueprints" / "order_payments.yaml"
+NAME = "j.yaml"
+
+BASE_LINES = [
+    "portwright: 1",  # 1
+    "name: j",  # 2
+    "schemas:",  # 3
+    "  Order:",  # 4
+    "    key: order_id",  # 5
+    "    fields: {order_id: str, placed_at: datetime, note: str}",  # 6
+    "  Payment:",  # 7
+    "    fields: {order_id: str, paid_at: datetime, amount: float}",  # 8
+    "  Matched:",  # 9
+    "    fields: {order_id: str, amount: float}",  # 10
+    "components:",  # 11
+    "  orders: {kind: api_endpoint, route: POST /o, output: Order}",  # 12
+    "  payments: {kind: api_endpoint, route: POST /p, output: Payment}",  # 13
+    "  paid:",  # 14
+    "    kind: join",  # 15
+    "    inputs: {left: Order, right: Payment}",  # 16
+    "    output: Matched",  # 17
+    "    within: 5m",  # 18
+    "    time: {left: placed_at, right: paid_at}",  # 19
+    "  store: {kind: sink, input: Matched}",  # 20
+    "connections:",  # 21
+    "  - orders.out -> paid.left",  # 22
+    "  - {from: payments.out, to: paid.right, key: order_id}",  # 23
+    "  - paid.out -> store.in",  # 24
+]
+
+
+def _with(changes: dict[int, str]) -> str:
+    lines = list(BASE_LINES)
+    for number, text in sorted(changes.items(), reverse=True):
+        lines[number - 1 : number] = text.split("\n")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_base_blueprint_loads_with_its_join_resolved() -> None:
+    paid = load_text(_with({}), NAME).component("paid")
+    assert paid.join == JoinConf(
+        within=300.0,
+        time_left="placed_at",
+        time_right="paid_at",
+        grace=0.0,
+        key_left="order_id",  # the schema's key
+        key_right="order_id",  # the connection's
+    )
+    assert [(p.name, p.schema) for p in paid.outputs] == [("out", "Matched")]
+
+
+def test_unmatched_and_errors_are_made_outputs_of_their_schemas() -> None:
+    text = _with(
+        {
+            19: "    time: placed_at\n    unmatched: true\n    errors: true\n"
+            "    grace: 10s\n    max_buffered: 500",
+            6: "    fields: {order_id: str, placed_at: datetime, note: str}",
+            8: "    fields: {order_id: str, placed_at: datetime, amount: float}",
+        }
+    )
+    paid = load_text(text, NAME).component("paid")
+    assert [(p.name, p.schema) for p in paid.outputs] == [
+        ("out", "Matched"),
+        ("unmatched_left", "Order"),
+        ("unmatched_right", "Payment"),
+        ("errors", "ErrorRecord"),
+    ]
+    assert paid.join is not None
+    assert (paid.join.time_left, paid.join.time_right) == ("placed_at", "placed_at")
+    assert (paid.join.grace, paid.join.max_buffered) == (10.0, 500)
+
+
+def test_processing_time_takes_no_time_field() -> None:
+    paid = load_text(_with({19: ""}), NAME).component("paid")
+    assert paid.join is not None
+    assert paid.join.time_left is paid.join.time_right is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {23: "  - payments.out -> paid.right"},
+            "23: connections[1]: join 'paid' takes keyed inputs (it pairs items of "
+            "one key); connection payments.out -> paid.right has none: add 'key: "
+            "<field>' to it, or a 'key' to schema 'Payment'",
+        ),
+        (
+            {8: "    fields: {order_id: int, paid_at: datetime, amount: float}"},
+            "16: components.paid.inputs: join 'paid': its left key 'order_id' is str "
+            "and its right key 'order_id' is int; items pair on equal keys, so they "
+            "must be of one type",
+        ),
+        (
+            {19: "    time: {left: note, right: paid_at}"},
+            "19: components.paid.time.left: join 'paid': time 'note' of its left "
+            "input: field 'note' is str; event time is a datetime field (required, "
+            "never null)",
+        ),
+        (
+            {19: "    time: {left: placed_at, right: paid}"},
+            "19: components.paid.time.right: join 'paid': time 'paid' of its right "
+            "input: schema 'Payment' has no field 'paid'",
+        ),
+        (
+            {19: "    time: placed_at"},
+            "19: components.paid.time: join 'paid': time 'placed_at' of its right "
+            "input: schema 'Payment' has no field 'placed_at'",
+        ),
+        (
+            {19: "    grace: 10s"},
+            "19: components.paid.grace: join 'paid': 'grace' is for event time (set "
+            "'time'); items on processing time are never out of order",
+        ),
+        (
+            {16: "    inputs: {left: Order, other: Payment}", 23: ""},
+            "16: components.paid.inputs: join 'paid' takes two inputs named left and "
+            "right ('inputs: {left: Schema, right: Schema}'), not left, other",
+        ),
+        (
+            {17: "    outputs: {out: Matched}"},
+            "17: components.paid.outputs: join 'paid' declares 'output: Schema' (what "
+            "match returns, on its port out); its unmatched and errors ports are made "
+            "from 'unmatched: true' and 'errors: true'",
+        ),
+        (
+            {
+                23: "  - {from: payments.out, to: paid.right, key: order_id, "
+                "transport: redis}"
+            },
+            "23: connections[1].transport: join 'paid' keeps its buffers in memory "
+            "(not yet in Redis); carry connection payments.out -> paid.right in "
+            "memory ('transport: memory')",
+        ),
+        (
+            {18: "    within: soon"},
+            "18: components.paid.within:",
+        ),
+    ],
+    ids=[
+        "unkeyed",
+        "key-types",
+        "time-not-datetime",
+        "time-unknown",
+        "one-time-missing-on-a-side",
+        "grace-on-processing-time",
+        "inputs-misnamed",
+        "outputs-given",
+        "redis",
+        "within-not-a-duration",
+    ],
+)
+def test_misuse_is_refused_at_its_line(changes: dict[int, str], expected: str) -> None:
+    problems = problems_of(_with(changes), NAME)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_an_item_on_one_side_reaches_that_side_s_unmatched_sink_only() -> None:
+    blueprint = load_text(EXAMPLE.read_text(), EXAMPLE.name)
+    reaches = {e["component"]: e["reaches"] for e in entries_context(blueprint)}
+    # alone it pairs with nothing; at the drain it leaves unmatched
+    assert reaches == {
+        "orders": {"unpaid_orders.in": 1},
+        "payments": {"stray_payments.in": 1},
+    }
+
+
+def test_only_a_project_with_joins_gets_the_join_tests() -> None:
+    names = template_names(templates_root())
+    with_join = load_text(EXAMPLE.read_text(), EXAMPLE.name)
+    planned = {f.path for f in plan(with_join, "", names).files}
+    assert "tests/test_joins.py" in planned
+    assert "order_payments/components/paid.py" in planned
+    without = load_text(
+        (ROOT / "blueprints" / "order_pipeline.yaml").read_text(), "o.yaml"
+    )
+    assert "tests/test_joins.py" not in {f.path for f in plan(without, "", names).files}
+
+
+def test_the_example_passes_its_gate(tmp_path: Path) -> None:
+    project = generate_gated(tmp_path, "order_payments.yaml", EXAMPLE.read_text())
+    bases = (project / "order_payments" / "bases.py").read_text()
+    assert "class PaidBase(Join):" in bases
+    # typed by the blueprint; an async def (a lookup) is awaited by the runtime
+    signature = (
+        "def match(self, left: Order, right: Payment) -> PaidOrder | None | "
+        "Awaitable[PaidOrder | None]:"
+    )
+    assert "".join(signature.split()) in "".join(bases.split())  # black wraps it
+    assert "within=300.0," in bases
+    assert "time={'left': 'placed_at', 'right': 'paid_at'}," in bases.replace('"', "'")
+    mine = (project / "order_payments" / "components" / "paid.py").read_text()
+    assert "class Paid(PaidBase):" in mine
+    assert "def match(self, left: Order, right: Payment) -> PaidOrder | None:" in mine
+    # the emitted join tests ran in the gate; run them once more, by name
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-v", "tests/test_joins.py"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "5 passed" in done.stdout, done.stdout  # (-v undoes the project's -q)
+
+
+def test_a_processing_time_join_without_unmatched_passes_its_gate(
+    tmp_path: Path,
+) -> None:
+    text = _with({19: "    within: 500ms", 18: ""})
+    generate_gated(tmp_path, NAME, text)
