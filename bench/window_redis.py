@@ -1,0 +1,244 @@
+"""Issue #16: a window over Redis against the stateless keyed path, two replicas.
+
+The same shape twice: ``events`` -> keyed Redis connection (4 partitions, leases of
+2 s) -> a middle component run by two replicas in processes of their own
+(``python -m bench.window_redis replica ...``) -> Redis -> ``sink``. The middle one
+is either a ``Window`` (a tumbling count per account, 60 s windows over the events'
+fixed times, its state per partition in Redis: one fenced script per batch that
+acknowledges the batch, writes the changed counts and the watermark and writes what
+closed) or a stateless ``Transformer`` that passes each event on (the keyed path of
+issue #15: each result written fenced, then its input acknowledged). This process
+runs the source and the sink. A round starts its replicas, waits until all four
+leases are held, opens the source's gate, and stops the clock when every event is
+acknowledged on every partition (the group's pending and lag both 0, polled every
+10 ms): for the window, every event is in the state (and what closed is written);
+for the transformer, every result is written. Goal: window >= 0.7 x stateless.
+
+Usage: ``python -m bench.window_redis [events] [rounds]`` (one Redis:
+``PORTWRIGHT_REDIS_URL`` or a private ``redis-server``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydantic import BaseModel
+
+from .keyed import _client, _stream, delete_prefixed
+from .redis_transport import ROUND_TIMEOUT_S, redis_server
+from .table import REPO, Goal, Row, median
+
+SECTION = "16 windows over redis"
+PARTITIONS = 4
+REPLICAS = 2
+LEASE_TTL_MS = 2000
+ACCOUNTS = 1_000
+#: the events' times: T0, then one every STEP_S (60 s windows: ~17 per account)
+T0 = 1_700_000_000.0
+STEP_S = 0.05
+
+
+class Event(BaseModel):
+    """One event of one account, at a fixed time."""
+
+    account: str
+    seq: int
+    at: datetime
+
+
+def event(n: int) -> Event:
+    """The ``n``-th event."""
+    return Event(
+        account=f"acct-{n % ACCOUNTS}",
+        seq=n,
+        at=datetime.fromtimestamp(T0 + n * STEP_S, UTC),
+    )
+
+
+def _service(url: str, prefix: str, components: str, consumer: str, mode: str,
+             items: int = 0, gate: anyio.Event | None = None) -> Any:  # fmt: skip
+    """``events`` -> keyed -> ``middle`` (a window, or a pass-through) -> ``sink``."""
+    import runtime as rt
+
+    class Events(rt.Source):
+        async def generate(self) -> Any:
+            if gate is not None:
+                await gate.wait()
+            for number in range(items):
+                yield event(number)
+
+    class Pass(rt.Transformer):
+        def transform(self, item: Event) -> Event:
+            return item
+
+    class Drop(rt.Sink):
+        def consume(self, item: Any) -> None:
+            return None
+
+    settings = rt.ServiceSettings(
+        redis_url=url,
+        redis_prefix=prefix,
+        redis_consumer=consumer,
+        redis_lease_ttl_ms=LEASE_TTL_MS,
+        components=components,
+    )
+    service = rt.Service("bench", settings=settings)
+    service.add(Events("events", outputs={"out": Event}))
+    if mode == "window":
+        service.add(rt.Window("middle", size=60.0, time="at", inputs={"in": Event}))
+    else:
+        service.add(Pass("middle", inputs={"in": Event}, outputs={"out": Event}))
+    service.add(Drop("sink", inputs={"in": Any}))
+    service.connect(
+        "events.out", "middle.in", transport="redis", key="account",
+        partitions=PARTITIONS,
+    )  # fmt: skip
+    service.connect("middle.out", "sink.in", transport="redis")
+    return service
+
+
+def replica(url: str, prefix: str, name: str, mode: str) -> None:
+    """One replica of ``middle`` until SIGTERM."""
+    import signal
+
+    service = _service(url, prefix, "middle", name, mode)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(service.run)
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    service.stop()
+                    return
+
+    anyio.run(main)
+
+
+def _partitions(url: str, prefix: str) -> list[str]:
+    return [
+        _stream(url, f"{prefix}bench.events.out.middle.in.p{n}")
+        for n in range(PARTITIONS)
+    ]
+
+
+def _owned(url: str, prefix: str) -> bool:
+    """Whether every partition's lease is held, by both replicas between them."""
+    with _client(url) as client:
+        owners = {
+            client.hget(f"{stream}.lease.middle.in", "owner")
+            for stream in _partitions(url, prefix)
+        }
+    return None not in owners and len(owners) == REPLICAS
+
+
+def _settled(client: Any, streams: list[str], items: int) -> bool:
+    """Whether the group has read and acknowledged all ``items`` events."""
+    read = 0
+    for stream in streams:
+        for group in client.xinfo_groups(stream):
+            if group["name"] == b"middle.in":
+                if group["pending"] or group.get("lag"):
+                    return False
+                read += int(group.get("entries-read") or 0)
+    return read >= items
+
+
+async def _round(url: str, prefix: str, items: int, mode: str) -> float:
+    """One round; the events per second from the gate to the last acknowledgement."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'templates/project/package'}",
+    }
+    command = [sys.executable, "-m", "bench.window_redis", "replica", url, prefix]
+    processes = [
+        subprocess.Popen([*command, f"r{i}", mode], cwd=REPO, env=env)
+        for i in range(REPLICAS)
+    ]
+    gate = anyio.Event()
+    service = _service(url, prefix, "events,sink", "main", mode, items, gate)
+    streams = _partitions(url, prefix)
+    try:
+        async with service.running():
+            with anyio.fail_after(60):
+                while not _owned(url, prefix):
+                    await anyio.sleep(0.05)
+            started = time.perf_counter()
+            gate.set()
+            with _client(url) as client, anyio.fail_after(ROUND_TIMEOUT_S):
+                while not _settled(client, streams, items):
+                    await anyio.sleep(0.01)
+            return items / (time.perf_counter() - started)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def measure(url: str, items: int, mode: str) -> float:
+    """One round of ``mode`` on keys of its own, deleted afterwards."""
+    prefix = f"pwbench-{uuid.uuid4().hex[:8]}:"
+    try:
+        return anyio.run(_round, url, prefix, items, mode)
+    finally:
+        delete_prefixed(url, prefix)
+
+
+def rows(url: str, items: int, rounds: int, log: Any = print) -> list[Row]:
+    """The window over Redis against the stateless keyed path, interleaved rounds."""
+    rates: dict[str, list[float]] = {"window": [], "stateless": []}
+    for r in range(rounds):
+        names = list(rates) if r % 2 == 0 else list(reversed(rates))
+        for name in names:
+            rates[name].append(measure(url, items, name))
+        log(
+            f"window over redis: round {r + 1}/{rounds}: "
+            + ", ".join(f"{n} {rates[n][-1]:,.0f}/s" for n in rates)
+        )
+    rate = {name: median(values) for name, values in rates.items()}
+    return [
+        Row(
+            SECTION,
+            f"tumbling count per key over redis ({PARTITIONS} partitions, {REPLICAS} "
+            "replicas): events/s vs the stateless keyed path",
+            rate["window"],
+            "items/s",
+            rate["stateless"],
+            f"a keyed pass-through, {REPLICAS} replicas",
+            Goal(">=", 0.7, text="ratio >= 0.7"),
+            note=f"{items:,} events, {ACCOUNTS:,} accounts x {rounds} rounds; "
+            f"middle hop in {REPLICAS} processes, lease {LEASE_TTL_MS} ms",
+        )
+    ]
+
+
+def run(work: Path, *, quick: bool, log: Any = print) -> list[Row]:
+    """The section, as ``python -m bench`` runs one (not registered there yet)."""
+    with redis_server(log) as url:
+        if url is None:
+            return [Row(SECTION, "window over redis", None, "", note="no Redis")]
+        return rows(url, 2_000 if quick else 20_000, 1 if quick else 5, log)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["replica"]:
+    replica(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+elif __name__ == "__main__":
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    repeat = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    with redis_server(print) as address:
+        if address is None:
+            raise SystemExit("no Redis: install redis-server")
+        for row in rows(address, count, repeat):
+            print(row)
