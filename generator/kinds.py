@@ -134,21 +134,14 @@ _WORK = ("concurrency", "ordering", "blocking")
 # A window's aggregate in user code: the three methods of runtime/aggregates.py's
 # Aggregate, typed by the blueprint (the item, the value) and by the user (the
 # accumulator); the placeholder counts, so that the emitted tests pass as generated.
-_JSON_RULE = (
-    "The accumulator must be JSON data that round-trips unchanged (dicts with str "
-    "keys, lists, str, int, float, bool, None; no tuple, set, datetime or object): "
-    "the window's state is stored as JSON, and the emitted tests check it."
-)
 _ANY = (("typing", "Any"),)
 _CUSTOM_INITIAL = Method(
     "initial",
     "",
     "$acc",
     ("return 0",),
-    "The accumulator of a window with no item yet: implement it in your class "
-    "(this default counts).",
-    "The accumulator of a window that has no item yet (here: a count of 0). "
-    + _JSON_RULE,
+    "The accumulator of a window with no item yet (this default counts).",
+    "The accumulator of a window that has no item yet: JSON data (see above).",
     admits_imports=_ANY,
     plain=True,
     about=(
