@@ -24,7 +24,7 @@ from .drawing import mermaid, status_svg
 from .examples import example_item
 from .filters import pyrepr
 from .imports import Imports
-from .join_plan import join_cases
+from .join_plan import Arrival, join_cases, join_leaves, next_join
 from .kinds import COMPONENT_KINDS, ComponentKind, Method
 from .kinds import LOGIC_KINDS as LOGIC_KINDS  # re-exported: regenerate reads it
 from .layout import BLUEPRINT_COPY as BLUEPRINT_COPY  # re-exported: the gate reads it
@@ -898,7 +898,17 @@ def reached_counts(
     counts: dict[str, int | None] = {}
     pending: list[tuple[Port, int | None, dict[str, Any] | None]] = [(start, 1, item)]
     seen: set[str] = set()
-    while pending:
+    # a join is decided once the walk found every side the item reaches
+    arrived: dict[str, dict[str, Arrival]] = {}
+    decided: set[str] = set()
+    while True:
+        if not pending:
+            ready = next_join(blueprint, arrived, decided)
+            if ready is None:
+                break
+            decided.add(ready)
+            pending.extend(join_leaves(blueprint.component(ready), arrived[ready]))
+            continue
         port, times, carried = pending.pop()
         if port.ref in seen:
             continue
@@ -912,11 +922,9 @@ def reached_counts(
                 more = made if times == 1 else None  # windows of windows: unknown
                 pending.append((target.data_outputs[0], more, None))
             elif target.join is not None:
-                # one item alone pairs with nothing: none leaves on out; at the
-                # drain it leaves on its side's unmatched port, if there is one
-                lost = target.output(f"unmatched_{conn.target.name}")
-                if lost is not None:
-                    pending.append((lost, times, carried))
+                if target.name not in decided:
+                    sides = arrived.setdefault(target.name, {})
+                    sides[conn.target.name] = (times, carried)
             elif target.data_outputs:
                 pending.append((target.data_outputs[0], times, carried))
     return dict(sorted(counts.items()))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from generator.blueprint import JoinConf
+from generator.join_plan import join_cases
 from generator.loader import load_text
 from generator.planner import entries_context, plan
 from generator.render import template_names, templates_root
@@ -230,3 +231,94 @@ def test_a_processing_time_join_without_unmatched_passes_its_gate(
 ) -> None:
     text = _with({19: "    within: 500ms", 18: ""})
     generate_gated(tmp_path, NAME, text)
+
+
+# one output feeds both sides: each item reaches the join twice and pairs with itself
+BOTH_SIDES = """\
+portwright: 1
+name: twins
+schemas:
+  Order:
+    key: order_id
+    fields: {order_id: str, placed_at: datetime, note: str}
+  Matched:
+    fields: {order_id: str, note: str}
+components:
+  orders: {kind: api_endpoint, route: POST /o, output: Order}
+  twin:
+    kind: join
+    inputs: {left: Order, right: Order}
+    output: Matched
+    within: 5m
+    time: placed_at
+    unmatched: true
+  store: {kind: sink, input: Matched}
+  lone_left: {kind: sink, input: Order}
+  lone_right: {kind: sink, input: Order}
+connections:
+  - orders.out -> twin.left
+  - orders.out -> twin.right
+  - twin.out -> store.in
+  - twin.unmatched_left -> lone_left.in
+  - twin.unmatched_right -> lone_right.in
+"""
+
+
+def test_an_item_on_both_sides_pairs_with_itself_and_leaves_on_out() -> None:
+    blueprint = load_text(BOTH_SIDES, "twins.yaml")
+    reaches = {e["component"]: e["reaches"] for e in entries_context(blueprint)}
+    assert reaches == {"orders": {"store.in": 1}}
+
+
+def test_an_item_on_both_sides_of_other_keys_leaves_unmatched_on_both() -> None:
+    # the two sides key on two fields, whose example values differ
+    text = BOTH_SIDES.replace(
+        "fields: {order_id: str, placed_at: datetime, note: str}",
+        "fields: {order_id: str, placed_at: datetime, note: {type: str, "
+        "max_length: 3}}",
+    ).replace(
+        "  - orders.out -> twin.right",
+        "  - {from: orders.out, to: twin.right, key: note}",
+    )
+    blueprint = load_text(text, "twins.yaml")
+    reaches = {e["component"]: e["reaches"] for e in entries_context(blueprint)}
+    assert reaches == {"orders": {"lone_left.in": 1, "lone_right.in": 1}}
+
+
+def test_a_join_fed_on_both_sides_by_one_output_passes_its_gate(
+    tmp_path: Path,
+) -> None:
+    generate_gated(tmp_path, "twins.yaml", BOTH_SIDES)
+
+
+def test_the_join_tests_key_both_sides_by_a_value_both_keys_allow(
+    tmp_path: Path,
+) -> None:
+    # the left example's key ("example") breaks the right key's max_length
+    text = _with(
+        {
+            8: "    fields: {order_id: {type: str, max_length: 3}, paid_at: datetime, "
+            "amount: float}"
+        }
+    )
+    (case,) = join_cases(load_text(text, NAME))
+    assert case["left_example"]["order_id"] == case["right_example"]["order_id"]
+    assert len(case["right_example"]["order_id"]) <= 3
+    generate_gated(tmp_path, NAME, text)
+
+
+def test_keys_no_value_satisfies_both_are_refused_at_load() -> None:
+    text = _with(
+        {
+            6: "    fields: {order_id: {type: str, pattern: '^a+$'}, "
+            "placed_at: datetime, note: str}",
+            8: "    fields: {order_id: {type: str, pattern: '^b+$'}, "
+            "paid_at: datetime, amount: float}",
+        }
+    )
+    problems = problems_of(text, NAME)
+    expected = (
+        "16: components.paid.inputs: join 'paid': no value is allowed by both its "
+        "left key 'order_id' and its right key 'order_id'"
+    )
+    assert any(p.startswith(expected) for p in problems), problems

@@ -22,8 +22,10 @@ from ..blueprint import (
     JoinConf,
     Port,
     Schema,
+    SchemaField,
 )
 from ..durations import parse_duration
+from ..join_plan import has_shared_key
 from ..model import JoinSpec, JoinTimeSpec
 from ..yaml_source import Loc
 from .checks import Checks
@@ -194,6 +196,7 @@ class JoinRules(Checks):
     ) -> None:
         """The two sides' keys must be of one type: an int key never equals a str."""
         types: dict[str, str] = {}
+        fields: dict[str, SchemaField] = {}
         for port in component.inputs:
             key = keys.get(port.name)
             if not key or port.schema not in schemas:
@@ -201,10 +204,19 @@ class JoinRules(Checks):
             found = _field_at(schemas, port.schema, key)
             if not isinstance(found, str):
                 types[port.name] = str(found.type).removesuffix(" | None")
+                fields[port.name] = found
         if len(types) == 2 and types["left"] != types["right"]:
             self.error(
                 ("components", name, "inputs"),
                 f"join {name!r}: its left key {keys['left']!r} is {types['left']} "
                 f"and its right key {keys['right']!r} is {types['right']}; items pair "
                 "on equal keys, so they must be of one type",
+            )
+        elif len(fields) == 2 and not has_shared_key(fields["left"], fields["right"]):
+            self.error(
+                ("components", name, "inputs"),
+                f"join {name!r}: no value is allowed by both its left key "
+                f"{keys['left']!r} and its right key {keys['right']!r} (their "
+                "constraints exclude each other), so no pair could ever match; "
+                "loosen one",
             )
