@@ -122,9 +122,18 @@ def test_the_value_is_typed_as_written(written: str, value: str) -> None:
                 20: "  - {from: api.out, to: spread.in, key: sensor}",
                 21: "  - spread.out -> store.in",
             },
-            "13: components.spread: window 'spread' runs your code in class "
-            "'Spread', which schema 'Spread' makes too; rename the schema or the "
-            "component",
+            "13: components.spread: component 'spread' makes the class 'Spread', "
+            "which schema 'Spread' makes too; rename one of them",
+        ),
+        (
+            {
+                12: "  api: {kind: api_endpoint, route: POST /r, output: Reading}\n"
+                "  spans_base: {kind: sink, input: Reading}",
+                20: "  - {from: api.out, to: spans.in, key: sensor}\n"
+                "  - api.out -> spans_base.in",
+            },
+            "14: components.spans: component 'spans' makes the class 'SpansBase', "
+            "which component 'spans_base' makes too; rename one of them",
         ),
     ],
     ids=[
@@ -134,6 +143,7 @@ def test_the_value_is_typed_as_written(written: str, value: str) -> None:
         "field",
         "not text",
         "class clash",
+        "class of another component",
     ],
 )
 def test_misuse_is_refused_at_its_line(changes: dict[int, str], expected: str) -> None:

@@ -10,6 +10,7 @@ from ..kinds import COMPONENT_KINDS, LOGIC_KINDS, ComponentKind
 from ..model import (
     ApiEndpointSpec,
     ComponentSpec,
+    CustomAggregateSpec,
     JoinSpec,
     RateLimitSpec,
     WebSocketInSpec,
@@ -146,7 +147,10 @@ class ComponentRules(OperationRules, LiveRules, WindowRules, JoinRules, Checks):
         """
         owners = {name: f"schema {name!r}" for name in self.spec.schemas}
         for name, spec in self.spec.components.items():
-            if spec.kind not in LOGIC_KINDS:
+            custom = isinstance(spec, WindowSpec) and isinstance(
+                spec.aggregate, CustomAggregateSpec
+            )
+            if spec.kind not in LOGIC_KINDS and not custom:  # no user code
                 continue
             for made in component_classes(name):
                 if made in owners:

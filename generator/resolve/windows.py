@@ -33,7 +33,7 @@ from ..model import (
     SchemaSpec,
     WindowSpec,
 )
-from ..names import class_name, component_classes
+from ..names import class_name
 from ..yaml_source import Loc
 from .checks import Checks
 
@@ -237,7 +237,8 @@ class WindowRules(Checks):
         return tuple(outputs), {"window": conf}
 
     def _custom(self, name: str, written: str) -> None:
-        """A custom aggregate's value type, and the classes its user code makes."""
+        """A custom aggregate's value type (the classes its user code makes are
+        checked with every component's, ``check_class_names``)."""
         at: Loc = ("components", name, "aggregate", CUSTOM_AGGREGATE)
         try:
             ref = parse_type(written)
@@ -246,16 +247,6 @@ class WindowRules(Checks):
             return
         for schema in ref.schemas():
             self.schema_ref(at, schema, f"the custom aggregate of window {name!r}")
-        made = window_schema_name(name)
-        schemas = {*self.spec.schemas, made}
-        for cls in component_classes(name):
-            if cls in schemas:
-                self.error(
-                    ("components", name),
-                    f"window {name!r} runs your code in class {cls!r}, which schema "
-                    f"{cls!r} makes too; rename the schema or the component",
-                )
-                break
 
     def _window_shape(self, name: str, conf: WindowConf) -> None:
         """What the runtime's ``Window`` refuses of a shape."""
