@@ -753,7 +753,7 @@ def endpoints_context(blueprint: Blueprint) -> list[dict[str, Any]]:
 
 def entries_context(blueprint: Blueprint) -> list[dict[str, Any]]:
     """Every entry point (endpoints and sources) and the sinks its item reaches by default."""
-    entries = []
+    entries: list[dict[str, Any]] = []
     for component in blueprint.components:
         if COMPONENT_KINDS[component.kind].inputs is not None:  # items enter elsewhere
             continue
@@ -774,6 +774,11 @@ def entries_context(blueprint: Blueprint) -> list[dict[str, Any]]:
                     ),
                 }
             )
+            # over Redis a window keeps what is open for its partitions' next owner
+            reached, on_redis = entries[-1]["reaches"], reached_counts(
+                blueprint, port, example_item(blueprint, port.schema), on_redis=True
+            )
+            entries[-1]["reaches_on_redis"] = None if on_redis == reached else on_redis
     return entries
 
 
@@ -890,11 +895,13 @@ def work_context(blueprint: Blueprint) -> list[dict[str, Any]]:
 
 
 def reached_counts(
-    blueprint: Blueprint, start: Port, item: dict[str, Any]
+    blueprint: Blueprint, start: Port, item: dict[str, Any], on_redis: bool = False
 ) -> dict[str, int | None]:
     """How many items each sink port reached gets from one ``item`` sent on
     ``start``, every component keeping its default: one, but behind a window as
-    many as the windows it is in (None: the blueprint cannot say, at least one)."""
+    many as the windows it is in (None: the blueprint cannot say, at least one).
+    ``on_redis``: by the drain of a run over Redis, where a window fed over Redis
+    closes nothing (its state stays in Redis): nothing behind it."""
     counts: dict[str, int | None] = {}
     pending: list[tuple[Port, int | None, dict[str, Any] | None]] = [(start, 1, item)]
     seen: set[str] = set()
@@ -918,6 +925,8 @@ def reached_counts(
             if COMPONENT_KINDS[target.kind].outputs is None:  # a path ends there
                 counts[conn.target.ref] = times
             elif target.window is not None:
+                if on_redis and conn.transport == "redis":
+                    continue
                 made = windows_per_item(target.window, carried)
                 more = made if times == 1 else None  # windows of windows: unknown
                 pending.append((target.data_outputs[0], more, None))

@@ -483,3 +483,29 @@ def test_a_window_of_every_shape_passes_its_gate(tmp_path: Path) -> None:
     assert reaches["s2.lows"] == 3
     assert reaches["s2.odd"] is None
     assert "s4.late" not in reaches
+
+
+OVER_REDIS = _with(
+    {
+        21: "  - {from: api.out, to: counts.in, key: sensor, transport: redis}",
+        22: "  - {from: counts.out, to: store.in, transport: redis}",
+    }
+)
+
+
+def test_a_window_over_redis_passes_its_gate(tmp_path: Path) -> None:
+    # its pipeline test, run over Redis, expects nothing behind the window by the
+    # drain: a window fed over Redis keeps its open windows there (run in memory,
+    # the drain closes them: one)
+    project = generate_gated(tmp_path, NAME, OVER_REDIS)
+    module = ast.parse((project / "tests" / "test_pipeline.py").read_text())
+    values = {
+        node.target.id: ast.literal_eval(node.value)
+        for node in module.body
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and node.value is not None
+        and node.target.id in ("ENTRIES", "REACHES_ON_REDIS")
+    }
+    assert [entry[5] for entry in values["ENTRIES"]] == [{"store.in": 1}]
+    assert values["REACHES_ON_REDIS"] == {"api.out": {}}
