@@ -376,7 +376,7 @@ async def test_a_failing_source_stays_down_when_restarts_are_off() -> None:
     broken = service.add(Broken("broken"))
     await service.run()
 
-    assert broken.state is runtime.State.FAILED
+    assert broken.phase is runtime.State.FAILED
     assert service.metrics.snapshot()["broken"]["out"]["errors"] == 1
 
 

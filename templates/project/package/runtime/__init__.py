@@ -35,6 +35,7 @@ from .errors import (
 from .histogram import Histogram
 from .ingress import ApiEndpoint
 from .joins import Join
+from .keyedstate import KeyedState, Stateful
 from .logs import JsonFormatter, MaskedLogger, configure_logging
 from .metrics import ServiceMetrics
 from .pii import MASK, Masker
@@ -72,6 +73,7 @@ __all__ = [
     "InvalidBody",
     "Join",
     "JsonFormatter",
+    "KeyedState",
     "LoopClock",
     "ManualClock",
     "MaskedLogger",
@@ -97,6 +99,7 @@ __all__ = [
     "Source",
     "StartupError",
     "State",
+    "Stateful",
     "Tap",
     "Timer",
     "Transformer",

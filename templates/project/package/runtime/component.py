@@ -173,7 +173,9 @@ class Component:
                 f"component {name!r}: the {ERRORS_PORT!r} output must have the "
                 f"schema ErrorRecord, not {errors.schema!r}"
             )
-        self.state = State.CREATED
+        #: where it is in its lifecycle (``state`` is a stateful component's
+        #: keyed state, ``keyedstate.Stateful``)
+        self.phase = State.CREATED
         self.masker = Masker()
         #: the message a synchronous user method is handling right now (nothing else
         #: runs meanwhile), so that its log lines carry the message's ids
@@ -204,7 +206,7 @@ class Component:
     @property
     def is_running(self) -> bool:
         """Whether the component is between a successful setup and its end."""
-        return self.state is State.RUNNING
+        return self.phase is State.RUNNING
 
     @property
     def data_outputs(self) -> dict[str, OutputPort]:
@@ -231,6 +233,15 @@ class Component:
                 f"threads, but {getattr(method, '__name__', 'the method')}() is "
                 "async def; make it a def, or drop blocking"
             )
+
+    def check_inputs(self) -> None:
+        """Raise ``WiringError`` for an input connection this component cannot take
+        (reported as its setup's failure: the service does not start)."""
+
+    def _method(self, connection: Connection) -> Callable[[Any], Any] | None:
+        """The user method a loop over ``connection`` calls, taken once per loop
+        (``keyedstate.Stateful`` wraps it with the item's key's state)."""
+        return self._call
 
     def _handling(self) -> Envelope | None:
         return self.handling
@@ -274,11 +285,12 @@ class Component:
         cleanup runs: there is nothing set up to clean).
         """
         self._context = context
-        self.state = State.STARTING
+        self.phase = State.STARTING
         try:
+            self.check_inputs()
             await self.setup()
         except Exception as exc:
-            self.state = State.FAILED
+            self.phase = State.FAILED
             self.log.error("setup failed", exc_info=exc)
             for port in self.outputs.values():
                 port.close()
@@ -287,14 +299,14 @@ class Component:
         task_status.started(None)
         try:
             await context.go.wait()
-            self.state = State.RUNNING
+            self.phase = State.RUNNING
             await self.serve(context)
         except Exception:
-            self.state = State.FAILED
+            self.phase = State.FAILED
             raise
         finally:
-            if self.state is not State.FAILED:
-                self.state = State.STOPPED
+            if self.phase is not State.FAILED:
+                self.phase = State.STOPPED
             for port in self.outputs.values():
                 port.close()
             await self._cleanup(context.settings.cleanup_timeout_s)
@@ -322,7 +334,7 @@ class Component:
         (A stream whose internals ``take`` cannot read still gives batches, taken
         one ``receive_nowait`` at a time.)
         """
-        call = self._call
+        call = self._method(connection)
         deliver, flush, forward, derive, by = self._delivery(port)
         age, latency = port.age, port.latency
         latency_bounds, latency_counts = latency.bounds, latency.counts
@@ -478,7 +490,7 @@ class Component:
         handed on, then settled, when the window releases it."""
         deliver, flush, *_ = self._delivery(port)
         settled = connection.settled
-        call = self._call
+        call = self._method(connection)
         tracer = tracing.TRACER
         if tracer is not None and call is not None:  # decided once per loop
             call, deliver = tracing.traced_loop(
@@ -572,7 +584,7 @@ class Component:
 
     async def _drain_each(self, port: InputPort, connection: Connection) -> None:
         """The loop one message at a time: Redis, and async user code."""
-        call, call_is_async = self._call, self._call_is_async
+        call, call_is_async = self._method(connection), self._call_is_async
         deliver, flush, *_ = self._delivery(port)
         age, latency = port.age, port.latency
         age_bounds, age_counts = age.bounds, age.counts

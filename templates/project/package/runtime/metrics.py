@@ -25,6 +25,7 @@ from .components import Timer
 from .histogram import AGE_BUCKETS, LATENCY_BUCKETS, Histogram
 from .ingress import ApiEndpoint
 from .joins import Join
+from .keyedstate import Stateful
 from .ports import InputPort
 from .windows import Window
 
@@ -108,6 +109,8 @@ class ServiceMetrics:
                 found[component.name] = _window_numbers(component)
             if isinstance(component, Join):
                 found[component.name] = _join_numbers(component)
+            if isinstance(component, Stateful):
+                found[component.name] = _state_numbers(component)
         return found
 
 
@@ -193,6 +196,7 @@ class _PortCollector(Collector):
         yield from _requests(self._components())
         yield from _windows(self._components())
         yield from _joins(self._components())
+        yield from _states(self._components())
 
 
 def _partitions(components: Iterable[Component]) -> Iterator[Metric]:
@@ -439,3 +443,30 @@ def _gauge(name: str, documentation: str) -> GaugeMetricFamily:
 
 def _histogram(name: str, documentation: str) -> HistogramMetricFamily:
     return HistogramMetricFamily(f"portwright_{name}", documentation, labels=_LABELS)
+
+
+def _state_numbers(component: Stateful[Any]) -> dict[str, float]:
+    """A stateful component's numbers (``keyedstate.py``)."""
+    return {
+        "state_keys": len(component.states),
+        "state_evicted_keys": component.states.evicted,
+    }
+
+
+def _states(components: Iterable[Component]) -> Iterator[Metric]:
+    """Per stateful component: keys holding state, keys dropped at the cap."""
+    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+        "state_keys": GaugeMetricFamily(
+            "portwright_state_keys", "Keys holding state now.", labels=["component"]
+        ),
+        "state_evicted_keys": CounterMetricFamily(
+            "portwright_state_evicted_keys",
+            "Keys whose state was dropped because max_keys keys held state.",
+            labels=["component"],
+        ),
+    }
+    for component in components:
+        if isinstance(component, Stateful):
+            for name, value in _state_numbers(component).items():
+                families[name].add_metric([component.name], value)
+    yield from families.values()

@@ -1,0 +1,233 @@
+"""Keyed state for user code: ``self.state`` is the state of the current item's key.
+
+A transformer, filter, router or sink whose class also subclasses ``Stateful``
+(the blueprint's ``state: true``) keeps one value per key of its input: a pydantic
+model (``state_type``, made from its defaults for a new key) or a ``dict`` of JSON
+values. Inside the user method ``self.state`` is a copy of the current key's value;
+what the method leaves in it (changed in place, or assigned) is kept when the method
+returns; when it raises, the item failed and its change is dropped, so a failed item
+never counts. A transformer's generator is run to its end inside the method, so
+that what it changes happens while ``self.state`` is its key's.
+
+Each item's key is its input connection's ``key``: a stateful component refuses, at
+start, an input that is not keyed, and one carried over Redis (the state is kept in
+this process only). One key is never in the method twice at once: one at a time
+without ``concurrency``, and with it ``concurrency.Window`` holds an item back while
+another of its key is inside; different keys may be inside together, each task
+seeing its own key's state (a context variable, copied into each task and thread).
+
+Memory is bounded: at most ``max_keys`` keys are kept; a new key past the cap drops
+the key used least recently (counted in ``evicted``; one warning); an evicted key
+that comes back starts again from its initial state.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from .errors import WiringError
+
+if TYPE_CHECKING:
+    from .ports import Connection, InputPort
+
+__all__ = ["DEFAULT_MAX_KEYS", "KeyedState", "Stateful"]
+
+S = TypeVar("S")
+#: keys a stateful component keeps when its blueprint says nothing
+DEFAULT_MAX_KEYS = 100_000
+
+# the current key's state, in a one-item list so that ``self.state = x`` in the
+# method replaces what the wrapper keeps
+_current: ContextVar[list[Any]] = ContextVar("portwright_state")
+
+
+class KeyedState:
+    """One component's state per key, least recently used first, at most
+    ``max_keys`` of them."""
+
+    def __init__(self, initial: Callable[[], Any], max_keys: int) -> None:
+        self.initial = initial
+        self.max_keys = max_keys
+        self._values: OrderedDict[object, Any] = OrderedDict()
+        #: keys dropped at the cap
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def checkout(self, key: object) -> Any:
+        """A copy of ``key``'s state for the method (its initial state when new)."""
+        values = self._values
+        if key in values:
+            values.move_to_end(key)
+            value = values[key]
+            if isinstance(value, BaseModel):
+                return value.model_copy(deep=True)
+            return copy.deepcopy(value)
+        return self.initial()
+
+    def keep(self, key: object, value: Any) -> bool:
+        """Keep ``value`` as ``key``'s state; True when a key was evicted for it."""
+        values = self._values
+        evicting = key not in values and len(values) >= self.max_keys
+        if evicting:
+            values.popitem(last=False)
+            self.evicted += 1
+        values[key] = value
+        values.move_to_end(key)
+        return evicting
+
+    def get(self, key: object) -> Any:
+        """``key``'s state as kept (None: none kept); for tests and inspection."""
+        return self._values.get(key)
+
+
+class Stateful(Generic[S]):
+    """A mixin, before the runtime class: ``self.state`` in the user method.
+
+    ``state_type``: the pydantic model of a key's state (None: a ``dict``);
+    ``max_keys``: how many keys are kept (see the module's docstring).
+    """
+
+    state_type: type[BaseModel] | None = None
+    max_keys: int = DEFAULT_MAX_KEYS
+    if TYPE_CHECKING:  # what the runtime class it is mixed into has
+        name: str
+        log: Any
+        inputs: dict[str, InputPort]
+        _call: Callable[[Any], Any] | None
+        _call_is_async: bool
+        batching: Any
+
+    @property
+    def state(self) -> S:
+        """The current item's key's state (only inside the user method)."""
+        try:
+            holder = _current.get()
+        except LookupError:
+            raise RuntimeError(
+                f"component {self.name!r}: self.state is the state of the item "
+                "being handled; it exists only inside the user method"
+            ) from None
+        return holder[0]  # type: ignore[no-any-return]
+
+    @state.setter
+    def state(self, value: S) -> None:
+        try:
+            _current.get()[0] = value
+        except LookupError:
+            raise RuntimeError(
+                f"component {self.name!r}: self.state can be set only inside the "
+                "user method"
+            ) from None
+
+    @property
+    def states(self) -> KeyedState:
+        """Every key's state kept by this component."""
+        store: KeyedState | None = self.__dict__.get("_states")
+        if store is None:
+            if self.max_keys < 1:
+                raise WiringError(
+                    f"component {self.name!r}: max_keys must be at least 1"
+                )
+            made = self.state_type
+            store = KeyedState(made if made is not None else dict, self.max_keys)
+            self.__dict__["_states"] = store
+        return store
+
+    def check_inputs(self) -> None:
+        """Refuse, before the service starts, what state per key cannot serve."""
+        if self.batching is not None:
+            raise WiringError(
+                f"component {self.name!r}: state is per item; it cannot take batches"
+            )
+        if inspect.isasyncgenfunction(self._call):
+            raise WiringError(
+                f"component {self.name!r}: an async generator runs after its method "
+                "returned, without its key's state; return a list instead"
+            )
+        self.states  # noqa: B018 (max_keys checked now, not at the first item)
+        for port in self.inputs.values():
+            for connection in port.connections:
+                if connection.key is None:
+                    raise WiringError(
+                        f"component {self.name!r} keeps state per key: its input "
+                        f"{port.address} must be keyed (connect it with key=)"
+                    )
+                if connection.settled is not None:
+                    raise WiringError(
+                        f"component {self.name!r} keeps its state in this process "
+                        f"(not yet in Redis): carry {port.address} in memory"
+                    )
+
+    def _method(self, connection: Connection) -> Callable[[Any], Any] | None:
+        """The user method for items of ``connection``, run with their key's state."""
+        call, key = self._call, connection.key
+        if call is None or key is None:  # check_inputs refused a key of None
+            return call
+        if self._call_is_async:
+            return self._async_with_state(call, key)
+        return self._with_state(call, key)
+
+    def _with_state(
+        self, call: Callable[[Any], Any], key: Callable[[Any], object]
+    ) -> Callable[[Any], Any]:
+        states, current = self.states, _current
+
+        def with_state(item: Any) -> Any:
+            which = key(item)
+            holder = [states.checkout(which)]
+            token = current.set(holder)
+            try:
+                result = call(item)
+                if isinstance(result, Iterator):  # its body runs as it is read
+                    result = list(result)
+            finally:
+                current.reset(token)
+            if states.keep(which, holder[0]):
+                self._evicted()
+            return result
+
+        return with_state
+
+    def _async_with_state(
+        self, call: Callable[[Any], Any], key: Callable[[Any], object]
+    ) -> Callable[[Any], Any]:
+        states, current = self.states, _current
+
+        async def with_state(item: Any) -> Any:
+            which = key(item)
+            holder = [states.checkout(which)]
+            token = current.set(holder)
+            try:
+                result = call(item)
+                if inspect.isawaitable(result):
+                    result = await result
+                if isinstance(result, AsyncIterator):  # its body runs as it is read
+                    result = [each async for each in result]
+                elif isinstance(result, Iterator):
+                    result = list(result)
+            finally:
+                current.reset(token)
+            if states.keep(which, holder[0]):
+                self._evicted()
+            return result
+
+        return with_state
+
+    def _evicted(self) -> None:
+        if self.states.evicted == 1:
+            self.log.warning(
+                "component %s: %d keys hold state, the cap (max_keys); the key used "
+                "least recently is dropped for each new one from now on (counted in "
+                "portwright_state_evicted_keys)",
+                self.name,
+                self.max_keys,
+            )
