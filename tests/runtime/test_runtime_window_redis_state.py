@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 import anyio
@@ -16,14 +17,17 @@ import redis.asyncio
 import runtime
 from pydantic import BaseModel
 from runtime.aggregates import Aggregate, builtin
-from runtime.redis.leases import TO
+from runtime.redis.leases import TO, Lease
 from runtime.redis.windowstore import (
     COMMIT,
+    WindowStore,
+    _Partition,
     check_json,
     dump_value,
     load_value,
 )
 from runtime.redis.wire import FIELD
+from runtime.windowstate import AlignedWindows
 
 from tests.redisenv import (
     delete_prefixed,
@@ -351,3 +355,34 @@ async def test_a_close_by_time_is_a_commit_too(time: str) -> None:
     finally:
         sync.close()
         delete_prefixed(url, prefix)
+
+
+class Buffered:
+    """A keyed connection's face, with ``waiting`` items read and not yet taken."""
+
+    def __init__(self, waiting: int) -> None:
+        self.link: Any = None
+        self.group = "w.in"
+        self.streams = ["s.p0"]
+        self.key = attrgetter("account")
+        self.waiting = waiting
+
+    def depth(self) -> int:
+        return self.waiting
+
+
+async def test_a_busy_partition_is_not_idle_while_its_items_wait_here() -> None:
+    # The process was busy (items buffered, not taken): moving the watermark on
+    # by the wall clock would make them late. It waits another idle_after instead.
+    clock = runtime.ManualClock()
+    window = runtime.Window(
+        "w", size=60, time="at", idle_after=5, clock=clock, inputs={"in": Trade}
+    )
+    kept = WindowStore(window, Buffered(waiting=3))  # type: ignore[arg-type]
+    lease = Lease(0, "s.p0.lease.w.in", "1", until=1e9)
+    shape = AlignedWindows(60, 60, window.aggregate)
+    kept.partitions[0] = part = _Partition(lease, shape, watermark=61.0)
+    shape.add("a", 61.0, _trade("a", 61.0), None)
+    clock.advance(10)
+    await kept.on_time()
+    assert (shape.open, part.watermark, part.advanced_at) == (1, 61.0, 10)

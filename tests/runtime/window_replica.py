@@ -32,7 +32,7 @@ from runtime.redis import windowstore
 #: the windows' size and how long a quiet partition waits before its watermark
 #: moves on (s): the last windows close by idleness once the events stop
 SIZE_S = 5.0
-IDLE_S = 1.0
+IDLE_S = 2.0
 
 
 class Event(BaseModel):

@@ -223,6 +223,9 @@ class Keyed(Protocol):
     def lose(self, lease: Lease, why: str) -> None:
         """Stop reading the partition of ``lease``."""
 
+    def depth(self) -> int:
+        """Items read and waiting to be taken (every partition's)."""
+
 
 @dataclass
 class _Partition:
@@ -481,6 +484,11 @@ class WindowStore:
                 now = clock.now()
                 if window.event_time:
                     if now < part.advanced_at + window.idle_after:
+                        continue
+                    if self.connection.depth():
+                        # Items wait here to be added: the input is not quiet, the
+                        # process was busy (moving on now would make them late).
+                        part.advanced_at = now
                         continue
                     watermark = part.watermark + (now - part.advanced_at)
                 else:
