@@ -145,6 +145,14 @@ class JoinConf:
 
 
 @dataclass(frozen=True)
+class StateConf:
+    """A component's keyed state (``state: true``): ``self.state`` per input key."""
+
+    schema: str | None  # the state_schema; None: a dict of JSON values
+    max_keys: int | None = None  # None: the runtime's default
+
+
+@dataclass(frozen=True)
 class Component:
     """A resolved component with its ports and effective settings."""
 
@@ -173,6 +181,7 @@ class Component:
     live: Live | None = None  # websocket_in, websocket_out: route and limits
     window: WindowConf | None = None  # window: its windows and aggregate
     join: JoinConf | None = None  # join: its interval, time and keys
+    state: StateConf | None = None  # transformer, filter, router, sink: keyed state
 
     def output(self, name: str) -> Port | None:
         """The output port called ``name``, if there is one."""

@@ -33,9 +33,12 @@ def join_cases(blueprint: Blueprint) -> list[dict[str, Any]]:
         left_example = example_item(blueprint, left.schema)
         right_example = example_item(blueprint, right.schema)
         key = shared_key(
-            _field(blueprint, left.schema, conf.key_left),
-            _field(blueprint, right.schema, conf.key_right),
-            (_at(left_example, conf.key_left), _at(right_example, conf.key_right)),
+            field_at(blueprint, left.schema, conf.key_left),
+            field_at(blueprint, right.schema, conf.key_right),
+            (
+                value_at(left_example, conf.key_left),
+                value_at(right_example, conf.key_right),
+            ),
         )
         assert key is not _MISSING  # the resolver refused keys with no such value
         _put(left_example, conf.key_left, key)
@@ -65,7 +68,7 @@ Arrival = tuple[int | None, dict[str, Any] | None]
 _MISSING = object()
 
 
-def _at(item: dict[str, Any] | None, path: str) -> Any:
+def value_at(item: dict[str, Any] | None, path: str) -> Any:
     """Field ``path`` (``a.b``) of ``item`` as JSON, or _MISSING."""
     current: Any = item
     for part in path.split("."):
@@ -80,7 +83,7 @@ def _same(
 ) -> bool:
     """Whether one item seen on both sides has one value at the two paths: by the
     item when it is known and has them, else only when the paths are the same."""
-    values = _at(left, paths[0]), _at(right, paths[1])
+    values = value_at(left, paths[0]), value_at(right, paths[1])
     if _MISSING in values:
         return paths[0] == paths[1]
     return bool(values[0] == values[1])
@@ -144,7 +147,7 @@ def _downstream(blueprint: Blueprint, name: str) -> set[str]:
     return found
 
 
-def _field(blueprint: Blueprint, schema: str, path: str) -> SchemaField:
+def field_at(blueprint: Blueprint, schema: str, path: str) -> SchemaField:
     """Field ``path`` (``a.b``) of ``schema`` (the resolver checked it is there)."""
     *parents, last = path.split(".")
     for part in parents:
@@ -161,7 +164,7 @@ def _put(item: dict[str, Any], path: str, value: Any) -> None:
     item[last] = value
 
 
-def _allows(value: Any, constraints: Mapping[str, Any]) -> bool:
+def allows(value: Any, constraints: Mapping[str, Any]) -> bool:
     """Whether ``value`` keeps a scalar field's constraints (bounds, lengths and
     pattern, as the generated schema checks them)."""
     return all(_keeps(value, name, limit) for name, limit in constraints.items())
@@ -199,7 +202,7 @@ def shared_key(left: SchemaField, right: SchemaField, examples: tuple[Any, Any])
         except ExampleError:
             continue
     for value in candidates:
-        if value is not _MISSING and _allows(value, mine) and _allows(value, theirs):
+        if value is not _MISSING and allows(value, mine) and allows(value, theirs):
             return value
     return _MISSING
 

@@ -366,6 +366,23 @@ class _RunsWork(Spec):
     blocking: Annotated[bool, Field(strict=True)] | None = None
 
 
+#: the most keys a stateful component keeps (``runtime/keyedstate.py``)
+MaxKeys = Annotated[int, Field(strict=True, ge=1, le=100_000_000)]
+
+
+class _KeepsState(Spec):
+    """Keyed state for the user method: ``self.state`` is the current item's key's
+    (``runtime/keyedstate.py``); the input must be keyed."""
+
+    #: give the user method ``self.state``, one per key of its input
+    state: Annotated[bool, Field(strict=True)] | None = None
+    #: the schema of a key's state, made from its defaults for a new key; absent: a
+    #: dict of JSON values
+    state_schema: PortSchema | None = None
+    #: the most keys kept; past it a new key drops the key used least recently
+    max_keys: MaxKeys | None = None
+
+
 def _duration(value: str) -> str:
     try:
         parse_duration(value)
@@ -595,19 +612,21 @@ class WindowSpec(ComponentSpec, _HasInputs):
     burst_limit: BurstLimit | None = None
 
 
-class TransformerSpec(ComponentSpec, _RunsWork, _Batches, _HasInputs, _HasOutputs):
+class TransformerSpec(
+    ComponentSpec, _RunsWork, _KeepsState, _Batches, _HasInputs, _HasOutputs
+):
     """One input, one output: user code returns the new item or None to drop it."""
 
     kind: Literal["transformer"]
 
 
-class FilterSpec(ComponentSpec, _RunsWork, _HasInputs, _HasOutputs):
+class FilterSpec(ComponentSpec, _RunsWork, _KeepsState, _HasInputs, _HasOutputs):
     """One input, one output: user code keeps an item or not."""
 
     kind: Literal["filter"]
 
 
-class RouterSpec(ComponentSpec, _RunsWork, _HasInputs, _HasOutputs):
+class RouterSpec(ComponentSpec, _RunsWork, _KeepsState, _HasInputs, _HasOutputs):
     """One input, named outputs: user code names the output port(s) of each item."""
 
     kind: Literal["router"]
@@ -620,7 +639,7 @@ class MergerSpec(ComponentSpec, _HasInputs, _HasOutputs):
     burst_limit: BurstLimit | None = None
 
 
-class SinkSpec(ComponentSpec, _RunsWork, _Batches, _HasInputs):
+class SinkSpec(ComponentSpec, _RunsWork, _KeepsState, _Batches, _HasInputs):
     """Named inputs, drained concurrently by user code."""
 
     kind: Literal["sink"]

@@ -97,6 +97,8 @@ RESERVED_SCHEMAS = frozenset({
     "WINDOWS", "Window", "WindowCase", "WindowRow",
     # a window of user code: bases.py subclasses it, tests/test_windows.py checks it
     "Aggregate", "TypeError",
+    # keyed state: bases.py subclasses Stateful; tests/test_state.py
+    "STATEFUL", "StateCase", "Stateful",
 })  # fmt: skip
 def _common(value: str, pattern: re.Pattern[str], what: str, shape: str) -> str | None:
     if not pattern.fullmatch(value):  # not match: "$" also matches before a final "\n"

@@ -35,6 +35,7 @@ from .ops.rules import RULE_TESTS, RULES, rule_tests_yaml, rules_yaml
 from .ops.runbook import RUNBOOK, runbook_markdown
 from .pytypes import field_code, schema_imports, uses_field
 from .schema_cases import schema_cases
+from .state_plan import state_cases
 from .window_plan import window_cases, windows_per_item
 
 Owner = Literal["generator", "user"]
@@ -90,6 +91,8 @@ LIVE_TESTS = "tests/test_websockets.py.jinja"
 WINDOW_TESTS = "tests/test_windows.py.jinja"
 # Planned only for a project with join components
 JOIN_TESTS = "tests/test_joins.py.jinja"
+# Planned only for a project with components that keep keyed state
+STATE_TESTS = "tests/test_state.py.jinja"
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,8 @@ def plan(blueprint: Blueprint, blueprint_text: str, templates: Iterable[str]) ->
             continue
         if name == JOIN_TESTS and not context["joins"]:
             continue
+        if name == STATE_TESTS and not context["stateful"]:
+            continue
         files.append(PlannedFile(output_path(name, blueprint.name), "generator", name))
     files.sort(key=lambda f: f.path)
     paths = Counter(f.path for f in files)
@@ -238,6 +243,7 @@ def project_context(blueprint: Blueprint) -> dict[str, Any]:
         "lives": lives_context(blueprint),
         "windows": window_cases(blueprint),
         "joins": join_cases(blueprint),
+        "stateful": state_cases(blueprint),
         "roles": roles_context(blueprint),
         "schema_cases": schema_cases(blueprint),
         **imports_context(blueprint),
@@ -269,6 +275,12 @@ def imports_context(blueprint: Blueprint) -> dict[str, Any]:
             bases.add("collections.abc", "Awaitable")  # base_returns
         if kind.port_alias:
             bases.add("typing", "Literal")
+        if component.state is not None:  # self.state: the state_schema, or a dict
+            bases.add(".runtime", "Stateful")
+            if component.state.schema is None:
+                bases.add("typing", "Any")
+            else:
+                bases.add(".schemas", component.state.schema)
         if kind.carry_over and carried_fields(blueprint, component)["error_record"]:
             bases.add("datetime", "UTC", "datetime")  # the ErrorRecord's time
     bases.add(".runtime", *(kind_of(c).runtime_class for c in logic))
@@ -360,8 +372,12 @@ def component_context(blueprint: Blueprint, component: Component) -> dict[str, A
         "name": component.name,
         "kind": component.kind,
         "class_name": class_name(component.name),
-        # the classes its base subclasses (a custom window's: Window, Aggregate)
-        "runtime_class": ", ".join((kind.runtime_class, *kind.mixins)),
+        # the classes its base subclasses (a custom window's: Window, Aggregate;
+        # keyed state: Stateful[its type] first)
+        "runtime_class": ", ".join(
+            (*_stateful(component), kind.runtime_class, *kind.mixins)
+        ),
+        "state": component.state,
         "description": component.description,
         "user_owned": kind.user_owned,
         "arguments": _arguments(component, kind.arguments),
@@ -408,6 +424,14 @@ def component_context(blueprint: Blueprint, component: Component) -> dict[str, A
         ),
     }
     return context
+
+
+def _stateful(component: Component) -> tuple[str, ...]:
+    """The mixin a component with keyed state subclasses first, typed by its state."""
+    state = component.state
+    if state is None:
+        return ()
+    return (f"Stateful[{state.schema or 'dict[str, Any]'}]",)
 
 
 def _arguments(component: Component, names: tuple[str, ...]) -> list[tuple[str, str]]:

@@ -40,6 +40,7 @@ class _Resolver(SchemaRules, ComponentRules, ConnectionRules, KeyRules, WarningR
         connections = self.keyed(self.connections(components), schemas)
         components = self.windows(components, connections, schemas)
         components = self.joins(components, connections, schemas)
+        self.stateful(components, connections, schemas)
         self.unconnected_inputs(components)
         self.cycles(connections)
         self.redis(connections)

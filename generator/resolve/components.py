@@ -16,6 +16,7 @@ from ..model import (
     WebSocketInSpec,
     WindowSpec,
     _Batches,
+    _KeepsState,
     _Live,
     _RunsWork,
     _Ticks,
@@ -26,10 +27,13 @@ from .checks import Checks
 from .joins import JoinRules
 from .live import LiveRules
 from .operations import OperationRules
+from .state import StateRules
 from .windows import WindowRules
 
 
-class ComponentRules(OperationRules, LiveRules, WindowRules, JoinRules, Checks):
+class ComponentRules(
+    OperationRules, LiveRules, WindowRules, JoinRules, StateRules, Checks
+):
     """Resolve each component: its ports and the settings it inherits."""
 
     def components(self) -> dict[str, Component]:
@@ -72,6 +76,8 @@ class ComponentRules(OperationRules, LiveRules, WindowRules, JoinRules, Checks):
                 extra.update(self.work(name, spec))
             if isinstance(spec, _Batches):
                 extra.update(self.batching(name, spec, extra.get("concurrency", 1)))
+            if isinstance(spec, _KeepsState):
+                extra.update(self.keyed_state(name, spec))
             if isinstance(spec, _Ticks):
                 extra.update(self.ticking(name, spec))
             extra.update(self.operations(name, spec))

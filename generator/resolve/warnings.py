@@ -44,6 +44,9 @@ class WarningRules(Checks):
         pending = [
             p.schema for c in components.values() for p in (*c.inputs, *c.outputs)
         ]
+        pending += [
+            c.state.schema for c in components.values() if c.state and c.state.schema
+        ]
         by_name = {s.name: s for s in schemas}
         while pending:
             name = pending.pop()

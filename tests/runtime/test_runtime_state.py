@@ -200,3 +200,17 @@ def test_an_unkeyed_input_is_refused_when_it_starts() -> None:
 def test_self_state_outside_the_method_says_where_it_exists() -> None:
     with pytest.raises(RuntimeError, match="only inside the user method"):
         _ = Counter("counter").state
+
+
+def test_two_input_connections_with_an_async_method_are_refused() -> None:
+    # each connection has its own loop: one key could be inside from both at once
+    service = runtime.Service("two")
+    service.add(Readings("readings", []))
+    service.add(Readings("more", []))
+    service.add(AsyncSummed("summed"))
+    service.add(Recorder("sink"))
+    service.connect("readings.out", "summed.in", key="device")
+    service.connect("more.out", "summed.in", key="device")
+    service.connect("summed.out", "sink.in")
+    with pytest.raises(runtime.StartupError, match="has 2 input connections"):
+        run(service)

@@ -15,6 +15,9 @@ this process only). One key is never in the method twice at once: one at a time
 without ``concurrency``, and with it ``concurrency.Window`` holds an item back while
 another of its key is inside; different keys may be inside together, each task
 seeing its own key's state (a context variable, copied into each task and thread).
+Each input connection has its own loop, so with several of them the method must be a
+plain ``def`` without ``concurrency`` or ``blocking`` (one runs at a time): the
+component refuses anything else at start.
 
 Memory is bounded: at most ``max_keys`` keys are kept; a new key past the cap drops
 the key used least recently (counted in ``evicted``; one warning); an evicted key
@@ -35,6 +38,7 @@ from pydantic import BaseModel
 from .errors import WiringError
 
 if TYPE_CHECKING:
+    from .concurrency import Work
     from .ports import Connection, InputPort
 
 __all__ = ["DEFAULT_MAX_KEYS", "KeyedState", "Stateful"]
@@ -102,6 +106,7 @@ class Stateful(Generic[S]):
         name: str
         log: Any
         inputs: dict[str, InputPort]
+        work: Work
         _call: Callable[[Any], Any] | None
         _call_is_async: bool
         batching: Any
@@ -154,6 +159,15 @@ class Stateful(Generic[S]):
                 "returned, without its key's state; return a list instead"
             )
         self.states  # noqa: B018 (max_keys checked now, not at the first item)
+        connections = [c for port in self.inputs.values() for c in port.connections]
+        if len(connections) > 1 and (self._call_is_async or self.work.windowed):
+            # each connection has a loop of its own: a key could be in the method
+            # from two of them at once, one change overwriting the other
+            raise WiringError(
+                f"component {self.name!r} keeps state per key and has "
+                f"{len(connections)} input connections: its method must then be a "
+                "plain def, one item at a time (no concurrency, no blocking)"
+            )
         for port in self.inputs.values():
             for connection in port.connections:
                 if connection.key is None:
