@@ -226,7 +226,7 @@ async def test_a_quiet_input_is_closed_by_idleness_on_the_clock() -> None:
         await until(lambda: len(out.items) == 2)
         assert sorted(rows(out.items)) == [("a", 0, 10, 1), ("b", 0, 10, 1)]
         # the watermark moved on by the idle time: 3 + 15
-        assert window.watermark == (T0 + timedelta(seconds=18)).timestamp()
+        assert window.watermark.value == (T0 + timedelta(seconds=18)).timestamp()
         await feed.send.send(at("a", 7))  # its window closed: late
         await until(lambda: window.late_items == 1)
         await feed.finish()
@@ -242,7 +242,9 @@ async def test_items_that_keep_coming_postpone_idleness() -> None:
         await until(lambda: window.open_windows == 1)
         clock.advance(8)
         await feed.send.send(at("a", 2))  # moves the watermark: idle from now on
-        await until(lambda: window.watermark == (T0 + timedelta(seconds=2)).timestamp())
+        await until(
+            lambda: window.watermark.value == (T0 + timedelta(seconds=2)).timestamp()
+        )
         clock.advance(8)  # 16 since the first item, 8 since the watermark moved
         await settle()
         assert out.items == []
@@ -262,7 +264,7 @@ async def test_processing_time_windows_close_by_the_timer() -> None:
         await until(lambda: window.open_windows == 2)
         clock.advance(4)
         await feed.send.send(at("a", 999))
-        await until(lambda: window.watermark == T0.timestamp() + 4)
+        await until(lambda: window.watermark.value == T0.timestamp() + 4)
         clock.advance(5.5)
         await settle()
         assert out.items == []

@@ -1,10 +1,9 @@
 """The input loop of a stateful component: a connection's entries, a batch at a time.
 
-A stateful component (``joins.py``; ``windows.py`` has the same loop inline and
-could use this one) folds items into state synchronously, so it takes whatever is
-buffered at once (up to ``limit``) instead of one ``receive`` per item, and hands
-each batch to ``handle``. The port's age and message counts are kept here, as the
-other kinds' loops keep them.
+A stateful component (``joins.py``, ``windows.py`` in memory) folds items into
+state synchronously, so it takes whatever is buffered at once (up to ``limit``)
+instead of one ``receive`` per item, and hands each batch to ``handle``. The
+port's age and message counts are kept here, as the other kinds' loops keep them.
 """
 
 from __future__ import annotations

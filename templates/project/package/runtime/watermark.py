@@ -1,9 +1,10 @@
 """Event time and the watermark: how far a stateful component's time has come.
 
-A leaf the stateful components share (``joins.py``; ``windows.py`` keeps its own
-copy of the same rules for now and could use this one). Time is in seconds (a
-float): an item's event time read from a field holding an aware ``datetime`` (or
-a number of seconds), or the clock's wall time (processing time).
+A leaf the stateful components share (``joins.py``, ``windows.py``; a window reads
+its items' times in its own loops, for speed, and over Redis keeps a watermark per
+partition too: ``redis/windowstore.py``). Time is in seconds (a float): an item's
+event time read from a field holding an aware ``datetime`` (or a number of
+seconds), or the clock's wall time (processing time).
 
 The watermark is the highest time seen (in memory a keyed connection is one
 partition, so it is per component). When no item has moved it for ``idle_after``

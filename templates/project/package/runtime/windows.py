@@ -12,7 +12,8 @@ watermark is the highest time seen on the component's input: in memory a keyed
 connection is one partition, so it is per component. A window closes once the
 watermark reaches its end plus ``grace``; when no item has advanced the watermark
 for ``idle_after`` of the clock (default ``size + grace``), the watermark moves on
-by that much, so that a quiet input still gets its results.
+by that much, so that a quiet input still gets its results. The input loop and the watermark are
+the ones joins use (``intake.py``, ``watermark.py``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ from time import monotonic
 from typing import Any, Literal, Protocol
 
 import anyio
-from anyio import EndOfStream, WouldBlock
-from anyio.lowlevel import checkpoint
+from anyio import EndOfStream
 from pydantic import BaseModel, ConfigDict
 
 from .aggregates import Aggregate, Count
@@ -37,7 +37,9 @@ from .clock import Clock, LoopClock
 from .component import ERRORS_PORT, Component, RunContext
 from .envelope import Entry, Envelope
 from .errors import ErrorRecord, WiringError
+from .intake import intake
 from .ports import Connection, InputPort
+from .watermark import Watermark
 from .windowstate import AlignedWindows, Closed, CountWindows, SlidingWindows, Store
 
 __all__ = ["Window", "WindowResult", "WindowType"]
@@ -160,7 +162,6 @@ class Window(Component):
         if max_open < 1:
             raise WiringError(f"window {name!r}: max_open must be at least 1")
         self.max_open = max_open
-        self.clock: Clock = clock or LoopClock()
         self.store = self._store(name, type, size, hop, count)
         self._tumbling = (
             self.event_time
@@ -169,17 +170,18 @@ class Window(Component):
             and self.store.hop == self.store.size
         )
         self.size = 0.0 if size is None else size
-        self.idle_after = (
-            self.size + self.grace
-            if idle_after is None
-            else _check(name, "idle_after", idle_after)
-        )
         if count is not None and idle_after is not None:
             raise WiringError(f"window {name!r}: count windows do not close on time")
-        #: the highest time seen (or reached by idleness); -inf before any item
-        self.watermark = -math.inf
-        #: ``clock.now()`` when the watermark last moved
-        self.advanced_at = 0.0
+        #: the highest time seen (or reached by idleness; per partition over Redis:
+        #: this one is the highest of them), and when it last moved
+        self.watermark = Watermark(
+            clock or LoopClock(),
+            (
+                self.size + self.grace
+                if idle_after is None
+                else _check(name, "idle_after", idle_after)
+            ),
+        )
         self.late_items = 0
         self.closed = 0
         self.evicted = 0
@@ -242,6 +244,20 @@ class Window(Component):
         )
 
     @property
+    def clock(self) -> Clock:
+        """What the timer and the watermark's idleness read (a test sets its own)."""
+        return self.watermark.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self.watermark.clock = clock
+
+    @property
+    def idle_after(self) -> float:
+        """How long the input is quiet before the watermark moves on by itself."""
+        return self.watermark.idle_after
+
+    @property
     def open_windows(self) -> int:
         """Windows open now (every key's)."""
         return self.store.open if self.kept is None else self.kept.open
@@ -249,9 +265,7 @@ class Window(Component):
     def watermark_lag(self) -> float:
         """How far the watermark is behind the clock's wall time, in seconds (0
         before the first item)."""
-        if self.watermark == -math.inf:
-            return 0.0
-        return max(0.0, self.clock.wall() - self.watermark)
+        return self.watermark.lag()
 
     async def setup(self) -> None:
         """Refuse an input the window cannot take: unkeyed, or over a transport
@@ -296,7 +310,7 @@ class Window(Component):
             await self._serve_kept(self.kept)
             return
         drains = [(p, c) for p in self.inputs.values() for c in p.connections]
-        self.advanced_at = self.clock.now()
+        self.watermark.advanced_at = self.clock.now()
         self._sending, self._wake = anyio.Lock(), anyio.Event()
         async with anyio.create_task_group() as timer:
             timer.start_soon(self._on_time)
@@ -311,36 +325,21 @@ class Window(Component):
         """The loop of one input: a batch at a time, then what it closed, sent."""
         key = self.key or connection.key
         assert key is not None
-        take, limit, clock = connection.take, self.burst_limit, monotonic
-        age, counts = port.age, port.latency.counts
-        async with connection.receiving() as receiver:
-            while True:
-                batch = take(limit)
-                if not batch:
-                    try:
-                        batch = [receiver.receive_nowait()]
-                    except WouldBlock:
-                        try:
-                            batch = [await receiver.receive()]
-                        except EndOfStream:
-                            return
-                        batch += take(limit - 1)
-                    except EndOfStream:
-                        return
-                age.observe_since(clock(), [stamp for stamp, _ in batch])
-                counts[0] += len(batch)  # no user method to time (see metrics)
-                self._add_all(batch, key)
-                while self._failed:
-                    entry, exc = self._failed.pop(0)
-                    await self.fail(port, entry[1], exc)
-                await self._flush()
-                await checkpoint()
+
+        async def handle(batch: list[Entry]) -> None:
+            self._add_all(batch, key)
+            while self._failed:
+                entry, exc = self._failed.pop(0)
+                await self.fail(port, entry[1], exc)
+            await self._flush()
+
+        await intake(port, connection, self.burst_limit, handle)
 
     async def _serve_kept(self, kept: KeptWindows) -> None:
         """``serve`` over Redis: the state is the partitions', in Redis, so a
         replica that stops closes nothing (the partitions' next owners go on)."""
         drains = [(p, c) for p in self.inputs.values() for c in p.connections]
-        self.advanced_at = self.clock.now()
+        self.watermark.advanced_at = self.clock.now()
         self._sending, self._wake = anyio.Lock(), anyio.Event()
         async with anyio.create_task_group() as timer:
             timer.start_soon(self._on_time_kept, kept)
@@ -392,8 +391,8 @@ class Window(Component):
 
     def _add_all(self, batch: list[Entry], key: Callable[[Any], Any]) -> None:
         """The synchronous core: add a batch, closing what the watermark passes."""
-        store = self.store
-        watermark = self.watermark
+        store, mark = self.store, self.watermark
+        watermark = mark.value
         late: list[Entry] = []
         if not self.event_time:
             t = self.clock.wall()  # processing time: one reading per batch
@@ -405,9 +404,7 @@ class Window(Component):
             watermark = self._add_tumbling(batch, key, watermark, late)
         else:
             watermark = self._add_each(batch, key, watermark, late, None)
-        if watermark > self.watermark:
-            self.watermark = watermark
-            self.advanced_at = self.clock.now()
+        mark.see(watermark)
         if late:
             self.late_items += len(late)
             if self._late is not None:
@@ -594,7 +591,7 @@ class Window(Component):
         if not self.store.open or isinstance(self.store, CountWindows):
             return math.inf  # count windows do not close on time
         if self.event_time:
-            return self.advanced_at + self.idle_after
+            return self.watermark.idle_deadline()
         # Processing time: when the wall clock reaches the oldest window's close.
         clock = self.clock
         return clock.now() + max(0.0, self.store.closes_at() - clock.wall())
@@ -613,15 +610,12 @@ class Window(Component):
                 continue  # woken by a first window, or items moved the deadline on
             if self.event_time:
                 # Idle: the watermark moves on by the time the input was quiet.
-                now = clock.now()
-                self.watermark += now - self.advanced_at
-                self.advanced_at = now
-                self.store.close(self.watermark - self.grace, self._closed_one)
+                self.store.close(self.watermark.idle() - self.grace, self._closed_one)
             else:
                 # At least the close it waited for (the wall and monotonic
                 # readings may round apart).
-                self.watermark = max(clock.wall(), self.store.closes_at())
-                self.store.close(self.watermark, self._closed_one)
+                self.watermark.value = max(clock.wall(), self.store.closes_at())
+                self.store.close(self.watermark.value, self._closed_one)
             # Shielded: the drain cancels this task, and what emit_all had taken
             # from the list but not yet sent would be lost with it.
             with anyio.CancelScope(shield=True):

@@ -46,6 +46,7 @@ from ..clock import Clock
 from ..envelope import Entry, Envelope
 from ..errors import WiringError
 from ..ports import OutputPort
+from ..watermark import Watermark
 from ..windowstate import AlignedWindows, Store
 from .connection import RedisConnection
 from .leases import TO, Lease
@@ -190,7 +191,6 @@ class Windowed(Protocol):
     event_time: bool
     time: Callable[[Any], Any] | None
     grace: float
-    idle_after: float
     max_open: int
     every: bool
     clock: Clock
@@ -199,8 +199,11 @@ class Windowed(Protocol):
     closed: int
     late_items: int
     evicted: int
-    watermark: float
-    advanced_at: float
+    watermark: Watermark
+
+    @property
+    def idle_after(self) -> float:
+        """How long a partition is quiet before its watermark moves on."""
 
     def rearm(self) -> None:
         """Look at the time to close again (the state changed)."""
@@ -414,9 +417,9 @@ class WindowStore:
         if watermark > part.watermark:
             part.watermark = watermark
             part.advanced_at = window.clock.now()
-            if watermark > window.watermark:
-                window.watermark = watermark
-                window.advanced_at = part.advanced_at
+            mark = window.watermark
+            if watermark > mark.value:
+                mark.value, mark.advanced_at = watermark, part.advanced_at
 
     def _recorders(self, changes: _Changes) -> tuple[
         Callable[[Any, float, float, Any], None],
@@ -500,7 +503,7 @@ class WindowStore:
                 store.close(watermark - window.grace, closed)
                 part.watermark = watermark
                 part.advanced_at = now
-                window.watermark = max(window.watermark, watermark)
+                window.watermark.value = max(window.watermark.value, watermark)
                 await self._commit(part, changes)
 
     # -- the script -----------------------------------------------------------
