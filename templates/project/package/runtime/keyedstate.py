@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
@@ -50,6 +51,8 @@ DEFAULT_MAX_KEYS = 100_000
 # the current key's state, in a one-item list so that ``self.state = x`` in the
 # method replaces what the wrapper keeps
 _current: ContextVar[list[Any]] = ContextVar("portwright_state")
+# what ``KeyedState.checkout`` finds for a key it does not hold
+_NEW = object()
 
 
 class KeyedState:
@@ -60,6 +63,9 @@ class KeyedState:
         self.initial = initial
         self.max_keys = max_keys
         self._values: OrderedDict[object, Any] = OrderedDict()
+        # blocking user code runs in worker threads: the order of the keys and
+        # the eviction change together
+        self._lock = threading.Lock()
         #: keys dropped at the cap
         self.evicted = 0
 
@@ -69,23 +75,26 @@ class KeyedState:
     def checkout(self, key: object) -> Any:
         """A copy of ``key``'s state for the method (its initial state when new)."""
         values = self._values
-        if key in values:
-            values.move_to_end(key)
-            value = values[key]
-            if isinstance(value, BaseModel):
-                return value.model_copy(deep=True)
-            return copy.deepcopy(value)
-        return self.initial()
+        with self._lock:
+            value = values.get(key, _NEW)
+            if value is not _NEW:
+                values.move_to_end(key)
+        if value is _NEW:
+            return self.initial()
+        if isinstance(value, BaseModel):
+            return value.model_copy(deep=True)
+        return copy.deepcopy(value)
 
     def keep(self, key: object, value: Any) -> bool:
         """Keep ``value`` as ``key``'s state; True when a key was evicted for it."""
         values = self._values
-        evicting = key not in values and len(values) >= self.max_keys
-        if evicting:
-            values.popitem(last=False)
-            self.evicted += 1
-        values[key] = value
-        values.move_to_end(key)
+        with self._lock:
+            evicting = key not in values and len(values) >= self.max_keys
+            if evicting:
+                values.popitem(last=False)
+                self.evicted += 1
+            values[key] = value
+            values.move_to_end(key)
         return evicting
 
     def get(self, key: object) -> Any:
