@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,10 @@ MaybeAwaitable: TypeAlias = T | Awaitable[T]
 BatchDeliver: TypeAlias = Callable[[Envelope, Any, float], Awaitable[None] | None]
 #: ``flush()``: send what the ``deliver`` calls since the last flush collected.
 Flush: TypeAlias = Callable[[], Awaitable[None] | None]
+#: ``retry_after(envelope, failed)``: the wait before a message that failed its
+#: ``failed``-th delivery is tried again in place (None: no more); a keyed input
+#: over Redis has one (``PartitionedConnection.retry_after``)
+RetryAfter: TypeAlias = Callable[[Envelope, int], float | None]
 #: ``append(entry)``: add an entry to what the next ``flush`` sends.
 Append: TypeAlias = Callable[[Entry], None]
 
@@ -490,7 +495,10 @@ class Component:
         handed on, then settled, when the window releases it."""
         deliver, flush, *_ = self._delivery(port)
         settled = connection.settled
-        call = self._method(connection)
+        call, is_async = self._method(connection), self._call_is_async
+        retry_after: RetryAfter | None = getattr(connection, "retry_after", None)
+        if retry_after is not None and call is not None:  # a keyed input over Redis
+            call, is_async = self._retrying(port, call, retry_after)
         tracer = tracing.TRACER
         if tracer is not None and call is not None:  # decided once per loop
             call, deliver = tracing.traced_loop(
@@ -499,7 +507,7 @@ class Component:
                 port.address,
                 getattr(connection, "partition", None),
                 call,
-                self._call_is_async,
+                is_async,
                 deliver,
                 current_message,
             )
@@ -521,11 +529,7 @@ class Component:
                 settled(envelope, error)
 
         window = Window(
-            self.work,
-            call,
-            is_async=self._call_is_async,
-            port=port,
-            key=connection.key,
+            self.work, call, is_async=is_async, port=port, key=connection.key
         )
         async with connection.receiving() as receiver:
             await window.run(receiver, release)
@@ -544,6 +548,7 @@ class Component:
         call, call_is_async = self._call, self._call_is_async
         blocking = self.work.blocking  # a plain def in worker threads
         settled = connection.settled
+        retry_after: RetryAfter | None = getattr(connection, "retry_after", None)
         clock = monotonic
         async with connection.receiving() as receiver:
             while batch := await batching.collect(receiver):
@@ -568,8 +573,13 @@ class Component:
                         await pending
                 except Exception as exc:
                     error = exc
-                    for envelope in envelopes:
-                        await self.fail(port, envelope, exc)
+                    if retry_after is not None:  # the whole batch, in place
+                        error = await self._again_batch(
+                            port, envelopes, exc, retry_after
+                        )
+                    if error is not None:
+                        for envelope in envelopes:
+                            await self.fail(port, envelope, error)
                 port.holding = 0
                 if settled is not None:
                     for envelope in envelopes:
@@ -594,6 +604,8 @@ class Component:
         clock, bucket = monotonic, bisect_left
         # Only a connection that acknowledges (Redis) wants to hear about each message.
         settled = connection.settled
+        # A keyed input over Redis tries a failed item again in place (its key's order)
+        retry_after: RetryAfter | None = getattr(connection, "retry_after", None)
         # The context variable costs ~0.1 us per message: set only where it is needed
         # (an async method may interleave with others; a sink's once(); Redis).
         track = (
@@ -651,11 +663,17 @@ class Component:
                         finally:
                             self.handling = None
                 except Exception as exc:
-                    await self.fail(port, envelope, exc)
-                    if settled is not None:
-                        settled(envelope, exc)
-                    now = clock()
-                    continue
+                    error: Exception | None = exc
+                    if retry_after is not None:
+                        result, error = await self._again(
+                            port, call, call_is_async, envelope, exc, retry_after
+                        )
+                    if error is not None:
+                        await self.fail(port, envelope, error)
+                        if settled is not None:
+                            settled(envelope, error)
+                        now = clock()
+                        continue
                 done = clock()
                 took = done - now
                 # Most user code takes less than the first bucket: skip the search.
@@ -686,6 +704,126 @@ class Component:
                     handled = 0
                     await checkpoint()
                     now = clock()
+
+    async def _again(
+        self,
+        port: InputPort,
+        call: Callable[[Any], Any] | None,
+        is_async: bool,
+        envelope: Envelope,
+        error: Exception,
+        retry_after: RetryAfter,
+    ) -> tuple[Any, Exception | None]:
+        """Try the message that failed again in place, before anything else of this
+        loop (a keyed input over Redis: its key's order); its result, or the last
+        error once ``retry_after`` gives up (then it is settled as failed)."""
+        failed = 1
+        while (delay := retry_after(envelope, failed)) is not None:
+            self._retrying_in(port, error, delay, failed)
+            await anyio.sleep(delay)
+            failed += 1
+            try:
+                if call is None:
+                    return envelope.item, None
+                result = call(envelope.item)
+                return (await result) if is_async else result, None
+            except Exception as exc:
+                error = exc
+        return None, error
+
+    async def _again_batch(
+        self,
+        port: InputPort,
+        envelopes: list[Envelope],
+        error: Exception,
+        retry_after: RetryAfter,
+    ) -> Exception | None:
+        """``_again`` for a batch that failed: the user method on the same items,
+        and its results handed on; None once it succeeded, else the last error."""
+        call, is_async = self._call, self._call_is_async
+        items = [envelope.item for envelope in envelopes]
+        failed = 1
+        while True:
+            delays = [retry_after(envelope, failed) for envelope in envelopes]
+            if None in delays:
+                return error
+            delay = max(d for d in delays if d is not None)
+            self._retrying_in(port, error, delay, failed)
+            await anyio.sleep(delay)
+            failed += 1
+            try:
+                if call is None:
+                    result: Any = items
+                elif self.work.blocking:
+                    result = await to_thread.run_sync(call, items)
+                else:
+                    result = call(items)
+                    if is_async:
+                        result = await result
+                pending = self._deliver_batch(port, envelopes, result, monotonic())
+                if pending is not None:
+                    await pending
+                return None
+            except Exception as exc:
+                error = exc
+
+    def _retrying(
+        self, port: InputPort, call: Callable[[Any], Any], retry_after: RetryAfter
+    ) -> tuple[Callable[[Any], Any], bool]:
+        """``call`` that tries a failed item again in place (``_again``), for the
+        window, where the item keeps its key meanwhile; and whether it is async.
+        Blocking code waits in its worker thread."""
+        if self.work.blocking:
+
+            def blocking(item: Any) -> Any:
+                failed = 1
+                while True:
+                    try:
+                        return call(item)
+                    except Exception as exc:
+                        envelope = current_message()
+                        delay = (
+                            None if envelope is None else retry_after(envelope, failed)
+                        )
+                        if delay is None:
+                            raise
+                        self._retrying_in(port, exc, delay, failed)
+                        time.sleep(delay)  # in the worker thread
+                        failed += 1
+
+            return blocking, False
+        is_async = self._call_is_async
+
+        async def tried(item: Any) -> Any:
+            try:
+                result = call(item)
+                return (await result) if is_async else result
+            except Exception as exc:
+                envelope = current_message()
+                if envelope is None:
+                    raise
+                result, error = await self._again(
+                    port, call, is_async, envelope, exc, retry_after
+                )
+                if error is not None:
+                    raise error from None
+                return result
+
+        return tried, True
+
+    def _retrying_in(
+        self, port: InputPort, error: Exception, delay: float, failed: int
+    ) -> None:
+        self.log.warning(
+            "%s failed on port %s (delivery %d): %s: %s; tried again in place in "
+            "%.2f s, before the later items of its key",
+            self.kind,
+            port.name,
+            failed,
+            type(error).__name__,
+            self.masker.mask_text(_describe(error))[:MAX_ERROR_MESSAGE],
+            delay,
+        )
 
     async def fail(
         self,

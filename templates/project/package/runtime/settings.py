@@ -137,6 +137,10 @@ class ServiceSettings(BaseModel):
     #: how long a replica's lease on a partition of a keyed connection lasts
     #: unless renewed (renewed every quarter of it; see redis/leases.py)
     redis_lease_ttl_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000
+    #: how many times a takeover may deliver again the entry a partition's owner
+    #: held first when its lease passed on, before it goes to the dead-letter
+    #: stream (an item that kills every replica that takes it; see partitioned.py)
+    redis_max_takeovers: Annotated[int, Field(ge=1, le=1000)] = 10
     #: how long ``Component.once`` remembers that a key's effect was applied
     dedup_ttl_s: Annotated[float, Field(gt=0)] = 86_400.0
     #: buffer size per input port (``"component.port"``), replacing the wiring's

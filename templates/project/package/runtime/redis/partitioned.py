@@ -67,6 +67,10 @@ BEATS_PER_TTL = 4
 RELAY_IDLE_S = 0.5
 #: the span the skew is measured over (s): what each partition's stream took in it
 SKEW_SPAN_S = 60.0
+#: the wait before an item that failed is tried again in place (s), doubled at each
+#: failure up to ``RETRY_MAX_S``: its key's later items wait for it meanwhile
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 1.0
 
 
 class PartitionedConnection(RedisConnection):
@@ -111,6 +115,8 @@ class PartitionedConnection(RedisConnection):
         #: names it as its cause: ``fence_of``)
         self._taken: dict[int, Lease] = {}
         self._fences: dict[str, Lease] = {}
+        #: deliveries in place of the messages that failed and are tried again
+        self._tries: dict[int, int] = {}
         #: the state of the window this connection feeds, kept in Redis (None: the
         #: target is no window)
         self.kept: WindowStore | None = None
@@ -291,15 +297,34 @@ class PartitionedConnection(RedisConnection):
         if reader.lease is lease:
             reader.lose(why)
 
+    def retry_after(self, envelope: Envelope, failed: int) -> float | None:
+        """How long to wait before the message that failed its ``failed``-th
+        delivery here is tried again in place (None: it had ``max_retries``, and
+        is dead-lettered when settled).
+
+        Left pending, it would be claimed again after ``claim_idle_ms``, behind the
+        later items of its key already delivered: its key's order would break at
+        the first exception. Tried again before anything else of its loop, it
+        keeps it."""
+        if failed >= self.link.settings.redis_max_retries:
+            return None
+        self._tries[envelope.seq] = failed + 1
+        return min(RETRY_MAX_S, RETRY_FIRST_S * 2.0 ** (failed - 1))
+
     def _settle(self, envelope: Envelope, error: Exception | None) -> None:
+        tries = self._tries.pop(envelope.seq, 1) if self._tries else 1
         lease = self._taken.pop(envelope.seq, None)
         if lease is None:
             return
         if self._fences.get(envelope.id) is lease:
             del self._fences[envelope.id]
         reader = self.readers[lease.partition]
-        if reader.lease is lease:  # else read under an earlier lease: not ours now
-            reader._settle(envelope, error)
+        if reader.lease is not lease:  # read under an earlier lease: not ours now
+            return
+        if error is None:
+            reader._settle(envelope, None)
+        else:  # never left pending: the later items of its key would overtake it
+            reader.bury_failed(envelope, error, tries)
 
     def stream_stats(self) -> dict[str, Any] | None:
         """Lag, pending, redeliveries and dead letters over the partitions owned."""
@@ -679,6 +704,25 @@ class PartitionReader(RedisConnection):
             self.lose(f"its window state could not be loaded: {exc!r}")
             return False
         return True
+
+    def bury_failed(self, envelope: Envelope, error: Exception, tries: int) -> None:
+        """Dead-letter a message that failed ``tries`` deliveries in place: the
+        one exception to its key's order (the later items go on without it)."""
+        held = self._held.pop(envelope.seq, None)
+        if held is None:
+            return
+        settings = self.link.settings
+        self._bury(
+            held.id,
+            held.attempts - 1 + tries,
+            held.data,
+            error,
+            reason=(
+                f"failed {tries} deliveries in place (a keyed input tries an item "
+                "again before any later item of its key, up to max_retries="
+                f"{settings.redis_max_retries}); the later items of its key went on"
+            ),
+        )
 
     def committed(self, entries: list[Entry]) -> None:
         """Acknowledged by a window store's commit (``windowstore``)."""
