@@ -30,6 +30,7 @@ from tests.redisenv import (
 from tests.runtime.keyed_failure_replica import (
     BROKEN,
     FLAKY,
+    POISON,
     build,
     settings_for,
 )
@@ -265,3 +266,99 @@ async def test_in_memory_a_failed_item_is_reported_once_and_its_key_goes_on(
         for k in range(5)
     }
 
+
+async def test_an_item_that_kills_every_replica_that_takes_it_is_dead_lettered(
+    replicas: Replicas,
+) -> None:
+    # acct-5's item 3 ends whichever replica takes it (os._exit); the test starts a
+    # new replica for each one that died. With max_takeovers 3: taken over three
+    # times in a row as the entry in hand, then dead-lettered at the next takeover
+    # (it may have been read, and claimed behind an older entry, once each before).
+    url, prefix = replicas.url, replicas.prefix
+    ticks, keep = Ticks("ticks"), Keep("keep")
+    settings = settings_for(url, prefix, "main", TTL_MS, "ticks,keep", takeovers=3)
+    service = build(settings, PARTITIONS, ticks, keep, mode="poison")
+    started = 0
+
+    def start() -> None:
+        nonlocal started
+        started += 1
+        replicas.start(f"r-{started}", "poison", 1, 3)
+
+    async def replace_the_dead() -> None:
+        while True:
+            dead = [p for p in replicas.processes.values() if p.returncode is None]
+            for process in dead:
+                if process.poll() is not None:
+                    start()
+            await anyio.sleep(0.05)
+
+    start()
+    start()
+    want = expected({POISON})
+    async with service.running(), anyio.create_task_group() as group:
+        await until(lambda: len(lease_owners(url, prefix)) == 2, "two owners")
+        group.start_soon(replace_the_dead)
+        ticks.gate.set()
+        await until(lambda: len(dead_letters(url, prefix)) >= 1, "a dead letter")
+        await until(lambda: keep.holds(want), "every item but the poison")
+        await until(lambda: pending(url, prefix) == 0, "nothing pending")
+        group.cancel_scope.cancel()
+    letters = dead_letters(url, prefix)
+    assert [d["envelope"]["payload"] for d in letters] == [
+        {"account": POISON[0], "seq": POISON[1]}
+    ]
+    assert keep.firsts() == want
+    (letter,) = letters
+    payload = letter["envelope"]["payload"]
+    assert (payload["account"], payload["seq"]) == POISON
+    assert "taken over" in letter["reason"]
+    died = sum(p.returncode == 3 for p in replicas.processes.values())
+    # in hand at max_takeovers takeovers in a row, each a death, after the death
+    # that left it pending; before that it may have been claimed behind an older
+    # entry that its replica had not acknowledged yet, each such time a death too
+    assert "taken over 4 times in a row" in letter["reason"]
+    assert died >= 4
+
+
+class Blocking(runtime.Transformer):
+    """A plain def in worker threads (``blocking``): fails as ``flaky`` says."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            name, inputs={"in": Tick}, outputs={"out": Done}, blocking=True
+        )
+        self.failures: dict[tuple[str, int], int] = {}
+
+    def transform(self, item: Tick) -> Done:
+        which = (item.account, item.seq)
+        if which == BROKEN or (which == FLAKY and self.failures.get(which, 0) < 2):
+            self.failures[which] = self.failures.get(which, 0) + 1
+            raise ValueError(f"cannot handle {item.account}/{item.seq}")
+        return Done(account=item.account, seq=item.seq, by="solo")
+
+
+async def test_blocking_code_is_tried_again_in_its_worker_thread() -> None:
+    # One process, over Redis: the window's blocking path waits in the thread.
+    url, prefix = redis_url(), unique_prefix()
+    ticks, keep = Ticks("ticks"), Keep("keep")
+    ticks.gate.set()
+    settings = settings_for(url, prefix, "solo", TTL_MS, "", takeovers=10)
+    service = runtime.Service("kf", settings=settings)
+    service.add(ticks)
+    service.add(Blocking("work"))
+    service.add(keep)
+    service.connect(
+        "ticks.out", "work.in", transport="redis", key="account",
+        partitions=PARTITIONS, buffer_size=64,
+    )  # fmt: skip
+    service.connect("work.out", "keep.in", transport="redis", buffer_size=256)
+    try:
+        with anyio.fail_after(DEADLINE_S):
+            report = await service.run()
+        assert report.completed
+        assert keep.firsts() == expected({BROKEN})
+        (letter,) = dead_letters(url, prefix)
+        assert (letter["attempts"], letter["error"]["type"]) == (3, "ValueError")
+    finally:
+        delete_prefixed(url, prefix)

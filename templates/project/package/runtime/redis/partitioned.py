@@ -5,8 +5,8 @@ A connection with a ``key`` is ``partitions`` streams, one per partition:
 from 0; the streams are the connection's own: two keyed connections from one port
 may differ in key and count, and each reads every item once), in braces on a Redis
 Cluster so that the partition's stream, its dead-letter stream (``.dlq``), its
-lease (``.lease.<group>``) and its fence counter (``.fence.<group>``) share one
-hash slot. The sender puts each message on the stream of ``partition_of(key,
+lease (``.lease.<group>``), its fence counter (``.fence.<group>``) and its suspect
+record (``.suspect.<group>``) share one hash slot. The sender puts each message on the stream of ``partition_of(key,
 partitions)`` (``partitions``: CRC-32 of the key's canonical bytes).
 
 The receiving replicas each beat every ``lease_ttl / 4`` in the group's member set
@@ -15,7 +15,10 @@ over the live members. A replica reads a partition only while it holds its lease
 (``leases``), renewed at each beat:
 
 - taking a partition, it first claims every entry still pending in the group (the
-  old owner's, in stream order) and delivers them, then reads new entries;
+  old owner's, in stream order) and delivers them, then reads new entries; the
+  oldest, the entry in hand when the old owner stopped, alone and settled first,
+  dead-lettered once in hand at more than ``redis_max_takeovers`` takeovers in a
+  row (``_suspect``);
 - a partition it no longer owns (a member joined), it stops reading, lets what it
   took finish and be acknowledged, then releases the lease;
 - a lease it could not renew in time (Redis unreachable, the process paused), it
@@ -46,10 +49,12 @@ from redis.exceptions import ResponseError
 from ..envelope import Entry, Envelope, Origin
 from ..ports import InputPort, OutputPort, Overflow
 from .connection import (
+    ACK_DELAY_S,
     FLUSH_TIMEOUT_S,
     READ_BATCH,
     RedisConnection,
     _Dead,
+    _Undelivered,
 )
 from .leases import SAFE, TO, Lease, Leases
 from .link import UNREACHABLE, RedisLink, stream_id
@@ -117,6 +122,8 @@ class PartitionedConnection(RedisConnection):
         self._fences: dict[str, Lease] = {}
         #: deliveries in place of the messages that failed and are tried again
         self._tries: dict[int, int] = {}
+        #: one takeover's entry in hand at a time in this process (``_suspect``)
+        self._suspecting = anyio.Lock()
         #: the state of the window this connection feeds, kept in Redis (None: the
         #: target is no window)
         self.kept: WindowStore | None = None
@@ -143,6 +150,11 @@ class PartitionedConnection(RedisConnection):
     def fence_key(self, partition: int) -> str:
         """The counter whose every grant of ``partition``'s lease takes a token."""
         return f"{self.streams[partition]}.fence.{self.group}"
+
+    def suspect_key(self, partition: int) -> str:
+        """The entry in hand at ``partition``'s last takeovers, and how many in a
+        row (``PartitionReader._suspect``)."""
+        return f"{self.streams[partition]}.suspect.{self.group}"
 
     # -- the sending end ------------------------------------------------------
 
@@ -808,9 +820,12 @@ class PartitionReader(RedisConnection):
 
     async def _take_over(self, feed: MemoryObjectSendStream[Entry]) -> None:
         """Claim every entry pending in the group (the last owner's), in stream
-        order, and deliver it before any new one."""
+        order, and deliver it before any new one. The oldest goes first, alone
+        (``_suspect``); a takeover is not a failure: the others are delivered
+        whatever their count."""
         client = self.link.client
         cursor: bytes | str = "0-0"
+        count = 1  # the oldest alone first
         while not self._finished():
             answer = await self._until_finished(
                 partial(
@@ -820,13 +835,21 @@ class PartitionReader(RedisConnection):
                     self.link.consumer,
                     min_idle_time=0,
                     start_id=cursor,
-                    count=READ_BATCH,
+                    count=count,
                 )
             )
             if answer is None:
                 return
             cursor = answer[0]
             claimed = [(i, f) for i, f in answer[1] if f is not None]
+            if count == 1 and claimed:
+                count = READ_BATCH
+                self._last_read = max(self._last_read, stream_id(claimed[0][0]))
+                await self._suspect(feed, *claimed[0])
+                if cursor in (b"0-0", "0-0"):
+                    return
+                continue
+            count = READ_BATCH
             if claimed:
                 self._last_read = max(self._last_read, stream_id(claimed[-1][0]))
             for entry_id, fields in claimed:
@@ -836,6 +859,51 @@ class PartitionReader(RedisConnection):
                 await self._deliver(feed, entry_id, fields, attempts=1)
             if cursor in (b"0-0", "0-0"):
                 return
+
+    async def _suspect(
+        self,
+        feed: MemoryObjectSendStream[Entry],
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+    ) -> None:
+        """The oldest entry of a takeover: the one the last owner had in hand when
+        it stopped (a partition is handled in order). If that is what stopped it
+        (an item that kills every replica that takes it), it is the oldest again
+        at the next takeover: the partition's suspect record counts the takeovers
+        in a row it was in hand at, and past ``redis_max_takeovers`` it is
+        dead-lettered. Else it is delivered, and settled before anything else of
+        the partition is claimed, and before any other partition's suspect of this
+        process is claimed: so a replica it kills counts it, and nothing else."""
+        settings = self.link.settings
+        client = self.link.client
+        key = self.parent.suspect_key(self.partition)
+        async with self.parent._suspecting:
+            record: Any = await self.link.call(partial(client.hgetall, key))
+            same = record.get(b"id") == entry_id
+            times = int(record.get(b"n", 0)) + 1 if same else 1
+            self.redeliveries += 1
+            if times > settings.redis_max_takeovers:
+                self._unacked.add(entry_id)
+                self._bury(
+                    entry_id,
+                    times,
+                    fields.get(FIELD, b""),
+                    _Undelivered(f"taken over {times} times without being settled"),
+                    reason=(
+                        f"taken over {times} times in a row as the entry in hand "
+                        "when its partition's owner stopped (max_takeovers="
+                        f"{settings.redis_max_takeovers}): the replicas that took it "
+                        "died or lost their lease on it"
+                    ),
+                )
+            else:
+                await self.link.call(
+                    partial(client.hset, key, mapping={"id": entry_id, "n": times})
+                )
+                await self._deliver(feed, entry_id, fields, attempts=1)
+            while entry_id in self._unacked and not self._finished():
+                self._work.set()
+                await anyio.sleep(ACK_DELAY_S)
 
     def _hold(
         self, entry_id: bytes, fields: dict[bytes, bytes], attempts: int
