@@ -33,6 +33,7 @@ from . import (
     pipeline,
     redis_transport,
     websocket,
+    window_redis,
     windows,
 )
 from .table import Row, machine, render_markdown, render_text, to_json
@@ -50,6 +51,7 @@ SECTIONS: dict[str, Section] = {
     "keyed": keyed.run,
     "websocket": websocket.run,
     "windows": windows.run,
+    "window_redis": window_redis.run,
 }
 ORDER = tuple(SECTIONS)
 

@@ -33,6 +33,7 @@ SECTIONS = (
     "9 keyed streams and redis cluster",
     "10 websocket",
     "11 windows",
+    "16 windows over redis",
 )
 
 
@@ -81,6 +82,7 @@ def test_quick_run_prints_every_section_with_positive_figures(tmp_path: Path) ->
                 "5 redis transport",
                 "7 enrichment",
                 "9 keyed streams and redis cluster",
+                "16 windows over redis",
             ), row
             assert not redis_measurable(), row
             assert row["note"].startswith("not measured: "), row
@@ -126,6 +128,8 @@ REDIS_FIGURES = (
     "enrich, concurrency 64: items/s vs the limit",
     "enrich, concurrency 64: items/s vs FastStream",
     "two hops with ack on a 3-master cluster: items/s vs one Redis",
+    "tumbling count per key over redis (",
+    "tumbling count per key over a 3-master cluster (",
 )
 
 
