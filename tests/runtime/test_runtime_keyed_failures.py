@@ -362,3 +362,41 @@ async def test_blocking_code_is_tried_again_in_its_worker_thread() -> None:
         assert (letter["attempts"], letter["error"]["type"]) == (3, "ValueError")
     finally:
         delete_prefixed(url, prefix)
+
+
+class BatchedKeep(runtime.Sink):
+    """Takes lists of ticks; a list holding the flaky one fails twice."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, inputs={"in": Tick}, batch=runtime.Batch(16, 0.01))
+        self.seen: dict[str, list[int]] = {}
+        self.failures = 0
+
+    def consume(self, items: list[Tick]) -> None:
+        if any((t.account, t.seq) == FLAKY for t in items) and self.failures < 2:
+            self.failures += 1
+            raise ValueError("cannot take this batch")
+        for tick in items:
+            self.seen.setdefault(tick.account, []).append(tick.seq)
+
+
+async def test_a_batch_that_failed_is_tried_again_whole_before_the_next() -> None:
+    url, prefix = redis_url(), unique_prefix()
+    ticks, keep = Ticks("ticks"), BatchedKeep("keep")
+    ticks.gate.set()
+    settings = settings_for(url, prefix, "solo", TTL_MS, "", takeovers=10)
+    service = runtime.Service("kb", settings=settings)
+    service.add(ticks)
+    service.add(keep)
+    service.connect(
+        "ticks.out", "keep.in", transport="redis", key="account",
+        partitions=PARTITIONS, buffer_size=64,
+    )  # fmt: skip
+    try:
+        with anyio.fail_after(DEADLINE_S):
+            report = await service.run()
+        assert report.completed
+        assert keep.failures == 2
+        assert keep.seen == expected(set())  # every key in order, nothing twice
+    finally:
+        delete_prefixed(url, prefix)
