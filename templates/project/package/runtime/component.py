@@ -663,8 +663,10 @@ class Component:
                         finally:
                             self.handling = None
                 except Exception as exc:
-                    error: Exception | None = exc
-                    if retry_after is not None:
+                    error: Exception | None
+                    if retry_after is None:
+                        result, error = None, exc
+                    else:
                         result, error = await self._again(
                             port, call, call_is_async, envelope, exc, retry_after
                         )
