@@ -150,8 +150,8 @@ def test_late_and_errors_are_outputs_of_their_schemas() -> None:
                 "transport: redis}",
             },
             "21: connections[0].transport: window 'counts': a sliding window keeps "
-            "its windows in memory (over redis only tumbling and hopping windows "
-            "are kept); carry connection api.out -> counts.in in memory "
+            "its windows in memory (over redis only tumbling, hopping and count "
+            "windows are kept); carry connection api.out -> counts.in in memory "
             "('transport: memory')",
         ),
         (
@@ -493,11 +493,13 @@ OVER_REDIS = _with(
 )
 
 
-def test_a_window_over_redis_passes_its_gate(tmp_path: Path) -> None:
+@pytest.mark.parametrize("window", ["{size: 1m, time: at}", "{count: 3, time: at}"])
+def test_a_window_over_redis_passes_its_gate(tmp_path: Path, window: str) -> None:
     # its pipeline test, run over Redis, expects nothing behind the window by the
     # drain: a window fed over Redis keeps its open windows there (run in memory,
-    # the drain closes them: one)
-    project = generate_gated(tmp_path, NAME, OVER_REDIS)
+    # the drain closes them: one); a count window too (issue #16)
+    blueprint = OVER_REDIS.replace("{size: 1m, time: at}", window)
+    project = generate_gated(tmp_path, NAME, blueprint)
     module = ast.parse((project / "tests" / "test_pipeline.py").read_text())
     values = {
         node.target.id: ast.literal_eval(node.value)

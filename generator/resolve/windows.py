@@ -367,14 +367,13 @@ class WindowRules(Checks):
                 keys.add(conn.key)
             if conn.transport != "memory":
                 at = self.conn_loc(index, self.spec.connections[index], "transport")
-                if conf.count is not None or conf.type == "sliding":
-                    shape = "count" if conf.count is not None else "sliding"
+                if conf.type == "sliding":
                     self.error(
                         at,
-                        f"window {name!r}: a {shape} window keeps its windows in "
-                        f"memory (over {conn.transport} only tumbling and hopping "
-                        f"windows are kept); carry connection {ends} in memory "
-                        "('transport: memory')",
+                        f"window {name!r}: a sliding window keeps its windows in "
+                        f"memory (over {conn.transport} only tumbling, hopping and "
+                        f"count windows are kept); carry connection {ends} in "
+                        "memory ('transport: memory')",
                     )
                 elif len(inputs) > 1:
                     self.error(

@@ -5,12 +5,16 @@ The service of tests/runtime/window_replica.py: this process runs the source
 (``events``: accounts spread over the partitions, fixed event times) and the sink
 (``keep``); each replica of the window ``counts`` is a process of its own, killed
 with SIGKILL (from here, or by itself at a chosen step of a commit). The counts per
-(account, window) must equal a plain Python computation exactly. Waits are on
-conditions with a generous deadline, never on a duration.
+(account, window) must equal a plain Python computation exactly. Every test runs for
+both shapes the replica knows (``SHAPES``): tumbling windows of time, closed by
+time, none left open; count windows of ``COUNT`` items, each key's last few items
+left open in Redis, that partial count checked too. Waits are on conditions with a
+generous deadline, never on a duration.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -33,7 +37,15 @@ from tests.redisenv import (
     stream_key,
     unique_prefix,
 )
-from tests.runtime.window_replica import SIZE_S, Counted, Event, build, settings_for
+from tests.runtime.window_replica import (
+    COUNT,
+    SHAPES,
+    SIZE_S,
+    Counted,
+    Event,
+    build,
+    settings_for,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -58,14 +70,34 @@ def event(n: int) -> Event:
     )
 
 
-def reference(count: int) -> dict[tuple[str, float], int]:
-    """The counts per (account, window start), in plain Python."""
+def reference(count: int, shape: str) -> dict[tuple[str, float], int]:
+    """The counts per (account, window start), in plain Python: by time, or (shape
+    ``count``) every ``COUNT`` items of an account in order, starting at the first
+    one's time (the partial windows left aside: they stay open)."""
     counts: Counter[tuple[str, float]] = Counter()
+    seen: Counter[str] = Counter()
+    starts: dict[str, float] = {}
     for n in range(count):
         e = event(n)
         t = e.at.timestamp()
-        counts[(e.account, t - t % SIZE_S)] += 1
+        if shape == "tumbling":
+            counts[(e.account, t - t % SIZE_S)] += 1
+            continue
+        if seen[e.account] % COUNT == 0:
+            starts[e.account] = t
+        seen[e.account] += 1
+        if seen[e.account] % COUNT == 0:
+            counts[(e.account, starts[e.account])] = COUNT
     return dict(counts)
+
+
+def left_open(count: int, shape: str) -> dict[str, int]:
+    """The windows left open at the end, per account: the items in each (count
+    windows: the last ones of each account, fewer than ``COUNT``)."""
+    if shape == "tumbling":
+        return {}
+    per_key = Counter(event(n).account for n in range(count))
+    return {k: v % COUNT for k, v in per_key.items() if v % COUNT}
 
 
 class Events(runtime.Source):
@@ -103,8 +135,9 @@ class Keep(runtime.Sink):
 class Replicas:
     """The replicas of ``counts``, each a process; their logs in ``folder``."""
 
-    def __init__(self, url: str, prefix: str, folder: Path) -> None:
+    def __init__(self, url: str, prefix: str, folder: Path, shape: str) -> None:
         self.url, self.prefix, self.folder = url, prefix, folder
+        self.shape = shape
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, die: str = "") -> None:
@@ -115,7 +148,7 @@ class Replicas:
         log = (self.folder / f"{name}.log").open("wb")
         self.processes[name] = subprocess.Popen(
             [sys.executable, str(SCRIPT), self.url, self.prefix, name,
-             str(TTL_MS), str(PARTITIONS)],
+             str(TTL_MS), str(PARTITIONS), self.shape],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -150,9 +183,14 @@ def url(request: pytest.FixtureRequest) -> str:
     return redis_url() if request.param == "redis" else redis_cluster_url()
 
 
+@pytest.fixture(params=SHAPES)
+def shape(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def replicas(url: str, tmp_path: Path) -> Iterator[Replicas]:
-    group = Replicas(url, unique_prefix(), tmp_path)
+def replicas(url: str, shape: str, tmp_path: Path) -> Iterator[Replicas]:
+    group = Replicas(url, unique_prefix(), tmp_path, shape)
     yield group
     group.stop_all()
     delete_prefixed(url, group.prefix)
@@ -172,6 +210,20 @@ def lease_owners(url: str, prefix: str) -> list[str | None]:
             for stream in partition_streams(url, prefix)
         ]
     return [None if o is None else o.decode() for o in owners]
+
+
+def open_windows(url: str, prefix: str) -> dict[str, int]:
+    """The count windows open in the partitions' state hashes: per account, the
+    items in it (the accumulator, of ``count``, is the same number)."""
+    found: dict[str, int] = {}
+    with client_for_url(url) as client:
+        for stream in partition_streams(url, prefix):
+            for name, value in client.hgetall(f"{stream}.state.counts.in").items():
+                if name != b"~watermark":
+                    (key,), (acc, items, _, _) = json.loads(name), json.loads(value)
+                    assert acc == items
+                    found[key] = items
+    return found
 
 
 def state_fields(url: str, prefix: str) -> int:
@@ -216,11 +268,32 @@ def missing(
 
 
 def main_service(
-    url: str, prefix: str, count: int
+    url: str, prefix: str, count: int, shape: str
 ) -> tuple[runtime.Service, Events, Keep]:
     events, keep = Events("events", count), Keep("keep")
     settings = settings_for(url, prefix, "main", TTL_MS, "events,keep")
-    return build(settings, PARTITIONS, events, keep), events, keep
+    return build(settings, PARTITIONS, events, keep, shape), events, keep
+
+
+async def settled(
+    replicas: Replicas, keep: Keep, expected: dict[tuple[str, float], int], count: int
+) -> None:
+    """Every window sent, nothing pending, and what stays open in Redis exactly
+    what should (nothing, or each account's last items)."""
+    url, prefix = replicas.url, replicas.prefix
+    await until(
+        lambda: keep.counts().keys() >= expected.keys(),
+        "every window",
+        lambda: missing(url, prefix, keep, expected),
+    )
+    await until(lambda: pending(url, prefix) == 0, "nothing pending")
+    still = left_open(count, replicas.shape)
+    await until(
+        lambda: state_fields(url, prefix) == len(still),
+        f"{len(still)} windows left open",
+    )
+    if still:
+        assert open_windows(url, prefix) == still
 
 
 def assert_exact(url: str, keep: Keep, expected: dict[tuple[str, float], int]) -> None:
@@ -241,9 +314,9 @@ async def test_counts_are_exact_when_a_replica_is_killed_midway(
     url: str, replicas: Replicas
 ) -> None:
     count = 50_000
-    expected = reference(count)
+    expected = reference(count, replicas.shape)
     prefix = replicas.prefix
-    service, events, keep = main_service(url, prefix, count)
+    service, events, keep = main_service(url, prefix, count, replicas.shape)
     replicas.start("r-a")
     replicas.start("r-b")
     async with service.running():
@@ -257,13 +330,7 @@ async def test_counts_are_exact_when_a_replica_is_killed_midway(
         await until(lambda: set(lease_owners(url, prefix)) == {"r-b"}, "r-b owns all")
         replicas.start("r-c")  # restarted (as a new member): it takes some back
         await until(lambda: "r-c" in lease_owners(url, prefix), "r-c takes some")
-        await until(
-            lambda: keep.counts().keys() >= expected.keys(),
-            "every window",
-            lambda: missing(url, prefix, keep, expected),
-        )
-        await until(lambda: pending(url, prefix) == 0, "nothing pending")
-        await until(lambda: state_fields(url, prefix) == 0, "no window left open")
+        await settled(replicas, keep, expected, count)
     assert_exact(url, keep, expected)
 
 
@@ -272,21 +339,15 @@ async def test_counts_are_exact_whatever_step_a_replica_dies_at(
     url: str, replicas: Replicas, die: str
 ) -> None:
     count = 8_000
-    expected = reference(count)
+    expected = reference(count, replicas.shape)
     prefix = replicas.prefix
-    service, events, keep = main_service(url, prefix, count)
+    service, events, keep = main_service(url, prefix, count, replicas.shape)
     events.gate.set()
     replicas.start("r-a", die=die)
     async with service.running():
         await until(lambda: replicas.killed("r-a"), f"r-a dies at {die}")
         replicas.start("r-b")
-        await until(
-            lambda: keep.counts().keys() >= expected.keys(),
-            "every window",
-            lambda: missing(url, prefix, keep, expected),
-        )
-        await until(lambda: pending(url, prefix) == 0, "nothing pending")
-        await until(lambda: state_fields(url, prefix) == 0, "no window left open")
+        await settled(replicas, keep, expected, count)
     assert_exact(url, keep, expected)
 
 
@@ -294,9 +355,9 @@ async def test_counts_are_exact_when_a_replica_paused_past_its_lease_comes_back(
     url: str, replicas: Replicas
 ) -> None:
     count = 20_000
-    expected = reference(count)
+    expected = reference(count, replicas.shape)
     prefix = replicas.prefix
-    service, events, keep = main_service(url, prefix, count)
+    service, events, keep = main_service(url, prefix, count, replicas.shape)
     replicas.start("r-a")
     replicas.start("r-b")
     async with service.running():
@@ -310,11 +371,5 @@ async def test_counts_are_exact_when_a_replica_paused_past_its_lease_comes_back(
         await until(lambda: set(lease_owners(url, prefix)) == {"r-b"}, "r-b owns all")
         replicas.signal("r-a", signal.SIGCONT)  # its commits are refused: stale
         await until(lambda: "r-a" in lease_owners(url, prefix), "r-a takes some back")
-        await until(
-            lambda: keep.counts().keys() >= expected.keys(),
-            "every window",
-            lambda: missing(url, prefix, keep, expected),
-        )
-        await until(lambda: pending(url, prefix) == 0, "nothing pending")
-        await until(lambda: state_fields(url, prefix) == 0, "no window left open")
+        await settled(replicas, keep, expected, count)
     assert_exact(url, keep, expected)

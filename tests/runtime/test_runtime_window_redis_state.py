@@ -247,7 +247,7 @@ def windowed(
             ),
             "account",
             "redis",
-            "only tumbling and hopping windows are kept",
+            "only tumbling, hopping and count windows are kept",
         ),
         (
             runtime.Window(

@@ -1,12 +1,13 @@
 """The windowed service of tests/runtime/test_runtime_window_redis.py, and a replica.
 
 ``events`` (keyed by ``account``, fixed event times) -> keyed Redis connection
-(``partitions``) -> ``counts`` (a tumbling count per account, its state per
-partition in Redis) -> Redis -> ``keep``. The test runs ``events`` and ``keep`` in
+(``partitions``) -> ``counts`` (a count per account, its state per partition in
+Redis: in tumbling windows of ``SIZE_S``, or, shape ``count``, in windows of
+``COUNT`` items) -> Redis -> ``keep``. The test runs ``events`` and ``keep`` in
 its own process (``build``); each replica of ``counts`` is this script, a process
 of its own:
 
-    python window_replica.py URL PREFIX CONSUMER LEASE_TTL_MS PARTITIONS
+    python window_replica.py URL PREFIX CONSUMER LEASE_TTL_MS PARTITIONS SHAPE
 
 ``WINDOW_REPLICA_DIE=<step>:<n>`` makes the replica kill itself (SIGKILL) at a step
 of its ``n``-th commit or load: ``before`` (the batch added to the windows here, its
@@ -33,6 +34,10 @@ from runtime.redis import windowstore
 #: moves on (s): the last windows close by idleness once the events stop
 SIZE_S = 5.0
 IDLE_S = 2.0
+#: the items of a key that make a window of shape ``count``
+COUNT = 7
+#: the window's shapes: tumbling (``SIZE_S``, closed by time) or count (``COUNT``)
+SHAPES = ("tumbling", "count")
 
 
 class Event(BaseModel):
@@ -72,18 +77,17 @@ def build(
     partitions: int,
     events: runtime.Source | None = None,
     keep: runtime.Sink | None = None,
+    shape: str = "tumbling",
 ) -> runtime.Service:
     """The service; ``events`` and ``keep`` only matter where they run."""
     service = runtime.Service("wr", settings=settings)
     service.add(events or _Nothing("events"))
+    size: dict[str, Any] = (
+        {"count": COUNT} if shape == "count" else {"size": SIZE_S, "idle_after": IDLE_S}
+    )
     service.add(
         runtime.Window(
-            "counts",
-            size=SIZE_S,
-            time="at",
-            idle_after=IDLE_S,
-            schema=Counted,
-            inputs={"in": Event},
+            "counts", time="at", schema=Counted, inputs={"in": Event}, **size
         )
     )
     service.add(keep or _Drop("keep"))
@@ -145,11 +149,11 @@ def _die_at(spec: str) -> None:
 
 
 def main() -> None:
-    url, prefix, consumer, ttl_ms, partitions = sys.argv[1:6]
+    url, prefix, consumer, ttl_ms, partitions, shape = sys.argv[1:7]
     if die := os.environ.get("WINDOW_REPLICA_DIE"):
         _die_at(die)
     settings = settings_for(url, prefix, consumer, int(ttl_ms), "counts")
-    service = build(settings, int(partitions))
+    service = build(settings, int(partitions), shape=shape)
 
     async def run() -> None:
         async with anyio.create_task_group() as group:

@@ -5,7 +5,9 @@ connection, its open windows and its watermark in a hash next to the partition's
 stream (same hash tag, so same slot on a Cluster):
 ``<stream>.state.<group>``, one field per key and open window (``[start, key]`` as
 JSON) whose value is the accumulator as JSON (``Aggregate.dump``), and the field
-``~watermark``. Every batch of a partition's items is one ``COMMIT`` script, which
+``~watermark``. A count window has one open window per key: its field is ``[key]``
+and its value ``[accumulator, items so far, first time, last time]``. Every batch of
+a partition's items is one ``COMMIT`` script, which
 does nothing unless the partition's lease still holds this replica's token
 (fencing), and else, at once: acknowledges the batch's entries (``XACK``), writes
 the accumulators the batch changed, deletes the windows it closed, writes the
@@ -47,7 +49,7 @@ from ..envelope import Entry, Envelope
 from ..errors import WiringError
 from ..ports import OutputPort
 from ..watermark import Watermark
-from ..windowstate import AlignedWindows, Store
+from ..windowstate import AlignedWindows, CountWindows, Store
 from .connection import RedisConnection
 from .leases import TO, Lease
 from .link import UNREACHABLE, RedisLink
@@ -235,7 +237,7 @@ class _Partition:
     """One partition's windows and watermark, as loaded under ``lease``."""
 
     lease: Lease
-    store: AlignedWindows
+    store: AlignedWindows | CountWindows
     watermark: float = -math.inf
     advanced_at: float = 0.0
     #: windows a load found past the watermark: sent (and deleted) by the next commit
@@ -259,11 +261,11 @@ class WindowStore:
     """The state of one window's partitions, kept in Redis (see the module)."""
 
     def __init__(self, window: Windowed, connection: Keyed) -> None:
-        if not isinstance(window.store, AlignedWindows):
+        if not isinstance(window.store, AlignedWindows | CountWindows):
             raise WiringError(
-                f"window {window.name!r}: over Redis only tumbling and hopping "
-                "windows are kept (sliding and count windows need memory: connect "
-                "the input in memory)"
+                f"window {window.name!r}: over Redis only tumbling, hopping and "
+                "count windows are kept (sliding windows need memory: connect the "
+                "input in memory)"
             )
         check_json(window.name, window.aggregate)
         self.window, self.connection = window, connection
@@ -308,6 +310,9 @@ class WindowStore:
         """Load the partition's state (before any of its entries is delivered)."""
         raw: Any = await self.link.client.hgetall(self.state_key(lease.partition))
         window = self.window
+        if isinstance(self.shape, CountWindows):
+            self.partitions[lease.partition] = self._load_counts(lease, raw)
+            return  # count windows do not close on time: nothing to rearm
         store = AlignedWindows(self.shape.size, self.shape.hop, window.aggregate)
         part = _Partition(lease, store, advanced_at=window.clock.now())
         load = window.aggregate.load
@@ -327,6 +332,26 @@ class WindowStore:
             store.close(part.watermark - window.grace, self._carry(part))
         self.partitions[lease.partition] = part
         window.rearm()  # its windows close by time too, items or not
+
+    def _load_counts(self, lease: Lease, raw: dict[bytes, bytes]) -> _Partition:
+        """A partition's count windows, oldest first (so that the cap closes the
+        window opened first, as in memory)."""
+        window, shape = self.window, self.shape
+        assert isinstance(shape, CountWindows)
+        store = CountWindows(shape.count, window.aggregate, shape.closed)
+        part = _Partition(lease, store, advanced_at=window.clock.now())
+        load, found = window.aggregate.load, list[tuple[Any, list[Any]]]()
+        for name, value in raw.items():
+            if name == WATERMARK:
+                part.watermark = float(value)
+                continue
+            (key,) = orjson.loads(name)
+            acc, items, first, last = load_value(value, window.item_schema)
+            found.append((_hashable(key), [load(acc), items, first, last]))
+        found.sort(key=lambda pair: float(pair[1][2]))
+        store.windows = dict(found)
+        store.open = len(found)
+        return part
 
     @staticmethod
     def _carry(part: _Partition) -> Callable[[Any, float, float, Any], None]:
@@ -381,6 +406,8 @@ class WindowStore:
         closed, updated = self._recorders(changes)
         key = self.connection.key
         assert key is not None
+        if isinstance(store, CountWindows):
+            store.closed = closed  # a count window closes in ``add``, when full
         watermark = part.watermark
         now = 0.0
         if not window.event_time:  # processing time: one reading per batch
@@ -442,10 +469,12 @@ class WindowStore:
                 )
             )
 
+        counting = isinstance(self.shape, CountWindows)
+
         def closed(key: Any, start: float, end: float, acc: Any) -> None:
             window.closed += 1
             dirty.pop((start, key), None)
-            deleted.append(dump_value([start, key]))
+            deleted.append(dump_value([key] if counting else [start, key]))
             if not every:
                 made(key, start, end, acc)
 
@@ -463,8 +492,8 @@ class WindowStore:
         window, clock = self.window, self.window.clock
         deadline = math.inf
         for part in self.partitions.values():
-            if not part.store.open:
-                continue
+            if not part.store.open or isinstance(part.store, CountWindows):
+                continue  # count windows do not close on time
             if window.event_time:
                 when = part.advanced_at + window.idle_after
             else:
@@ -482,7 +511,7 @@ class WindowStore:
                 if self.partitions.get(part.lease.partition) is not part:
                     continue
                 store = part.store
-                if not store.open:
+                if not store.open or isinstance(store, CountWindows):
                     continue
                 now = clock.now()
                 if window.event_time:
@@ -544,8 +573,21 @@ class WindowStore:
         window, connection = self.window, self.connection
         dump = window.aggregate.dump
         pairs: list[Any] = []
-        for (start, key), acc in changes.dirty.items():
-            pairs += [dump_value([start, key]), dump_value(dump(acc))]
+        store = part.store
+        if isinstance(store, CountWindows):
+            for _, key in changes.dirty:
+                acc, items, first, last = store.windows[key]
+                pairs += [
+                    dump_value([key]),
+                    dump_value([dump(acc), items, first, last]),
+                ]
+        else:
+            for (start, key), acc in changes.dirty.items():
+                pairs += [dump_value([start, key]), dump_value(dump(acc))]
+        # A window closed and opened again in one commit (a count window, or one
+        # the cap closed early): the script deletes after it sets, so not this one.
+        written = set(pairs[::2])
+        deleted = [name for name in changes.deleted if name not in written]
         if part.watermark > -math.inf:
             pairs += [WATERMARK, repr(part.watermark)]
         names: list[str] = []
@@ -568,7 +610,7 @@ class WindowStore:
         keys += [part.lease.outbox] if park else names
         args: list[Any] = [connection.group, part.lease.token, int(park)]
         args += [len(changes.ids), *changes.ids, len(pairs) // 2, *pairs]
-        args += [len(changes.deleted), *changes.deleted]
+        args += [len(deleted), *deleted]
         args += [len(names), *names, *messages]
         return keys, args
 
