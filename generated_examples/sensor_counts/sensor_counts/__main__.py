@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line, then serve (or run ``dlq``); 2 on a configuration error."""
     parser = argparse.ArgumentParser(
         prog="python -m sensor_counts",
-        description="Sensors post readings over HTTP; per sensor and per minute of the readings' own time, a window counts them and another keeps their mean temperature.",
+        description="Sensors post readings over HTTP; per sensor and per minute of the readings' own time, a window counts them, another keeps their mean temperature, and a third, written by hand, their lowest, highest and mean temperature.",
     )
     parser.add_argument("--host", help="address to listen on (default: settings)")
     parser.add_argument(

@@ -27,7 +27,7 @@ def make_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = create_app(
         build_service(settings),
         version=__version__,
-        description="Sensors post readings over HTTP; per sensor and per minute of the readings' own time, a window counts them and another keeps their mean temperature.",
+        description="Sensors post readings over HTTP; per sensor and per minute of the readings' own time, a window counts them, another keeps their mean temperature, and a third, written by hand, their lowest, highest and mean temperature.",
         endpoint_descriptions={},
     )
     document: dict[str, Any] = json.loads(ASYNCAPI_FILE.read_text(encoding="utf-8"))

@@ -9,9 +9,45 @@ Edit the blueprint (.portwright/blueprint.yaml) and regenerate instead.
 """
 
 from collections.abc import Awaitable
+from typing import Any
 
-from .runtime import Sink
-from .schemas import MeanTemperatureWindow, PerMinuteWindow, Reading
+from .runtime import Aggregate, Sink, Stateful, Window
+from .schemas import (
+    MeanTemperatureWindow,
+    PerMinuteWindow,
+    Reading,
+    SpanWindow,
+    TemperatureSpan,
+)
+
+
+class SpanBase(Window, Aggregate):
+    """Component 'span' (window): Each sensor's temperature span per minute, by an aggregate of our own."""
+
+    def __init__(self, name: str = "span") -> None:
+        super().__init__(
+            name,
+            inputs={"in": Reading},
+            burst_limit=256,
+            size=60.0,
+            time="taken_at",
+            aggregate=self,
+            schema=SpanWindow,
+        )
+
+    def initial(self) -> Any:
+        """The accumulator of a window with no item yet (this default counts)."""
+        return 0
+
+    def add(self, acc: Any, item: Reading) -> Any:
+        """The accumulator once ``item`` is in the window (this default counts)."""
+        return acc + 1
+
+    def result(self, acc: Any) -> TemperatureSpan:
+        """The window's value, from its accumulator."""
+        return TemperatureSpan.model_validate(
+            {"low": 1.5, "high": 1.5, "mean": 1.5, "readings": 1}
+        )
 
 
 class CountsBase(Sink):
@@ -46,8 +82,11 @@ class MeansBase(Sink):
         return None
 
 
-class LateReadingsBase(Sink):
-    """Component 'late_readings' (sink)."""
+class LateReadingsBase(Stateful[dict[str, Any]], Sink):
+    """Component 'late_readings' (sink): Readings too late for their minute; self.state keeps what you count per sensor."""
+
+    # self.state in the method: the state of the current item's key, kept when it
+    # returns (runtime/keyedstate.py)
 
     def __init__(self, name: str = "late_readings") -> None:
         super().__init__(
@@ -57,6 +96,22 @@ class LateReadingsBase(Sink):
         )
 
     def consume(self, item: Reading) -> None | Awaitable[None]:
+        """Keep ``item``; by default it is logged (personal data masked)."""
+        self.log.info("consumed", extra={"item": item})
+        return None
+
+
+class SpansBase(Sink):
+    """Component 'spans' (sink)."""
+
+    def __init__(self, name: str = "spans") -> None:
+        super().__init__(
+            name,
+            inputs={"in": SpanWindow},
+            burst_limit=256,
+        )
+
+    def consume(self, item: SpanWindow) -> None | Awaitable[None]:
         """Keep ``item``; by default it is logged (personal data masked)."""
         self.log.info("consumed", extra={"item": item})
         return None

@@ -16,8 +16,10 @@ from .runtime import ErrorRecord
 __all__ = [
     "ErrorRecord",
     "Reading",
+    "TemperatureSpan",
     "PerMinuteWindow",
     "MeanTemperatureWindow",
+    "SpanWindow",
 ]
 
 
@@ -31,6 +33,19 @@ class Reading(BaseModel):
     sensor_id: str = Field(min_length=1, max_length=32)
     temperature: float
     taken_at: datetime
+
+
+class TemperatureSpan(BaseModel):
+    """The lowest, highest and mean temperature of a window's readings."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, regex_engine="python-re", validate_default=True
+    )
+
+    low: float
+    high: float
+    mean: float
+    readings: int
 
 
 class PerMinuteWindow(BaseModel):
@@ -57,3 +72,18 @@ class MeanTemperatureWindow(BaseModel):
     start: datetime = Field(description="The window's start.")
     end: datetime = Field(description="The window's end (not in it).")
     value: float = Field(description="The mean of its items.")
+
+
+class SpanWindow(BaseModel):
+    """One window of component 'span': its key, its span [start, end) and the aggregate's value."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, regex_engine="python-re", validate_default=True
+    )
+
+    key: str = Field(description="The items' key.")
+    start: datetime = Field(description="The window's start.")
+    end: datetime = Field(description="The window's end (not in it).")
+    value: TemperatureSpan = Field(
+        description="What the component's result() returns for its items."
+    )

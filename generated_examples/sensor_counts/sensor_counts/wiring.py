@@ -14,6 +14,8 @@ from . import bases
 from .components.counts import Counts
 from .components.late_readings import LateReadings
 from .components.means import Means
+from .components.span import Span
+from .components.spans import Spans
 from .runtime import (
     ApiEndpoint,
     Component,
@@ -62,6 +64,8 @@ CONNECTIONS: tuple[_Edge, ...] = (
         8,
     ),
     ("mean_temperature.out", "means.in", 1024, "block", "memory", None, None, None),
+    ("readings.out", "span.in", 1024, "block", "memory", "sensor_id", None, 8),
+    ("span.out", "spans.in", 1024, "block", "memory", None, None, None),
 )
 
 
@@ -101,9 +105,11 @@ def build_components(
             aggregate=builtin("mean", "temperature"),
             schema=MeanTemperatureWindow,
         ),
+        bases.SpanBase() if defaults else Span(),
         bases.CountsBase() if defaults else Counts(),
         bases.MeansBase() if defaults else Means(),
         bases.LateReadingsBase() if defaults else LateReadings(),
+        bases.SpansBase() if defaults else Spans(),
     ]
     unknown = sorted(set(chosen) - {component.name for component in made})
     if unknown:

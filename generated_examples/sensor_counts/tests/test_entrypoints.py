@@ -24,17 +24,19 @@ from sensor_counts.settings import load_settings
 
 SERVICE = "sensor_counts"
 ENV_PREFIX = "SENSOR_COUNTS"
-SERVICE_DESCRIPTION = "Sensors post readings over HTTP; per sensor and per minute of the readings' own time, a window counts them and another keeps their mean temperature."
+SERVICE_DESCRIPTION = "Sensors post readings over HTTP; per sensor and per minute of the readings' own time, a window counts them, another keeps their mean temperature, and a third, written by hand, their lowest, highest and mean temperature."
 #: (path, method, description) of each endpoint's OpenAPI operation: the endpoint's
 #: description, else the service's
 DESCRIBED_OPERATIONS: set[tuple[str, str, str]] = {
     (
         "/readings",
         "post",
-        "Sensors post readings over HTTP; per sensor and per minute of the readings' own time, a window counts them and another keeps their mean temperature.",
+        "Sensors post readings over HTTP; per sensor and per minute of the readings' own time, a window counts them, another keeps their mean temperature, and a third, written by hand, their lowest, highest and mean temperature.",
     ),
 }
-EVERY_COMPONENT = "readings,per_minute,mean_temperature,counts,means,late_readings"
+EVERY_COMPONENT = (
+    "readings,per_minute,mean_temperature,span,counts,means,late_readings,spans"
+)
 
 
 def run(module: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:

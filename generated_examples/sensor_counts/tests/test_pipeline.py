@@ -25,6 +25,7 @@ SINK_PORTS: list[str] = [
     "counts.in",
     "means.in",
     "late_readings.in",
+    "spans.in",
 ]
 
 # (sink, input port, schema, whether it takes batches) of every sink input
@@ -32,6 +33,7 @@ SINK_INPUTS: list[tuple[str, str, str, bool]] = [
     ("counts", "in", "PerMinuteWindow", False),
     ("means", "in", "MeanTemperatureWindow", False),
     ("late_readings", "in", "Reading", False),
+    ("spans", "in", "SpanWindow", False),
 ]
 #: a valid item of each schema
 VALID_ITEMS: dict[str, dict[str, Any]] = {
@@ -40,6 +42,7 @@ VALID_ITEMS: dict[str, dict[str, Any]] = {
         "temperature": 1.5,
         "taken_at": "2024-01-02T03:04:05+00:00",
     },
+    "TemperatureSpan": {"low": 1.5, "high": 1.5, "mean": 1.5, "readings": 1},
     "PerMinuteWindow": {
         "key": "example",
         "start": "2024-01-02T03:04:05+00:00",
@@ -51,6 +54,12 @@ VALID_ITEMS: dict[str, dict[str, Any]] = {
         "start": "2024-01-02T03:04:05+00:00",
         "end": "2024-01-02T03:04:05+00:00",
         "value": 1.5,
+    },
+    "SpanWindow": {
+        "key": "example",
+        "start": "2024-01-02T03:04:05+00:00",
+        "end": "2024-01-02T03:04:05+00:00",
+        "value": {"low": 1.5, "high": 1.5, "mean": 1.5, "readings": 1},
     },
 }
 #: personal data an error record may carry; a sink must never log it
@@ -69,7 +78,7 @@ ENTRIES: list[tuple[str, str, str, str, dict[str, Any], dict[str, int | None]]] 
             "temperature": 1.5,
             "taken_at": "2024-01-02T03:04:05+00:00",
         },
-        {"counts.in": 1, "means.in": 5},
+        {"counts.in": 1, "means.in": 5, "spans.in": 1},
     ),
 ]
 SOURCE_BASES: dict[str, str] = {}

@@ -17,6 +17,7 @@ VALID: dict[str, dict[str, Any]] = {
         "temperature": 1.5,
         "taken_at": "2024-01-02T03:04:05+00:00",
     },
+    "TemperatureSpan": {"low": 1.5, "high": 1.5, "mean": 1.5, "readings": 1},
     "PerMinuteWindow": {
         "key": "example",
         "start": "2024-01-02T03:04:05+00:00",
@@ -28,6 +29,12 @@ VALID: dict[str, dict[str, Any]] = {
         "start": "2024-01-02T03:04:05+00:00",
         "end": "2024-01-02T03:04:05+00:00",
         "value": 1.5,
+    },
+    "SpanWindow": {
+        "key": "example",
+        "start": "2024-01-02T03:04:05+00:00",
+        "end": "2024-01-02T03:04:05+00:00",
+        "value": {"low": 1.5, "high": 1.5, "mean": 1.5, "readings": 1},
     },
 }
 
@@ -41,6 +48,14 @@ INVALID: list[tuple[str, str, Any, str, bool]] = [
     ("Reading", "temperature", "not a number", "type", False),
     ("Reading", "taken_at", None, "missing", True),
     ("Reading", "taken_at", "not-a-datetime", "type", False),
+    ("TemperatureSpan", "low", None, "missing", True),
+    ("TemperatureSpan", "low", "not a number", "type", False),
+    ("TemperatureSpan", "high", None, "missing", True),
+    ("TemperatureSpan", "high", "not a number", "type", False),
+    ("TemperatureSpan", "mean", None, "missing", True),
+    ("TemperatureSpan", "mean", "not a number", "type", False),
+    ("TemperatureSpan", "readings", None, "missing", True),
+    ("TemperatureSpan", "readings", "not a number", "type", False),
     ("PerMinuteWindow", "key", None, "missing", True),
     ("PerMinuteWindow", "key", {"not": "a string"}, "type", False),
     ("PerMinuteWindow", "start", None, "missing", True),
@@ -57,6 +72,14 @@ INVALID: list[tuple[str, str, Any, str, bool]] = [
     ("MeanTemperatureWindow", "end", "not-a-datetime", "type", False),
     ("MeanTemperatureWindow", "value", None, "missing", True),
     ("MeanTemperatureWindow", "value", "not a number", "type", False),
+    ("SpanWindow", "key", None, "missing", True),
+    ("SpanWindow", "key", {"not": "a string"}, "type", False),
+    ("SpanWindow", "start", None, "missing", True),
+    ("SpanWindow", "start", "not-a-datetime", "type", False),
+    ("SpanWindow", "end", None, "missing", True),
+    ("SpanWindow", "end", "not-a-datetime", "type", False),
+    ("SpanWindow", "value", None, "missing", True),
+    ("SpanWindow", "value", "not an object", "type", False),
 ]
 
 

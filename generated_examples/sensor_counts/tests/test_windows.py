@@ -3,7 +3,10 @@
 Derived from each window's blueprint: its events carry fixed times (event time)
 or arrive at a fixed time of a ``ManualClock`` (processing time), and the windows
 sent are compared with a plain Python reference computed here: the spans holding
-each item, per key, the aggregate folded over them. Where the window has a
+each item, per key, the aggregate folded over them. A window whose aggregate is
+your code (``aggregate: {custom: ...}``) is held to your own class: each window's
+value must be ``result`` of ``add`` of its items, in order, from ``initial()``,
+and each accumulator must be JSON data that round-trips unchanged. Where the window has a
 ``late`` port, an item past the grace goes there and nowhere else; a time window
 whose last item is quiet is closed by the clock (idleness on event time, the
 window's end on processing time), not only when the input ends. Count windows do
@@ -14,6 +17,7 @@ Edit the blueprint (.portwright/blueprint.yaml) and regenerate instead.
 """
 
 import copy
+import json
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -24,7 +28,7 @@ import anyio
 import pytest
 
 from sensor_counts import schemas
-from sensor_counts.runtime import Inlet, ManualClock, Service, Tap, Window
+from sensor_counts.runtime import Aggregate, Inlet, ManualClock, Service, Tap, Window
 from sensor_counts.runtime.windowstate import (
     AlignedWindows,
     CountWindows,
@@ -51,9 +55,10 @@ class WindowCase(NamedTuple):
     emit: str
     late: bool
     example: dict[str, Any]
-    # whether the test may give the aggregated field values of its own (a number
-    # field without constraints); else every item keeps the example's
-    varied: bool
+    # the fields the test gives values of its own (the aggregated field, or for
+    # your aggregate every number field but the key, when without constraints);
+    # the others keep the example's
+    vary: list[str]
 
 
 WINDOWS: list[WindowCase] = [
@@ -77,7 +82,7 @@ WINDOWS: list[WindowCase] = [
             "temperature": 1.5,
             "taken_at": "2024-01-02T03:04:05+00:00",
         },
-        False,
+        [],
     ),
     WindowCase(
         "mean_temperature",
@@ -99,11 +104,34 @@ WINDOWS: list[WindowCase] = [
             "temperature": 1.5,
             "taken_at": "2024-01-02T03:04:05+00:00",
         },
-        True,
+        ["temperature"],
+    ),
+    WindowCase(
+        "span",
+        "in",
+        "Reading",
+        "sensor_id",
+        "taken_at",
+        "tumbling",
+        60000000,
+        None,
+        None,
+        0,
+        "custom",
+        None,
+        "final",
+        False,
+        {
+            "sensor_id": "example",
+            "temperature": 1.5,
+            "taken_at": "2024-01-02T03:04:05+00:00",
+        },
+        ["temperature"],
     ),
 ]
 TIMED_WINDOWS = [w for w in WINDOWS if w.count is None and w.emit == "final"]
 LATE_WINDOWS = [w for w in WINDOWS if w.late and w.time is not None and w.count is None]
+CUSTOM_WINDOWS = [w for w in WINDOWS if w.aggregate == "custom"]
 #: the events' time origin (a whole day: windows of any size start on it)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MICROS = 1_000_000
@@ -150,13 +178,26 @@ def make(shape: WindowCase, t: int, i: int) -> Any:
     data = copy.deepcopy(shape.example)
     if shape.time is not None:
         put(data, shape.time, (T0 + timedelta(microseconds=t - micros(T0))).isoformat())
-    if shape.varied and shape.field is not None:
-        put(data, shape.field, WINDOW_VALUES[i % len(WINDOW_VALUES)])
+    for offset, path in enumerate(shape.vary):
+        put(data, path, WINDOW_VALUES[(i + offset) % len(WINDOW_VALUES)])
     return getattr(schemas, shape.schema).model_validate(data)
 
 
+def your_aggregate(shape: WindowCase) -> Aggregate:
+    """A new instance of your class for the window: it is its own aggregate."""
+    window = next(c for c in build_components() if c.name == shape.name)
+    assert isinstance(window, Aggregate)
+    return window
+
+
 def fold(shape: WindowCase, items: list[Any]) -> Any:
-    """The aggregate of ``items``, in plain Python."""
+    """The aggregate of ``items``, in plain Python (your own code's, for yours)."""
+    if shape.aggregate == "custom":
+        aggregate = your_aggregate(shape)
+        acc = aggregate.initial()
+        for item in items:
+            acc = aggregate.add(acc, item)
+        return aggregate.result(acc)
     values = [
         item if shape.field is None else attrgetter(shape.field)(item) for item in items
     ]
@@ -233,7 +274,11 @@ def wired(
     shape: WindowCase, clock: ManualClock
 ) -> tuple[Service, Window, Inlet, Tap, Tap | None]:
     """The blueprint's window, on ``clock``, fed by an inlet keyed as the blueprint says."""
-    window = next(c for c in build_components(defaults=True) if c.name == shape.name)
+    # a built-in as generated; your aggregate as you wrote it
+    mine = shape.aggregate == "custom"
+    window = next(
+        c for c in build_components(defaults=not mine) if c.name == shape.name
+    )
     assert isinstance(window, Window)
     window.clock = clock
     service = Service("windows")
@@ -256,7 +301,10 @@ def test_the_window_is_wired_as_the_blueprint_says(shape: WindowCase) -> None:
     assert isinstance(window, Window)
     assert window.event_time == (shape.time is not None)
     assert round(window.grace * MICROS) == shape.grace
-    assert type(window.aggregate).__name__.lower() == shape.aggregate
+    if shape.aggregate == "custom":  # your class is its own aggregate
+        assert window.aggregate is window
+    else:
+        assert type(window.aggregate).__name__.lower() == shape.aggregate
     assert getattr(window.aggregate, "field", None) == shape.field
     assert ("late" in window.outputs) == shape.late
     store = window.store
@@ -334,3 +382,30 @@ async def test_a_quiet_key_is_closed_by_the_clock(shape: WindowCase) -> None:
         assert sent_rows(out) == want  # before the input ended
         inlet.close()
     assert sent_rows(out) == want
+
+
+def as_json(shape: WindowCase, acc: Any, after: str) -> None:
+    """Fail unless ``acc`` is JSON data that comes back from JSON unchanged."""
+    try:
+        text = json.dumps(acc, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        pytest.fail(
+            f"window {shape.name!r}: the accumulator {after} is not JSON: {exc}"
+        )
+    assert json.loads(text) == acc, (
+        f"window {shape.name!r}: the accumulator {after}, {acc!r}, comes back from "
+        f"JSON as {json.loads(text)!r}: use lists, dicts with str keys, str, int, "
+        "float, bool and None only"
+    )
+
+
+@pytest.mark.parametrize("shape", CUSTOM_WINDOWS, ids=[w.name for w in CUSTOM_WINDOWS])
+def test_each_accumulator_of_your_aggregate_is_json(shape: WindowCase) -> None:
+    # the window's state is stored as JSON: what comes back must be what went in
+    aggregate = your_aggregate(shape)
+    acc = aggregate.initial()
+    as_json(shape, acc, "of initial()")
+    for i, (_, item) in enumerate(events(shape)):
+        acc = aggregate.add(acc, item)
+        as_json(shape, acc, f"after add() of item {i}")
+    aggregate.result(acc)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,6 +60,10 @@ MaybeAwaitable: TypeAlias = T | Awaitable[T]
 BatchDeliver: TypeAlias = Callable[[Envelope, Any, float], Awaitable[None] | None]
 #: ``flush()``: send what the ``deliver`` calls since the last flush collected.
 Flush: TypeAlias = Callable[[], Awaitable[None] | None]
+#: ``retry_after(envelope, failed)``: the wait before a message that failed its
+#: ``failed``-th delivery is tried again in place (None: no more); a keyed input
+#: over Redis has one (``PartitionedConnection.retry_after``)
+RetryAfter: TypeAlias = Callable[[Envelope, int], float | None]
 #: ``append(entry)``: add an entry to what the next ``flush`` sends.
 Append: TypeAlias = Callable[[Entry], None]
 
@@ -175,7 +180,9 @@ class Component:
                 f"component {name!r}: the {ERRORS_PORT!r} output must have the "
                 f"schema ErrorRecord, not {errors.schema!r}"
             )
-        self.state = State.CREATED
+        #: where it is in its lifecycle (``state`` is a stateful component's
+        #: keyed state, ``keyedstate.Stateful``)
+        self.phase = State.CREATED
         self.masker = Masker()
         #: the message a synchronous user method is handling right now (nothing else
         #: runs meanwhile), so that its log lines carry the message's ids
@@ -206,7 +213,7 @@ class Component:
     @property
     def is_running(self) -> bool:
         """Whether the component is between a successful setup and its end."""
-        return self.state is State.RUNNING
+        return self.phase is State.RUNNING
 
     @property
     def data_outputs(self) -> dict[str, OutputPort]:
@@ -233,6 +240,15 @@ class Component:
                 f"threads, but {getattr(method, '__name__', 'the method')}() is "
                 "async def; make it a def, or drop blocking"
             )
+
+    def check_inputs(self) -> None:
+        """Raise ``WiringError`` for an input connection this component cannot take
+        (reported as its setup's failure: the service does not start)."""
+
+    def _method(self, connection: Connection) -> Callable[[Any], Any] | None:
+        """The user method a loop over ``connection`` calls, taken once per loop
+        (``keyedstate.Stateful`` wraps it with the item's key's state)."""
+        return self._call
 
     def _handling(self) -> Envelope | None:
         return self.handling
@@ -276,11 +292,12 @@ class Component:
         cleanup runs: there is nothing set up to clean).
         """
         self._context = context
-        self.state = State.STARTING
+        self.phase = State.STARTING
         try:
+            self.check_inputs()
             await self.setup()
         except Exception as exc:
-            self.state = State.FAILED
+            self.phase = State.FAILED
             self.log.error("setup failed", exc_info=exc)
             for port in self.outputs.values():
                 port.close()
@@ -289,14 +306,14 @@ class Component:
         task_status.started(None)
         try:
             await context.go.wait()
-            self.state = State.RUNNING
+            self.phase = State.RUNNING
             await self.serve(context)
         except Exception:
-            self.state = State.FAILED
+            self.phase = State.FAILED
             raise
         finally:
-            if self.state is not State.FAILED:
-                self.state = State.STOPPED
+            if self.phase is not State.FAILED:
+                self.phase = State.STOPPED
             for port in self.outputs.values():
                 port.close()
             await self._cleanup(context.settings.cleanup_timeout_s)
@@ -324,7 +341,7 @@ class Component:
         (A stream whose internals ``take`` cannot read still gives batches, taken
         one ``receive_nowait`` at a time.)
         """
-        call = self._call
+        call = self._method(connection)
         deliver, flush, forward, derive, by = self._delivery(port)
         age, latency = port.age, port.latency
         latency_bounds, latency_counts = latency.bounds, latency.counts
@@ -480,7 +497,10 @@ class Component:
         handed on, then settled, when the window releases it."""
         deliver, flush, *_ = self._delivery(port)
         settled = connection.settled
-        call = self._call
+        call, is_async = self._method(connection), self._call_is_async
+        retry_after: RetryAfter | None = getattr(connection, "retry_after", None)
+        if retry_after is not None and call is not None:  # a keyed input over Redis
+            call, is_async = self._retrying(port, call, retry_after)
         tracer = tracing.TRACER
         if tracer is not None and call is not None:  # decided once per loop
             call, deliver = tracing.traced_loop(
@@ -489,7 +509,7 @@ class Component:
                 port.address,
                 getattr(connection, "partition", None),
                 call,
-                self._call_is_async,
+                is_async,
                 deliver,
                 current_message,
             )
@@ -511,11 +531,7 @@ class Component:
                 settled(envelope, error)
 
         window = Window(
-            self.work,
-            call,
-            is_async=self._call_is_async,
-            port=port,
-            key=connection.key,
+            self.work, call, is_async=is_async, port=port, key=connection.key
         )
         async with connection.receiving() as receiver:
             await window.run(receiver, release)
@@ -534,6 +550,7 @@ class Component:
         call, call_is_async = self._call, self._call_is_async
         blocking = self.work.blocking  # a plain def in worker threads
         settled = connection.settled
+        retry_after: RetryAfter | None = getattr(connection, "retry_after", None)
         clock = monotonic
         async with connection.receiving() as receiver:
             while batch := await batching.collect(receiver):
@@ -558,8 +575,13 @@ class Component:
                         await pending
                 except Exception as exc:
                     error = exc
-                    for envelope in envelopes:
-                        await self.fail(port, envelope, exc)
+                    if retry_after is not None:  # the whole batch, in place
+                        error = await self._again_batch(
+                            port, envelopes, exc, retry_after
+                        )
+                    if error is not None:
+                        for envelope in envelopes:
+                            await self.fail(port, envelope, error)
                 port.holding = 0
                 if settled is not None:
                     for envelope in envelopes:
@@ -574,7 +596,7 @@ class Component:
 
     async def _drain_each(self, port: InputPort, connection: Connection) -> None:
         """The loop one message at a time: Redis, and async user code."""
-        call, call_is_async = self._call, self._call_is_async
+        call, call_is_async = self._method(connection), self._call_is_async
         deliver, flush, *_ = self._delivery(port)
         age, latency = port.age, port.latency
         age_bounds, age_counts = age.bounds, age.counts
@@ -584,6 +606,8 @@ class Component:
         clock, bucket = monotonic, bisect_left
         # Only a connection that acknowledges (Redis) wants to hear about each message.
         settled = connection.settled
+        # A keyed input over Redis tries a failed item again in place (its key's order)
+        retry_after: RetryAfter | None = getattr(connection, "retry_after", None)
         # The context variable costs ~0.1 us per message: set only where it is needed
         # (an async method may interleave with others; a sink's once(); Redis).
         track = (
@@ -641,11 +665,19 @@ class Component:
                         finally:
                             self.handling = None
                 except Exception as exc:
-                    await self.fail(port, envelope, exc)
-                    if settled is not None:
-                        settled(envelope, exc)
-                    now = clock()
-                    continue
+                    error: Exception | None
+                    if retry_after is None:
+                        result, error = None, exc
+                    else:
+                        result, error = await self._again(
+                            port, call, call_is_async, envelope, exc, retry_after
+                        )
+                    if error is not None:
+                        await self.fail(port, envelope, error)
+                        if settled is not None:
+                            settled(envelope, error)
+                        now = clock()
+                        continue
                 done = clock()
                 took = done - now
                 # Most user code takes less than the first bucket: skip the search.
@@ -676,6 +708,126 @@ class Component:
                     handled = 0
                     await checkpoint()
                     now = clock()
+
+    async def _again(
+        self,
+        port: InputPort,
+        call: Callable[[Any], Any] | None,
+        is_async: bool,
+        envelope: Envelope,
+        error: Exception,
+        retry_after: RetryAfter,
+    ) -> tuple[Any, Exception | None]:
+        """Try the message that failed again in place, before anything else of this
+        loop (a keyed input over Redis: its key's order); its result, or the last
+        error once ``retry_after`` gives up (then it is settled as failed)."""
+        failed = 1
+        while (delay := retry_after(envelope, failed)) is not None:
+            self._retrying_in(port, error, delay, failed)
+            await anyio.sleep(delay)
+            failed += 1
+            try:
+                if call is None:
+                    return envelope.item, None
+                result = call(envelope.item)
+                return (await result) if is_async else result, None
+            except Exception as exc:
+                error = exc
+        return None, error
+
+    async def _again_batch(
+        self,
+        port: InputPort,
+        envelopes: list[Envelope],
+        error: Exception,
+        retry_after: RetryAfter,
+    ) -> Exception | None:
+        """``_again`` for a batch that failed: the user method on the same items,
+        and its results handed on; None once it succeeded, else the last error."""
+        call, is_async = self._call, self._call_is_async
+        items = [envelope.item for envelope in envelopes]
+        failed = 1
+        while True:
+            delays = [retry_after(envelope, failed) for envelope in envelopes]
+            if None in delays:
+                return error
+            delay = max(d for d in delays if d is not None)
+            self._retrying_in(port, error, delay, failed)
+            await anyio.sleep(delay)
+            failed += 1
+            try:
+                if call is None:
+                    result: Any = items
+                elif self.work.blocking:
+                    result = await to_thread.run_sync(call, items)
+                else:
+                    result = call(items)
+                    if is_async:
+                        result = await result
+                pending = self._deliver_batch(port, envelopes, result, monotonic())
+                if pending is not None:
+                    await pending
+                return None
+            except Exception as exc:
+                error = exc
+
+    def _retrying(
+        self, port: InputPort, call: Callable[[Any], Any], retry_after: RetryAfter
+    ) -> tuple[Callable[[Any], Any], bool]:
+        """``call`` that tries a failed item again in place (``_again``), for the
+        window, where the item keeps its key meanwhile; and whether it is async.
+        Blocking code waits in its worker thread."""
+        if self.work.blocking:
+
+            def blocking(item: Any) -> Any:
+                failed = 1
+                while True:
+                    try:
+                        return call(item)
+                    except Exception as exc:
+                        envelope = current_message()
+                        delay = (
+                            None if envelope is None else retry_after(envelope, failed)
+                        )
+                        if delay is None:
+                            raise
+                        self._retrying_in(port, exc, delay, failed)
+                        time.sleep(delay)  # in the worker thread
+                        failed += 1
+
+            return blocking, False
+        is_async = self._call_is_async
+
+        async def tried(item: Any) -> Any:
+            try:
+                result = call(item)
+                return (await result) if is_async else result
+            except Exception as exc:
+                envelope = current_message()
+                if envelope is None:
+                    raise
+                result, error = await self._again(
+                    port, call, is_async, envelope, exc, retry_after
+                )
+                if error is not None:
+                    raise error from None
+                return result
+
+        return tried, True
+
+    def _retrying_in(
+        self, port: InputPort, error: Exception, delay: float, failed: int
+    ) -> None:
+        self.log.warning(
+            "%s failed on port %s (delivery %d): %s: %s; tried again in place in "
+            "%.2f s, before the later items of its key",
+            self.kind,
+            port.name,
+            failed,
+            type(error).__name__,
+            self.masker.mask_text(_describe(error))[:MAX_ERROR_MESSAGE],
+            delay,
+        )
 
     async def fail(
         self,

@@ -117,7 +117,7 @@ class Source(Component, ABC):
                 except Exception as exc:
                     await self.fail(self._out or self._first_output(), None, exc)
                 if restart_after <= 0:
-                    self.state = State.FAILED
+                    self.phase = State.FAILED
                     return
                 self.log.warning("restarting generate() in %.1f s", restart_after)
                 await anyio.sleep(restart_after)

@@ -26,6 +26,8 @@ from .component import Component
 from .components import Timer
 from .histogram import AGE_BUCKETS, LATENCY_BUCKETS, Histogram
 from .ingress import ApiEndpoint
+from .joins import Join
+from .keyedstate import Stateful
 from .ports import InputPort
 from .windows import Window
 
@@ -107,6 +109,10 @@ class ServiceMetrics:
                 }
             if isinstance(component, Window):
                 found[component.name] = _window_numbers(component)
+            if isinstance(component, Join):
+                found[component.name] = _join_numbers(component)
+            if isinstance(component, Stateful):
+                found[component.name] = _state_numbers(component)
         return found
 
 
@@ -191,6 +197,8 @@ class _PortCollector(Collector):
         yield from _partitions(self._components())
         yield from _requests(self._components())
         yield from _windows(self._components())
+        yield from _joins(self._components())
+        yield from _states(self._components())
 
 
 def _partitions(components: Iterable[Component]) -> Iterator[Metric]:
@@ -363,6 +371,60 @@ def _windows(components: Iterable[Component]) -> Iterator[Metric]:
     yield from families.values()
 
 
+def _join_numbers(join: Join) -> dict[str, float]:
+    """A join component's numbers, as ``groups()`` and ``/metrics`` show them."""
+    return {
+        "buffered_items": join.buffered,
+        "matched_pairs": join.matched_pairs,
+        "unmatched_items": join.unmatched_items,
+        "late_items": join.late_items,
+        "evicted_items": join.evicted,
+        "watermark_lag_seconds": join.watermark_lag(),
+    }
+
+
+def _joins(components: Iterable[Component]) -> Iterator[Metric]:
+    """Per join component: items held, pairs made, items dropped unmatched, late
+    and early at the cap, and how far its watermark is behind the clock."""
+    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+        "buffered_items": GaugeMetricFamily(
+            "portwright_join_buffered",
+            "Items held for a partner now (both sides).",
+            labels=["component"],
+        ),
+        "matched_pairs": CounterMetricFamily(
+            "portwright_join_matched_pairs",
+            "Pairs of the same key within the join's interval (match called).",
+            labels=["component"],
+        ),
+        "unmatched_items": CounterMetricFamily(
+            "portwright_join_unmatched_items",
+            "Items dropped without a partner (expired, late, evicted or drained).",
+            labels=["component"],
+        ),
+        "late_items": CounterMetricFamily(
+            "portwright_join_late_items",
+            "Items that came behind the watermark minus the grace (not joined).",
+            labels=["component"],
+        ),
+        "evicted_items": CounterMetricFamily(
+            "portwright_join_evicted",
+            "Items dropped early because max_buffered items were held.",
+            labels=["component"],
+        ),
+        "watermark_lag_seconds": GaugeMetricFamily(
+            "portwright_join_watermark_lag_seconds",
+            "The clock's wall time minus the join's watermark.",
+            labels=["component"],
+        ),
+    }
+    for component in components:
+        if isinstance(component, Join):
+            for name, value in _join_numbers(component).items():
+                families[name].add_metric([component.name], value)
+    yield from families.values()
+
+
 def _stream_stats(port: InputPort) -> list[dict[str, Any]]:
     """The stream numbers of the port's connections that are read here (a
     transport between processes reports them)."""
@@ -383,3 +445,30 @@ def _gauge(name: str, documentation: str) -> GaugeMetricFamily:
 
 def _histogram(name: str, documentation: str) -> HistogramMetricFamily:
     return HistogramMetricFamily(f"portwright_{name}", documentation, labels=_LABELS)
+
+
+def _state_numbers(component: Stateful[Any]) -> dict[str, float]:
+    """A stateful component's numbers (``keyedstate.py``)."""
+    return {
+        "state_keys": len(component.states),
+        "state_evicted_keys": component.states.evicted,
+    }
+
+
+def _states(components: Iterable[Component]) -> Iterator[Metric]:
+    """Per stateful component: keys holding state, keys dropped at the cap."""
+    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+        "state_keys": GaugeMetricFamily(
+            "portwright_state_keys", "Keys holding state now.", labels=["component"]
+        ),
+        "state_evicted_keys": CounterMetricFamily(
+            "portwright_state_evicted_keys",
+            "Keys whose state was dropped because max_keys keys held state.",
+            labels=["component"],
+        ),
+    }
+    for component in components:
+        if isinstance(component, Stateful):
+            for name, value in _state_numbers(component).items():
+                families[name].add_metric([component.name], value)
+    yield from families.values()

@@ -14,7 +14,8 @@ watermark is the highest time seen on the component's input: in memory a keyed
 connection is one partition, so it is per component. A window closes once the
 watermark reaches its end plus ``grace``; when no item has advanced the watermark
 for ``idle_after`` of the clock (default ``size + grace``), the watermark moves on
-by that much, so that a quiet input still gets its results.
+by that much, so that a quiet input still gets its results. The input loop and the watermark are
+the ones joins use (``intake.py``, ``watermark.py``).
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from inspect import isclass
 from operator import attrgetter, itemgetter
 from time import monotonic
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
-from anyio import EndOfStream, WouldBlock
-from anyio.lowlevel import checkpoint
+from anyio import EndOfStream
 from pydantic import BaseModel, ConfigDict
 
 from .aggregates import Aggregate, Count
@@ -38,7 +39,9 @@ from .clock import Clock, LoopClock
 from .component import ERRORS_PORT, Component, RunContext
 from .envelope import Entry, Envelope
 from .errors import ErrorRecord, WiringError
+from .intake import intake
 from .ports import Connection, InputPort
+from .watermark import Watermark
 from .windowstate import AlignedWindows, Closed, CountWindows, SlidingWindows, Store
 
 __all__ = ["Window", "WindowResult", "WindowType"]
@@ -49,6 +52,24 @@ _ENVELOPE, _ITEM, _TIMESTAMP = itemgetter(1), attrgetter("item"), datetime.times
 def _new_slot() -> dict[Any, Any]:
     """A start's windows, by key (typed: the checkers cannot infer ``{}``)."""
     return {}
+
+
+class KeptWindows(Protocol):
+    """A window's state kept by its input's transport (a keyed Redis connection:
+    ``redis/windowstore.py``), per partition, instead of in ``Window.store``."""
+
+    @property
+    def open(self) -> int:
+        """Windows open, over the partitions held here."""
+
+    async def take(self, batch: list[Entry]) -> list[tuple[Entry, Exception]]:
+        """Add and commit a batch; the items that failed, to report."""
+
+    def deadline(self) -> float:
+        """When (``clock.now()``) something closes by time."""
+
+    async def on_time(self) -> None:
+        """Close (and commit) what is due by time."""
 
 
 WindowType = Literal["tumbling", "hopping", "sliding"]
@@ -128,6 +149,7 @@ class Window(Component):
         if emit not in ("final", "every"):
             raise WiringError(f"window {name!r}: emit {emit!r} is not final or every")
         self.schema = schema
+        self.every = emit == "every"
         self.grace = _check(name, "grace", grace, allow_zero=True)
         self.event_time = time is not None
         if not self.event_time and grace:
@@ -135,12 +157,13 @@ class Window(Component):
                 f"window {name!r}: grace is for event time (set time), not "
                 "processing time, whose items are never out of order"
             )
-        self.time = attrgetter(time) if isinstance(time, str) else time
+        self.time: Callable[[Any], Any] | None = (
+            attrgetter(time) if isinstance(time, str) else time
+        )
         self.key = attrgetter(key) if isinstance(key, str) else key
         if max_open < 1:
             raise WiringError(f"window {name!r}: max_open must be at least 1")
         self.max_open = max_open
-        self.clock: Clock = clock or LoopClock()
         self.store = self._store(name, type, size, hop, count)
         self._tumbling = (
             self.event_time
@@ -149,17 +172,18 @@ class Window(Component):
             and self.store.hop == self.store.size
         )
         self.size = 0.0 if size is None else size
-        self.idle_after = (
-            self.size + self.grace
-            if idle_after is None
-            else _check(name, "idle_after", idle_after)
-        )
         if count is not None and idle_after is not None:
             raise WiringError(f"window {name!r}: count windows do not close on time")
-        #: the highest time seen (or reached by idleness); -inf before any item
-        self.watermark = -math.inf
-        #: ``clock.now()`` when the watermark last moved
-        self.advanced_at = 0.0
+        #: the highest time seen (or reached by idleness; per partition over Redis:
+        #: this one is the highest of them), and when it last moved
+        self.watermark = Watermark(
+            clock or LoopClock(),
+            (
+                self.size + self.grace
+                if idle_after is None
+                else _check(name, "idle_after", idle_after)
+            ),
+        )
         self.late_items = 0
         self.closed = 0
         self.evicted = 0
@@ -176,6 +200,10 @@ class Window(Component):
         self._wake: anyio.Event | None = None
         #: whether the timer waits for the first window (nothing to time yet)
         self._unarmed = True
+        #: the state kept by the input's transport (over Redis), else None
+        self.kept: KeptWindows | None = None
+        #: what an item is read back as from kept state (``collect`` of items)
+        self.item_schema = _model(next(iter(self.inputs.values())).schema)
 
     def _store(
         self,
@@ -218,39 +246,73 @@ class Window(Component):
         )
 
     @property
+    def clock(self) -> Clock:
+        """What the timer and the watermark's idleness read (a test sets its own)."""
+        return self.watermark.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self.watermark.clock = clock
+
+    @property
+    def idle_after(self) -> float:
+        """How long the input is quiet before the watermark moves on by itself."""
+        return self.watermark.idle_after
+
+    @property
     def open_windows(self) -> int:
         """Windows open now (every key's)."""
-        return self.store.open
+        return self.store.open if self.kept is None else self.kept.open
 
     def watermark_lag(self) -> float:
         """How far the watermark is behind the clock's wall time, in seconds (0
         before the first item)."""
-        if self.watermark == -math.inf:
-            return 0.0
-        return max(0.0, self.clock.wall() - self.watermark)
+        return self.watermark.lag()
 
     async def setup(self) -> None:
-        """Refuse an input the window cannot take: unkeyed, or not in memory."""
+        """Refuse an input the window cannot take: unkeyed, or over a transport
+        that does not keep its state (over Redis: a keyed connection does)."""
         for port in self.inputs.values():
             self._check_input(port)
 
     def _check_input(self, port: InputPort) -> None:
         for connection in port.connections:
             if connection.settled is not None:
-                raise WiringError(
-                    f"window {self.name!r}: its state is kept in memory, so its "
-                    f"input cannot come over {connection.transport!r} (yet)"
-                )
+                self._keep_by(connection)
+                continue
             if (connection.key if self.key is None else self.key) is None:
                 raise WiringError(
                     f"window {self.name!r}: its input must be keyed (connect it "
                     "with key=...) or the window given a key"
                 )
 
+    def _keep_by(self, connection: Connection) -> None:
+        """An input over Redis: its keyed connection keeps the state, per partition
+        (or the input is refused, saying why)."""
+        keep = getattr(connection, "keep_window", None)
+        where = f"window {self.name!r}: its input comes over {connection.transport!r}"
+        if keep is None or connection.key is None:
+            raise WiringError(
+                f"{where}, so it must be a keyed connection (key=...): a keyed "
+                "Redis connection keeps the window's state per partition, in Redis; "
+                "unkeyed, a key's items would be split between the replicas"
+            )
+        if self.key is not None:
+            raise WiringError(
+                f"{where}: its key is the keyed connection's (its partitions hold "
+                "whole keys); give the window no key of its own"
+            )
+        if self.kept is not None:
+            raise WiringError(f"{where}: over Redis a window takes one connection")
+        self.kept = keep(self)
+
     async def serve(self, context: RunContext) -> None:
         """Take every input, close windows on time meanwhile; at the end, close all."""
+        if self.kept is not None:
+            await self._serve_kept(self.kept)
+            return
         drains = [(p, c) for p in self.inputs.values() for c in p.connections]
-        self.advanced_at = self.clock.now()
+        self.watermark.advanced_at = self.clock.now()
         self._sending, self._wake = anyio.Lock(), anyio.Event()
         async with anyio.create_task_group() as timer:
             timer.start_soon(self._on_time)
@@ -265,35 +327,74 @@ class Window(Component):
         """The loop of one input: a batch at a time, then what it closed, sent."""
         key = self.key or connection.key
         assert key is not None
-        take, limit, clock = connection.take, self.burst_limit, monotonic
+
+        async def handle(batch: list[Entry]) -> None:
+            self._add_all(batch, key)
+            while self._failed:
+                entry, exc = self._failed.pop(0)
+                await self.fail(port, entry[1], exc)
+            await self._flush()
+
+        await intake(port, connection, self.burst_limit, handle)
+
+    async def _serve_kept(self, kept: KeptWindows) -> None:
+        """``serve`` over Redis: the state is the partitions', in Redis, so a
+        replica that stops closes nothing (the partitions' next owners go on)."""
+        drains = [(p, c) for p in self.inputs.values() for c in p.connections]
+        self.watermark.advanced_at = self.clock.now()
+        self._sending, self._wake = anyio.Lock(), anyio.Event()
+        async with anyio.create_task_group() as timer:
+            timer.start_soon(self._on_time_kept, kept)
+            async with anyio.create_task_group() as group:
+                for port, connection in drains:
+                    group.start_soon(self._receive_kept, port, connection, kept)
+            timer.cancel_scope.cancel()
+
+    async def _receive_kept(
+        self, port: InputPort, connection: Connection, kept: KeptWindows
+    ) -> None:
+        """The loop of an input over Redis: each batch committed by ``kept``."""
+        take, limit = connection.take, self.burst_limit
         age, counts = port.age, port.latency.counts
         async with connection.receiving() as receiver:
             while True:
                 batch = take(limit)
                 if not batch:
                     try:
-                        batch = [receiver.receive_nowait()]
-                    except WouldBlock:
-                        try:
-                            batch = [await receiver.receive()]
-                        except EndOfStream:
-                            return
-                        batch += take(limit - 1)
+                        batch = [await receiver.receive()]
                     except EndOfStream:
                         return
-                age.observe_since(clock(), [stamp for stamp, _ in batch])
-                counts[0] += len(batch)  # no user method to time (see metrics)
-                self._add_all(batch, key)
-                while self._failed:
-                    entry, exc = self._failed.pop(0)
+                    batch += take(limit - 1)
+                age.observe_since(monotonic(), [stamp for stamp, _ in batch])
+                counts[0] += len(batch)
+                for entry, exc in await kept.take(batch):
                     await self.fail(port, entry[1], exc)
-                await self._flush()
-                await checkpoint()
+                if self._unarmed and kept.open and self._wake is not None:
+                    self._wake.set()
+
+    def rearm(self) -> None:
+        """The kept state changed outside the input loop (a partition's state was
+        loaded): the timer looks at its deadline again."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _on_time_kept(self, kept: KeptWindows) -> None:
+        """``_on_time`` over Redis: each partition's closes committed by ``kept``."""
+        clock = self.clock
+        while True:
+            deadline = kept.deadline()
+            self._unarmed = deadline == math.inf
+            self._wake = wake = anyio.Event()
+            with clock.scope(deadline):
+                await wake.wait()
+            if clock.now() >= kept.deadline():
+                with anyio.CancelScope(shield=True):
+                    await kept.on_time()
 
     def _add_all(self, batch: list[Entry], key: Callable[[Any], Any]) -> None:
         """The synchronous core: add a batch, closing what the watermark passes."""
-        store = self.store
-        watermark = self.watermark
+        store, mark = self.store, self.watermark
+        watermark = mark.value
         late: list[Entry] = []
         if not self.event_time:
             t = self.clock.wall()  # processing time: one reading per batch
@@ -305,9 +406,7 @@ class Window(Component):
             watermark = self._add_tumbling(batch, key, watermark, late)
         else:
             watermark = self._add_each(batch, key, watermark, late, None)
-        if watermark > self.watermark:
-            self.watermark = watermark
-            self.advanced_at = self.clock.now()
+        mark.see(watermark)
         if late:
             self.late_items += len(late)
             if self._late is not None:
@@ -494,7 +593,7 @@ class Window(Component):
         if not self.store.open or isinstance(self.store, CountWindows):
             return math.inf  # count windows do not close on time
         if self.event_time:
-            return self.advanced_at + self.idle_after
+            return self.watermark.idle_deadline()
         # Processing time: when the wall clock reaches the oldest window's close.
         clock = self.clock
         return clock.now() + max(0.0, self.store.closes_at() - clock.wall())
@@ -513,19 +612,21 @@ class Window(Component):
                 continue  # woken by a first window, or items moved the deadline on
             if self.event_time:
                 # Idle: the watermark moves on by the time the input was quiet.
-                now = clock.now()
-                self.watermark += now - self.advanced_at
-                self.advanced_at = now
-                self.store.close(self.watermark - self.grace, self._closed_one)
+                self.store.close(self.watermark.idle() - self.grace, self._closed_one)
             else:
                 # At least the close it waited for (the wall and monotonic
                 # readings may round apart).
-                self.watermark = max(clock.wall(), self.store.closes_at())
-                self.store.close(self.watermark, self._closed_one)
+                self.watermark.value = max(clock.wall(), self.store.closes_at())
+                self.store.close(self.watermark.value, self._closed_one)
             # Shielded: the drain cancels this task, and what emit_all had taken
             # from the list but not yet sent would be lost with it.
             with anyio.CancelScope(shield=True):
                 await self._flush()
+
+
+def _model(schema: Any) -> type[BaseModel] | None:
+    """``schema`` when it is a pydantic model, else None."""
+    return schema if isclass(schema) and issubclass(schema, BaseModel) else None
 
 
 def _check(name: str, what: str, seconds: float, *, allow_zero: bool = False) -> float:

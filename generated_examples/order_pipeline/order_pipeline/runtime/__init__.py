@@ -36,6 +36,8 @@ from .errors import (
 )
 from .histogram import Histogram
 from .ingress import ApiEndpoint
+from .joins import Join
+from .keyedstate import KeyedState, Stateful
 from .logs import JsonFormatter, MaskedLogger, configure_logging
 from .metrics import ServiceMetrics
 from .pii import MASK, Masker
@@ -71,7 +73,9 @@ __all__ = [
     "Inlet",
     "InputPort",
     "InvalidBody",
+    "Join",
     "JsonFormatter",
+    "KeyedState",
     "LoopClock",
     "ManualClock",
     "MaskedLogger",
@@ -97,6 +101,7 @@ __all__ = [
     "Source",
     "StartupError",
     "State",
+    "Stateful",
     "Tap",
     "Timer",
     "Transformer",

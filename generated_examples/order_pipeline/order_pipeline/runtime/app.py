@@ -460,7 +460,7 @@ def serve(
     if not isinstance(port, range):
         number = settings.port if port is None else port
         port = range(number, number + 1)
-    sock = listen(host or settings.host, port)
+    sock = listen(host or settings.host, port, send_buffer=settings.send_buffer_bytes)
     service.url = url_of(sock)
     config = uvicorn.Config(
         app,

@@ -35,8 +35,16 @@ def parse_ports(text: str) -> range:
     return range(low, high + 1)
 
 
-def listen(host: str, ports: range, backlog: int = 2048) -> socket.socket:
+def listen(
+    host: str, ports: range, backlog: int = 2048, send_buffer: int | None = None
+) -> socket.socket:
     """A socket listening on ``host`` at the first free port of ``ports``.
+
+    ``send_buffer`` (bytes) fixes the kernel's send buffer of every connection it
+    accepts (they inherit it), instead of letting the kernel grow it to
+    ``net.ipv4.tcp_wmem``'s largest (4 MiB by default): what a client that stops
+    reading can hold in the kernel before the service sees its writes wait. Linux
+    doubles the figure for its own bookkeeping.
 
     Raises ``SettingsError`` when every port is taken, or the host cannot be used.
     """
@@ -49,6 +57,8 @@ def listen(host: str, ports: range, backlog: int = 2048) -> socket.socket:
             raise SettingsError(f"cannot listen on {host!r}: {exc}") from None
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if send_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         try:
             sock.bind(address)
             # listen here, not later: two replicas starting together may both bind

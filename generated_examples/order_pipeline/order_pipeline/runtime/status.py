@@ -49,9 +49,9 @@ def dependency_checks(service: Service) -> dict[str, dict[str, Any]]:
     """
     state = service.state
     stopped = [
-        f"component {c.name!r} is {c.state.value}"
+        f"component {c.name!r} is {c.phase.value}"
         for c in service.local_components()
-        if not c.is_running and not (isinstance(c, Source) and c.state is State.STOPPED)
+        if not c.is_running and not (isinstance(c, Source) and c.phase is State.STOPPED)
     ]
     limit = service.settings.ready_max_utilization
     full = [

@@ -358,10 +358,10 @@ class Service:
         if self.state is not ServiceState.RUNNING:
             return [f"service is {self.state.value}"]
         reasons = [
-            f"component {c.name!r} is {c.state.value}"
+            f"component {c.name!r} is {c.phase.value}"
             for c in self.local_components()
             if not c.is_running
-            and not (isinstance(c, Source) and c.state is State.STOPPED)
+            and not (isinstance(c, Source) and c.phase is State.STOPPED)
         ]
         limit = self.settings.ready_max_utilization
         for port in self._inputs():

@@ -7,6 +7,13 @@ an empty window), ``add(acc, item)`` (the accumulator with one more item; it may
 return a new value or the same, mutated) and ``result(acc)`` (what the window
 emits). The built-ins read a field of the item by name (``a.b`` nested, as a
 keyed connection's ``key``); user code subclasses ``Aggregate`` the same way.
+
+Over Redis a window keeps its accumulators in Redis, as JSON: ``dump(acc)`` gives
+the accumulator as JSON values (``None``, bool, int, float, str, lists, dicts with
+str keys; ``datetime``, ``date`` and ``Decimal`` are written tagged, see
+``redis/windowstore.py``) and ``load(data)`` makes it back. The built-ins'
+accumulators are such values already; a user aggregate whose accumulator is not
+(a set, an object) overrides both.
 """
 
 from __future__ import annotations
@@ -42,6 +49,14 @@ class Aggregate:
     def result(self, acc: Any) -> Any:
         """The window's value, from its accumulator."""
         return acc
+
+    def dump(self, acc: Any) -> Any:
+        """The accumulator as JSON values (a window over Redis keeps it so)."""
+        return acc
+
+    def load(self, data: Any) -> Any:
+        """The accumulator ``dump`` wrote, made back."""
+        return data
 
 
 class Count(Aggregate):

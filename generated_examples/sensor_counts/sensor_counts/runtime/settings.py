@@ -118,6 +118,10 @@ class ServiceSettings(BaseModel):
     loop_lag_warn_ms: Annotated[float, Field(gt=0)] = 100.0
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    #: fix each connection's kernel send buffer (bytes; unset: the kernel grows it
+    #: up to 4 MiB): bounds what a live client that stops reading holds before its
+    #: own queue fills and its ``slow_client`` policy applies
+    send_buffer_bytes: Annotated[int, Field(ge=4096)] | None = None
     #: the components this process runs, comma-separated (empty: all of them)
     components: str = ""
     #: carry every connection in ``memory`` or by ``redis``, whatever the wiring says
@@ -135,6 +139,10 @@ class ServiceSettings(BaseModel):
     #: how long a replica's lease on a partition of a keyed connection lasts
     #: unless renewed (renewed every quarter of it; see redis/leases.py)
     redis_lease_ttl_ms: Annotated[int, Field(ge=100, le=600_000)] = 10_000
+    #: how many times a takeover may deliver again the entry a partition's owner
+    #: held first when its lease passed on, before it goes to the dead-letter
+    #: stream (an item that kills every replica that takes it; see partitioned.py)
+    redis_max_takeovers: Annotated[int, Field(ge=1, le=1000)] = 10
     #: how long ``Component.once`` remembers that a key's effect was applied
     dedup_ttl_s: Annotated[float, Field(gt=0)] = 86_400.0
     #: buffer size per input port (``"component.port"``), replacing the wiring's

@@ -76,6 +76,8 @@ class _Dead:
     data: bytes
     error_type: str
     error: str
+    #: why it was not delivered again (None: it failed ``max_retries`` deliveries)
+    reason: str | None = None
 
 
 class RedisConnection(Connection):
@@ -470,11 +472,16 @@ class RedisConnection(Connection):
             self._unacked.discard(held.id)
 
     def _bury(
-        self, entry_id: bytes, attempts: int, data: bytes, error: BaseException
+        self,
+        entry_id: bytes,
+        attempts: int,
+        data: bytes,
+        error: BaseException,
+        reason: str | None = None,
     ) -> None:
         message = self._masker.mask_text(str(error))[:2000]
         self._dead.append(
-            _Dead(entry_id, attempts, data, type(error).__name__, message)
+            _Dead(entry_id, attempts, data, type(error).__name__, message, reason)
         )
         self._work.set()
 
@@ -550,6 +557,8 @@ class RedisConnection(Connection):
                 "enqueued_at": stream_id(letter.id)[0] / 1000,
                 "dead_lettered_at": time.time(),
                 "consumer": self.link.consumer,
+                # why it was not delivered again, when not max_retries failures
+                **({} if letter.reason is None else {"reason": letter.reason}),
             }
         )
 

@@ -7,8 +7,8 @@ A connection with a ``key`` is ``partitions`` streams, one per partition:
 from 0; the streams are the connection's own: two keyed connections from one port
 may differ in key and count, and each reads every item once), in braces on a Redis
 Cluster so that the partition's stream, its dead-letter stream (``.dlq``), its
-lease (``.lease.<group>``) and its fence counter (``.fence.<group>``) share one
-hash slot. The sender puts each message on the stream of ``partition_of(key,
+lease (``.lease.<group>``), its fence counter (``.fence.<group>``) and its suspect
+record (``.suspect.<group>``) share one hash slot. The sender puts each message on the stream of ``partition_of(key,
 partitions)`` (``partitions``: CRC-32 of the key's canonical bytes).
 
 The receiving replicas each beat every ``lease_ttl / 4`` in the group's member set
@@ -17,7 +17,10 @@ over the live members. A replica reads a partition only while it holds its lease
 (``leases``), renewed at each beat:
 
 - taking a partition, it first claims every entry still pending in the group (the
-  old owner's, in stream order) and delivers them, then reads new entries;
+  old owner's, in stream order) and delivers them, then reads new entries; the
+  oldest, the entry in hand when the old owner stopped, alone and settled first,
+  dead-lettered once in hand at more than ``redis_max_takeovers`` takeovers in a
+  row (``_suspect``);
 - a partition it no longer owns (a member joined), it stops reading, lets what it
   took finish and be acknowledged, then releases the lease;
 - a lease it could not renew in time (Redis unreachable, the process paused), it
@@ -48,16 +51,19 @@ from redis.exceptions import ResponseError
 from ..envelope import Entry, Envelope, Origin
 from ..ports import InputPort, OutputPort, Overflow
 from .connection import (
+    ACK_DELAY_S,
     FLUSH_TIMEOUT_S,
     READ_BATCH,
     RedisConnection,
     _Dead,
+    _Undelivered,
 )
 from .leases import SAFE, TO, Lease, Leases
 from .link import UNREACHABLE, RedisLink, stream_id
 from .partitions import assignment, partition_of, skew
 from .publisher import WRITE_BATCH, RedisPublisher
 from .replicas import heartbeat, live_members
+from .windowstore import Windowed, WindowStore
 from .wire import DLQ_SUFFIX, FIELD
 
 __all__ = ["PartitionReader", "PartitionedConnection"]
@@ -68,6 +74,10 @@ BEATS_PER_TTL = 4
 RELAY_IDLE_S = 0.5
 #: the span the skew is measured over (s): what each partition's stream took in it
 SKEW_SPAN_S = 60.0
+#: the wait before an item that failed is tried again in place (s), doubled at each
+#: failure up to ``RETRY_MAX_S``: its key's later items wait for it meanwhile
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 1.0
 
 
 class PartitionedConnection(RedisConnection):
@@ -112,6 +122,13 @@ class PartitionedConnection(RedisConnection):
         #: names it as its cause: ``fence_of``)
         self._taken: dict[int, Lease] = {}
         self._fences: dict[str, Lease] = {}
+        #: deliveries in place of the messages that failed and are tried again
+        self._tries: dict[int, int] = {}
+        #: one takeover's entry in hand at a time in this process (``_suspect``)
+        self._suspecting = anyio.Lock()
+        #: the state of the window this connection feeds, kept in Redis (None: the
+        #: target is no window)
+        self.kept: WindowStore | None = None
         self._ttl_ms = link.settings.redis_lease_ttl_ms
         # how long a beat, a renewal or a grant may take before it is given up
         # for this round: half of what the lease is trusted for (a busy event loop
@@ -135,6 +152,11 @@ class PartitionedConnection(RedisConnection):
     def fence_key(self, partition: int) -> str:
         """The counter whose every grant of ``partition``'s lease takes a token."""
         return f"{self.streams[partition]}.fence.{self.group}"
+
+    def suspect_key(self, partition: int) -> str:
+        """The entry in hand at ``partition``'s last takeovers, and how many in a
+        row (``PartitionReader._suspect``)."""
+        return f"{self.streams[partition]}.suspect.{self.group}"
 
     # -- the sending end ------------------------------------------------------
 
@@ -254,15 +276,69 @@ class PartitionedConnection(RedisConnection):
         cause = parent.causation_id
         return None if cause is None else self._fences.get(cause)
 
+    def keep_window(self, window: Windowed) -> WindowStore:
+        """Keep ``window``'s state per partition in Redis (``windowstore``): its
+        items are acknowledged by the store's commits, not settled."""
+        self.kept = WindowStore(window, self)
+        return self.kept
+
+    def held(self, envelope: Envelope) -> tuple[Lease, bytes] | None:
+        """The lease an entry was taken under and its id (None: not held here, or
+        not under the partition's current lease)."""
+        lease = self._taken.get(envelope.seq)
+        if lease is None:
+            return None
+        reader = self.readers[lease.partition]
+        held = reader._held.get(envelope.seq) if reader.lease is lease else None
+        return None if held is None else (lease, held.id)
+
+    def committed(self, lease: Lease, entries: list[Entry]) -> None:
+        """A window store's commit under ``lease`` acknowledged ``entries`` (no
+        longer held) and wrote or parked its results."""
+        taken, fences = self._taken, self._fences
+        for _, envelope in entries:
+            taken.pop(envelope.seq, None)
+            if fences.get(envelope.id) is lease:
+                del fences[envelope.id]
+        reader = self.readers[lease.partition]
+        if reader.lease is lease:
+            reader.committed(entries)
+            reader.parked.set()  # on a Cluster the results wait in the outbox
+
+    def lose(self, lease: Lease, why: str) -> None:
+        """Stop reading the partition of ``lease`` (if still read under it)."""
+        reader = self.readers[lease.partition]
+        if reader.lease is lease:
+            reader.lose(why)
+
+    def retry_after(self, envelope: Envelope, failed: int) -> float | None:
+        """How long to wait before the message that failed its ``failed``-th
+        delivery here is tried again in place (None: it had ``max_retries``, and
+        is dead-lettered when settled).
+
+        Left pending, it would be claimed again after ``claim_idle_ms``, behind the
+        later items of its key already delivered: its key's order would break at
+        the first exception. Tried again before anything else of its loop, it
+        keeps it."""
+        if failed >= self.link.settings.redis_max_retries:
+            return None
+        self._tries[envelope.seq] = failed + 1
+        return min(RETRY_MAX_S, RETRY_FIRST_S * 2.0 ** (failed - 1))
+
     def _settle(self, envelope: Envelope, error: Exception | None) -> None:
+        tries = self._tries.pop(envelope.seq, 1) if self._tries else 1
         lease = self._taken.pop(envelope.seq, None)
         if lease is None:
             return
         if self._fences.get(envelope.id) is lease:
             del self._fences[envelope.id]
         reader = self.readers[lease.partition]
-        if reader.lease is lease:  # else read under an earlier lease: not ours now
-            reader._settle(envelope, error)
+        if reader.lease is not lease:  # read under an earlier lease: not ours now
+            return
+        if error is None:
+            reader._settle(envelope, None)
+        else:  # never left pending: the later items of its key would overtake it
+            reader.bury_failed(envelope, error, tries)
 
     def stream_stats(self) -> dict[str, Any] | None:
         """Lag, pending, redeliveries and dead letters over the partitions owned."""
@@ -589,8 +665,9 @@ class PartitionReader(RedisConnection):
                 async with feed:
                     await self._until_finished(self._add_group)
                     try:
-                        await self._take_over(feed)
-                        await self._read_until_finished(feed)
+                        if await self._load(lease):
+                            await self._take_over(feed)
+                            await self._read_until_finished(feed)
                     except anyio.BrokenResourceError:
                         pass  # the component stopped taking: left pending
                 await self.settle_all()
@@ -627,7 +704,52 @@ class PartitionReader(RedisConnection):
                 return
             await anyio.sleep(0.01)
 
+    async def _load(self, lease: Lease) -> bool:
+        """Load the window state of the partition (when its target keeps one in
+        Redis) before any entry is delivered; False: it could not, and the lease
+        is given up."""
+        kept = self.parent.kept
+        if kept is None:
+            return True
+        try:
+            with anyio.fail_after(self.parent._patience):
+                await kept.load(lease)
+        except (*UNREACHABLE, TimeoutError) as exc:
+            self.lose(f"its window state could not be loaded: {exc!r}")
+            return False
+        return True
+
+    def bury_failed(self, envelope: Envelope, error: Exception, tries: int) -> None:
+        """Dead-letter a message that failed ``tries`` deliveries in place: the
+        one exception to its key's order (the later items go on without it)."""
+        held = self._held.pop(envelope.seq, None)
+        if held is None:
+            return
+        settings = self.link.settings
+        self._bury(
+            held.id,
+            held.attempts - 1 + tries,
+            held.data,
+            error,
+            reason=(
+                f"failed {tries} deliveries in place (a keyed input tries an item "
+                "again before any later item of its key, up to max_retries="
+                f"{settings.redis_max_retries}); the later items of its key went on"
+            ),
+        )
+
+    def committed(self, entries: list[Entry]) -> None:
+        """Acknowledged by a window store's commit (``windowstore``)."""
+        for _, envelope in entries:
+            held = self._held.pop(envelope.seq, None)
+            if held is not None:
+                self._unacked.discard(held.id)
+                self.acknowledged += 1
+
     async def _end(self, lease: Lease) -> None:
+        kept = self.parent.kept
+        if kept is not None:
+            kept.drop(lease)
         with anyio.CancelScope(shield=True):
             if not lease.lost:
                 lease.lost = True
@@ -700,9 +822,12 @@ class PartitionReader(RedisConnection):
 
     async def _take_over(self, feed: MemoryObjectSendStream[Entry]) -> None:
         """Claim every entry pending in the group (the last owner's), in stream
-        order, and deliver it before any new one."""
+        order, and deliver it before any new one. The oldest goes first, alone
+        (``_suspect``); a takeover is not a failure: the others are delivered
+        whatever their count."""
         client = self.link.client
         cursor: bytes | str = "0-0"
+        count = 1  # the oldest alone first
         while not self._finished():
             answer = await self._until_finished(
                 partial(
@@ -712,13 +837,21 @@ class PartitionReader(RedisConnection):
                     self.link.consumer,
                     min_idle_time=0,
                     start_id=cursor,
-                    count=READ_BATCH,
+                    count=count,
                 )
             )
             if answer is None:
                 return
             cursor = answer[0]
             claimed = [(i, f) for i, f in answer[1] if f is not None]
+            if count == 1 and claimed:
+                count = READ_BATCH
+                self._last_read = max(self._last_read, stream_id(claimed[0][0]))
+                await self._suspect(feed, *claimed[0])
+                if cursor in (b"0-0", "0-0"):
+                    return
+                continue
+            count = READ_BATCH
             if claimed:
                 self._last_read = max(self._last_read, stream_id(claimed[-1][0]))
             for entry_id, fields in claimed:
@@ -728,6 +861,51 @@ class PartitionReader(RedisConnection):
                 await self._deliver(feed, entry_id, fields, attempts=1)
             if cursor in (b"0-0", "0-0"):
                 return
+
+    async def _suspect(
+        self,
+        feed: MemoryObjectSendStream[Entry],
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+    ) -> None:
+        """The oldest entry of a takeover: the one the last owner had in hand when
+        it stopped (a partition is handled in order). If that is what stopped it
+        (an item that kills every replica that takes it), it is the oldest again
+        at the next takeover: the partition's suspect record counts the takeovers
+        in a row it was in hand at, and past ``redis_max_takeovers`` it is
+        dead-lettered. Else it is delivered, and settled before anything else of
+        the partition is claimed, and before any other partition's suspect of this
+        process is claimed: so a replica it kills counts it, and nothing else."""
+        settings = self.link.settings
+        client = self.link.client
+        key = self.parent.suspect_key(self.partition)
+        async with self.parent._suspecting:
+            record: Any = await self.link.call(partial(client.hgetall, key))
+            same = record.get(b"id") == entry_id
+            times = int(record.get(b"n", 0)) + 1 if same else 1
+            self.redeliveries += 1
+            if times > settings.redis_max_takeovers:
+                self._unacked.add(entry_id)
+                self._bury(
+                    entry_id,
+                    times,
+                    fields.get(FIELD, b""),
+                    _Undelivered(f"taken over {times} times without being settled"),
+                    reason=(
+                        f"taken over {times} times in a row as the entry in hand "
+                        "when its partition's owner stopped (max_takeovers="
+                        f"{settings.redis_max_takeovers}): the replicas that took it "
+                        "died or lost their lease on it"
+                    ),
+                )
+            else:
+                await self.link.call(
+                    partial(client.hset, key, mapping={"id": entry_id, "n": times})
+                )
+                await self._deliver(feed, entry_id, fields, attempts=1)
+            while entry_id in self._unacked and not self._finished():
+                self._work.set()
+                await anyio.sleep(ACK_DELAY_S)
 
     def _hold(
         self, entry_id: bytes, fields: dict[bytes, bytes], attempts: int
