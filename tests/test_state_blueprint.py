@@ -1,5 +1,6 @@
 """Keyed state in a blueprint (``state: true``, issue #16): resolved on a transformer,
-filter, router or sink; misuse (an unkeyed or Redis input, a batch, a state schema
+filter, router or sink, over memory or a keyed Redis connection; misuse (an unkeyed
+input, a Redis input beside others, a batch, a state schema
 a new key cannot be made of, settings without ``state: true``) refused at load
 with its line; the emitted project types ``self.state``, tests it per key, passes
 its gate, and a regenerate keeps the user's code."""
@@ -86,10 +87,14 @@ def test_a_filter_and_a_router_keep_state_too(kind: str) -> None:
             "to it, or a 'key' to schema 'Counted'",
         ),
         (
-            {28: "  - {from: count.out, to: seen.in, key: device, transport: redis}"},
-            "28: connections[1].transport: component 'seen' keeps its state in "
-            "memory (not yet in Redis); carry connection count.out -> seen.in in "
-            "memory ('transport: memory')",
+            {
+                6: "    extends: Counted",  # so that readings.out may feed seen.in
+                28: "  - {from: count.out, to: seen.in, key: device, transport: redis}"
+                "\n  - {from: readings.out, to: seen.in, key: device}",
+            },
+            "28: connections[1].transport: component 'seen' keeps state per key in "
+            "Redis, per partition of its input connection: it takes one input "
+            "connection over Redis, and has 2",
         ),
         (
             {25: "    batch: {max_items: 10}"},
@@ -133,7 +138,7 @@ def test_a_filter_and_a_router_keep_state_too(kind: str) -> None:
     ],
     ids=[
         "unkeyed",
-        "redis",
+        "redis-beside-another",
         "batch",
         "state-schema-required-field",
         "state-schema-unknown",
@@ -220,3 +225,18 @@ def test_user_code_using_the_state_passes_the_gate_and_survives_regenerate(
     assert done.returncode == 0, done.stdout + done.stderr
     assert user.read_text() == USER_COUNT
     assert "    max_keys = 50\n" in (project / PKG / "bases.py").read_text()
+
+
+def test_state_over_a_keyed_redis_connection_loads_and_passes_its_gate(
+    tmp_path: Path,
+) -> None:
+    text = _with(
+        {28: "  - {from: count.out, to: seen.in, key: device, transport: redis}"}
+    )
+    blueprint = load_text(text, NAME)
+    assert blueprint.component("seen").state == StateConf(None, 1000)
+    project = generate_gated(tmp_path, NAME, text)
+    assert (
+        "class SeenBase(Stateful[dict[str, Any]], Sink):"
+        in (project / PKG / "bases.py").read_text()
+    )

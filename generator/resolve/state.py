@@ -1,8 +1,10 @@
 """Keyed state: ``state: true`` on a transformer, filter, router or sink.
 
 The rules refuse, each at its line, what the runtime's ``keyedstate.Stateful``
-would refuse when the service starts (an unkeyed input, an input over Redis, a
-batch, several input connections with ``concurrency`` or ``blocking``) and what it could not make: a ``state_schema`` with a field that has no
+would refuse when the service starts (an unkeyed input, an input over Redis
+beside other input connections, a batch, several input connections with
+``concurrency`` or ``blocking``) and what it could not make: a ``state_schema``
+with a field that has no
 default (a new key's state is the schema made from its defaults), ``state_schema``
 or ``max_keys`` without ``state: true``.
 """
@@ -60,7 +62,7 @@ class StateRules(Checks):
                 self._made_from_defaults(component.name, schema)
             into = [c for c in connections if c.target.component == component.name]
             for conn in into:
-                self._state_input(component.name, conn)
+                self._state_input(component.name, conn, len(into))
             if len(into) > 1 and (component.concurrency > 1 or component.blocking):
                 self.error(
                     ("components", component.name, "state"),
@@ -80,7 +82,7 @@ class StateRules(Checks):
                 "made from the defaults: give each one",
             )
 
-    def _state_input(self, name: str, conn: Connection) -> None:
+    def _state_input(self, name: str, conn: Connection, inputs: int) -> None:
         index = self.spec_index(conn)
         ends = f"{conn.source.ref} -> {conn.target.ref}"
         if conn.key is None:
@@ -90,9 +92,12 @@ class StateRules(Checks):
                 f"{ends} has none: add 'key: <field>' to it, or a 'key' to schema "
                 f"{conn.target.schema!r}",
             )
-        if conn.transport != "memory":
+        if conn.transport != "memory" and inputs > 1:
+            # over Redis the key states live per partition of that one connection
             self.error(
                 self.conn_loc(index, self.spec.connections[index], "transport"),
-                f"component {name!r} keeps its state in memory (not yet in Redis); "
-                f"carry connection {ends} in memory ('transport: memory')",
+                f"component {name!r} keeps state per key in Redis, per partition of "
+                f"its input connection: it takes one input connection over Redis, "
+                f"and has {inputs}; carry connection {ends} in memory "
+                "('transport: memory'), or feed it from one connection",
             )

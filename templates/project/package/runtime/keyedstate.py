@@ -10,8 +10,10 @@ never counts. A transformer's generator is run to its end inside the method, so
 that what it changes happens while ``self.state`` is its key's.
 
 Each item's key is its input connection's ``key``: a stateful component refuses, at
-start, an input that is not keyed, and one carried over Redis (the state is kept in
-this process only). One key is never in the method twice at once: one at a time
+start, an input that is not keyed. Over a keyed Redis connection (its only input
+connection) the states live per partition in Redis, each written by the script
+that acknowledges its item, under the partition's lease (``redis/statestore``:
+exactly once for the state). One key is never in the method twice at once: one at a time
 without ``concurrency``, and with it ``concurrency.Window`` holds an item back while
 another of its key is inside; different keys may be inside together, each task
 seeing its own key's state (a context variable, copied into each task and thread).
@@ -85,8 +87,9 @@ class KeyedState:
             return value.model_copy(deep=True)
         return copy.deepcopy(value)
 
-    def keep(self, key: object, value: Any) -> bool:
-        """Keep ``value`` as ``key``'s state; True when a key was evicted for it."""
+    def keep(self, key: object, value: Any, item: object = None) -> bool:
+        """Keep ``value`` as ``key``'s state, left by ``item``; True when a key was
+        evicted for it."""
         values = self._values
         with self._lock:
             evicting = key not in values and len(values) >= self.max_keys
@@ -185,10 +188,35 @@ class Stateful(Generic[S]):
                         f"{port.address} must be keyed (connect it with key=)"
                     )
                 if connection.settled is not None:
-                    raise WiringError(
-                        f"component {self.name!r} keeps its state in this process "
-                        f"(not yet in Redis): carry {port.address} in memory"
-                    )
+                    self._keep_in_redis(port, connection, len(connections))
+
+    def _keep_in_redis(
+        self, port: InputPort, connection: Connection, connections: int
+    ) -> None:
+        """Over a keyed Redis connection the key states live per partition in Redis
+        (``redis/statestore``), written by the script acknowledging each item."""
+        keep_state = getattr(connection, "keep_state", None)
+        if keep_state is None:
+            raise WiringError(
+                f"component {self.name!r} keeps state per key: over Redis its input "
+                f"{port.address} must be keyed (connect it with key=)"
+            )
+        if connections > 1:
+            raise WiringError(
+                f"component {self.name!r} keeps state per key in Redis: it takes one "
+                f"input connection over Redis, and has {connections}"
+            )
+        from .redis.statestore import RedisKeyedState
+
+        made = self.state_type
+        store = RedisKeyedState(
+            made if made is not None else dict,
+            self.max_keys,
+            made,
+            connection.partitions,  # type: ignore[attr-defined]
+        )
+        self.__dict__["_states"] = store
+        keep_state(store)
 
     def _method(self, connection: Connection) -> Callable[[Any], Any] | None:
         """The user method for items of ``connection``, run with their key's state."""
@@ -214,7 +242,7 @@ class Stateful(Generic[S]):
                     result = list(result)
             finally:
                 current.reset(token)
-            if states.keep(which, holder[0]):
+            if states.keep(which, holder[0], item):
                 self._evicted()
             return result
 
@@ -239,7 +267,7 @@ class Stateful(Generic[S]):
                     result = list(result)
             finally:
                 current.reset(token)
-            if states.keep(which, holder[0]):
+            if states.keep(which, holder[0], item):
                 self._evicted()
             return result
 
