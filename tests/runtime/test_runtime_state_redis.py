@@ -122,12 +122,16 @@ class Replicas:
         self.processes[name].send_signal(signal.SIGKILL)
         self.processes[name].wait(timeout=15)
 
+    def signal(self, name: str, number: int) -> None:
+        self.processes[name].send_signal(number)
+
     def killed(self, name: str) -> bool:
         return self.processes[name].poll() == -signal.SIGKILL
 
     def stop_all(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
                 process.terminate()
         for process in self.processes.values():
             try:
@@ -266,6 +270,29 @@ async def test_counts_are_exact_whatever_side_of_the_script_a_replica_dies_at(
     async with service.running():
         await until(lambda: replicas.killed("r-a"), f"r-a dies at {die}")
         replicas.start("r-b")
+        await settled(replicas, keep, count)
+    assert_exact(replicas, keep, count)
+
+
+async def test_counts_are_exact_when_a_replica_paused_past_its_lease_comes_back(
+    url: str, replicas: Replicas
+) -> None:
+    count = 12_000
+    prefix = replicas.prefix
+    service, events, keep = main_service(url, prefix, count)
+    replicas.start("r-a")
+    replicas.start("r-b")
+    async with service.running():
+        await until(
+            lambda: set(lease_owners(url, prefix)) == {"r-a", "r-b"},
+            "r-a and r-b share the partitions",
+        )
+        events.gate.set()
+        await until(lambda: keep.seqs() >= count * 2 // 3, "some counts")
+        replicas.signal("r-a", signal.SIGSTOP)  # holding items, states, a lease
+        await until(lambda: set(lease_owners(url, prefix)) == {"r-b"}, "r-b owns all")
+        replicas.signal("r-a", signal.SIGCONT)  # its scripts are refused: stale
+        await until(lambda: "r-a" in lease_owners(url, prefix), "r-a takes some back")
         await settled(replicas, keep, count)
     assert_exact(replicas, keep, count)
 
