@@ -30,7 +30,7 @@ import pytest
 import runtime
 from runtime.logs import MaskedLogger
 from runtime.pii import Masker
-from runtime.redis.leases import Leases
+from runtime.redis.leases import Lease, Leases
 from runtime.redis.link import RedisLink
 from runtime.redis.statestore import RedisKeyedState
 
@@ -409,6 +409,7 @@ async def test_past_max_keys_a_key_of_the_same_partition_goes_here_and_in_redis(
         for entry_id, (account, item) in zip(
             ids, [("a", object()), ("b", object()), ("c", object())], strict=True
         ):
+            store.taken(item, lease)
             store.keep(account, Count(n=1), item)
             written = store.written(item)
             assert written is not None
@@ -420,3 +421,19 @@ async def test_past_max_keys_a_key_of_the_same_partition_goes_here_and_in_redis(
     finally:
         sync.close()
         await link.close()
+
+
+def test_an_item_taken_under_a_lost_lease_changes_no_state() -> None:
+    # Still in this process's buffer when its lease was lost: the partition's next
+    # owner (maybe this process, after a new grant) delivers it again.
+    store = RedisKeyedState(Count, 10, Count, 1)
+    lost = Lease(0, "k", "1", until=0.0, lost=True)
+    live = Lease(0, "k", "2", until=1e18)
+    stale, fresh = object(), object()
+    store.taken(stale, lost)
+    store.taken(fresh, live)
+    assert not store.keep("a", Count(n=5), stale)
+    assert store.get("a") is None and store.written(stale) is None
+    store.keep("a", Count(n=1), fresh)
+    assert store.get("a") == Count(n=1)
+    assert store.written(fresh) == [(b'["a"]', b'{"n":1}')]

@@ -957,6 +957,8 @@ class PartitionReader(RedisConnection):
             self.taken += 1
             self.parent._taken[entry[1].seq] = lease
             self.parent._fences[entry[1].id] = lease
+            if self.parent.keyed_state is not None:
+                self.parent.keyed_state.taken(entry[1].item, lease)
         return entry
 
     async def _flush(self) -> None:

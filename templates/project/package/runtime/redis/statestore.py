@@ -19,7 +19,9 @@ stateful input are acknowledged in the order they were settled, so the state of 
 key's later item is never written before its earlier item is acknowledged.
 
 A replica that takes a partition loads its hash before it delivers any entry of it
-(the pending ones first); one that loses the lease drops the partition's keys here.
+(the pending ones first); one that loses the lease drops the partition's keys here,
+and an item taken under a lost lease (still in this process's buffer) changes no
+state: the next owner delivers it again.
 
 ``max_keys`` bounds the keys held in memory, over the partitions held here; Redis
 holds the same keys: past the cap, a new key evicts the least recently used key of
@@ -110,6 +112,8 @@ class RedisKeyedState(KeyedState):
         #: what each item changed, by ``id(item)`` (with the item, so that the id is
         #: not reused), until the item is settled (``written``)
         self.changes: dict[int, tuple[object, StateWrite]] = {}
+        #: the lease each item was taken under, by ``id(item)``, until it is settled
+        self.leases: dict[int, Lease] = {}
 
     def __len__(self) -> int:
         return self._count
@@ -130,7 +134,18 @@ class RedisKeyedState(KeyedState):
             return value.model_copy(deep=True)
         return load_value(dump_value(value))
 
+    def taken(self, item: object, lease: Lease) -> None:
+        """``item`` was taken from its partition under ``lease``."""
+        self.leases[id(item)] = lease
+
     def keep(self, key: object, value: Any, item: object = None) -> bool:
+        if item is not None:
+            lease = self.leases.get(id(item))
+            if lease is None or lease.lost:
+                # Taken under a lease since lost (still in this process's buffer):
+                # its partition's next owner, maybe this process again, delivers
+                # it again; counting it here too would count it twice.
+                return False
         number = self.partition(key)
         write: StateWrite = [(dump_value([key]), self._dump(value))]
         evicting = False
@@ -156,6 +171,7 @@ class RedisKeyedState(KeyedState):
 
     def written(self, item: object) -> StateWrite | None:
         """What ``item`` changed (None: nothing), forgotten here."""
+        self.leases.pop(id(item), None)
         found = self.changes.pop(id(item), None)
         return None if found is None else found[1]
 
