@@ -28,8 +28,10 @@ from typing import Any
 import anyio
 import pytest
 import runtime
+from runtime.envelope import Envelope
 from runtime.logs import MaskedLogger
 from runtime.pii import Masker
+from runtime.redis.connection import _Held
 from runtime.redis.leases import Lease, Leases
 from runtime.redis.link import RedisLink
 from runtime.redis.statestore import RedisKeyedState
@@ -437,3 +439,35 @@ def test_an_item_taken_under_a_lost_lease_changes_no_state() -> None:
     store.keep("a", Count(n=1), fresh)
     assert store.get("a") == Count(n=1)
     assert store.written(fresh) == [(b'["a"]', b'{"n":1}')]
+
+
+class _Writer:
+    """A publisher as a reader's acknowledgement barrier sees it."""
+
+    queued = 0
+    flushed = 0
+
+
+def test_a_stateful_input_acknowledges_in_the_order_its_items_were_settled() -> None:
+    # The first item waits for its output to be written; the second, settled once
+    # the writer caught up, has no barrier of its own. Acknowledged first, its state
+    # (which counts the first item) would be in Redis while the first is unacked.
+    service = build(settings_for(redis_url(), unique_prefix(), "x", TTL_MS, ""), 1)
+    connection = service.components["counter"].inputs["in"].connections[0]
+    store = RedisKeyedState(Count, 10, Count, 1)
+    connection.keep_state(store)
+    reader = connection.readers[0]
+    lease = Lease(0, "k", "1", until=1e18)
+    reader.lease = lease
+    writer = _Writer()
+    reader._writers = [writer]
+    envelopes = [Envelope.start(event(n), 0.0) for n in range(2)]
+    for n, envelope in enumerate(envelopes):
+        reader._held[envelope.seq] = _Held(f"1-{n}".encode(), 1, b"")
+        connection._taken[envelope.seq] = lease
+    writer.queued = 1  # the first item's output, not written yet
+    connection._settle(envelopes[0], None)
+    writer.flushed = 1  # written; then the second item settles
+    connection._settle(envelopes[1], None)
+    reader._release()
+    assert reader._acks == [b"1-0", b"1-1"]
