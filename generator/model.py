@@ -673,9 +673,7 @@ class JoinSpec(ComponentSpec, _HasInputs, _HasOutputs):
     #: an ``errors`` output for items without a key or time, or that match refused
     errors: Annotated[bool, Field(strict=True)] = False
     #: the most items held at once, both sides (past it the oldest is dropped)
-    max_buffered: Annotated[int, Field(strict=True, ge=1, le=100_000_000)] | None = (
-        None
-    )
+    max_buffered: Annotated[int, Field(strict=True, ge=1, le=100_000_000)] | None = None
     burst_limit: BurstLimit | None = None
 
 
