@@ -454,8 +454,7 @@ def test_a_stateful_input_acknowledges_in_the_order_its_items_were_settled() -> 
     # (which counts the first item) would be in Redis while the first is unacked.
     service = build(settings_for(redis_url(), unique_prefix(), "x", TTL_MS, ""), 1)
     connection = service.components["counter"].inputs["in"].connections[0]
-    store = RedisKeyedState(Count, 10, Count, 1)
-    connection.keep_state(store)
+    connection.keep_state(Count, 10, Count)
     reader = connection.readers[0]
     lease = Lease(0, "k", "1", until=1e18)
     reader.lease = lease

@@ -28,10 +28,7 @@ that comes back starts again from its initial state.
 
 from __future__ import annotations
 
-import copy
 import inspect
-import threading
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -39,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from .errors import WiringError
+from .keystates import KeyedState
 
 if TYPE_CHECKING:
     from .concurrency import Work
@@ -53,56 +51,6 @@ DEFAULT_MAX_KEYS = 100_000
 # the current key's state, in a one-item list so that ``self.state = x`` in the
 # method replaces what the wrapper keeps
 _current: ContextVar[list[Any]] = ContextVar("portwright_state")
-# what ``KeyedState.checkout`` finds for a key it does not hold
-_NEW = object()
-
-
-class KeyedState:
-    """One component's state per key, least recently used first, at most
-    ``max_keys`` of them."""
-
-    def __init__(self, initial: Callable[[], Any], max_keys: int) -> None:
-        self.initial = initial
-        self.max_keys = max_keys
-        self._values: OrderedDict[object, Any] = OrderedDict()
-        # blocking user code runs in worker threads: the order of the keys and
-        # the eviction change together
-        self._lock = threading.Lock()
-        #: keys dropped at the cap
-        self.evicted = 0
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def checkout(self, key: object) -> Any:
-        """A copy of ``key``'s state for the method (its initial state when new)."""
-        values = self._values
-        with self._lock:
-            value = values.get(key, _NEW)
-            if value is not _NEW:
-                values.move_to_end(key)
-        if value is _NEW:
-            return self.initial()
-        if isinstance(value, BaseModel):
-            return value.model_copy(deep=True)
-        return copy.deepcopy(value)
-
-    def keep(self, key: object, value: Any, item: object = None) -> bool:
-        """Keep ``value`` as ``key``'s state, left by ``item``; True when a key was
-        evicted for it."""
-        values = self._values
-        with self._lock:
-            evicting = key not in values and len(values) >= self.max_keys
-            if evicting:
-                values.popitem(last=False)
-                self.evicted += 1
-            values[key] = value
-            values.move_to_end(key)
-        return evicting
-
-    def get(self, key: object) -> Any:
-        """``key``'s state as kept (None: none kept); for tests and inspection."""
-        return self._values.get(key)
 
 
 class Stateful(Generic[S]):
@@ -206,17 +154,12 @@ class Stateful(Generic[S]):
                 f"component {self.name!r} keeps state per key in Redis: it takes one "
                 f"input connection over Redis, and has {connections}"
             )
-        from .redis.statestore import RedisKeyedState
-
+        # the connection makes the store (``redis/statestore``): the core never
+        # imports a transport
         made = self.state_type
-        store = RedisKeyedState(
-            made if made is not None else dict,
-            self.max_keys,
-            made,
-            connection.partitions,  # type: ignore[attr-defined]
+        self.__dict__["_states"] = keep_state(
+            made if made is not None else dict, self.max_keys, made
         )
-        self.__dict__["_states"] = store
-        keep_state(store)
 
     def _method(self, connection: Connection) -> Callable[[Any], Any] | None:
         """The user method for items of ``connection``, run with their key's state."""

@@ -44,6 +44,7 @@ from typing import Any
 import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from pydantic import BaseModel
 from redis.exceptions import ResponseError
 
 from ..envelope import Entry, Envelope, Origin
@@ -284,10 +285,18 @@ class PartitionedConnection(RedisConnection):
         self.kept = WindowStore(window, self)
         return self.kept
 
-    def keep_state(self, store: RedisKeyedState) -> None:
+    def keep_state(
+        self,
+        initial: Callable[[], Any],
+        max_keys: int,
+        state_type: type[BaseModel] | None,
+    ) -> RedisKeyedState:
         """Keep a stateful component's key states per partition in Redis
-        (``statestore``): each written by the script acknowledging its item."""
+        (``statestore``), each written by the script acknowledging its item: the
+        store, made here so that the component never imports a transport."""
+        store = RedisKeyedState(initial, max_keys, state_type, self.partitions)
         self.keyed_state = store
+        return store
 
     def state_key(self, partition: int) -> str:
         """The hash holding ``partition``'s key states (a window's, or a stateful

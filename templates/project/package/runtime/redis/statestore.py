@@ -40,7 +40,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from ..keyedstate import KeyedState
+from ..keystates import KeyedState
 from .leases import Lease, Leases
 from .link import RedisLink
 from .partitions import partition_of
