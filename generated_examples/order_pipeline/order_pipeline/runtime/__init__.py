@@ -37,7 +37,8 @@ from .errors import (
 from .histogram import Histogram
 from .ingress import ApiEndpoint
 from .joins import Join
-from .keyedstate import KeyedState, Stateful
+from .keyedstate import Stateful
+from .keystates import KeyedState
 from .logs import JsonFormatter, MaskedLogger, configure_logging
 from .metrics import ServiceMetrics
 from .pii import MASK, Masker

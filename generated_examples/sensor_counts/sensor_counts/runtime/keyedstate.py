@@ -12,8 +12,10 @@ never counts. A transformer's generator is run to its end inside the method, so
 that what it changes happens while ``self.state`` is its key's.
 
 Each item's key is its input connection's ``key``: a stateful component refuses, at
-start, an input that is not keyed, and one carried over Redis (the state is kept in
-this process only). One key is never in the method twice at once: one at a time
+start, an input that is not keyed. Over a keyed Redis connection (its only input
+connection) the states live per partition in Redis, each written by the script
+that acknowledges its item, under the partition's lease (``redis/statestore``:
+exactly once for the state). One key is never in the method twice at once: one at a time
 without ``concurrency``, and with it ``concurrency.Window`` holds an item back while
 another of its key is inside; different keys may be inside together, each task
 seeing its own key's state (a context variable, copied into each task and thread).
@@ -28,10 +30,7 @@ that comes back starts again from its initial state.
 
 from __future__ import annotations
 
-import copy
 import inspect
-import threading
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from .errors import WiringError
+from .keystates import KeyedState
 
 if TYPE_CHECKING:
     from .concurrency import Work
@@ -53,55 +53,6 @@ DEFAULT_MAX_KEYS = 100_000
 # the current key's state, in a one-item list so that ``self.state = x`` in the
 # method replaces what the wrapper keeps
 _current: ContextVar[list[Any]] = ContextVar("portwright_state")
-# what ``KeyedState.checkout`` finds for a key it does not hold
-_NEW = object()
-
-
-class KeyedState:
-    """One component's state per key, least recently used first, at most
-    ``max_keys`` of them."""
-
-    def __init__(self, initial: Callable[[], Any], max_keys: int) -> None:
-        self.initial = initial
-        self.max_keys = max_keys
-        self._values: OrderedDict[object, Any] = OrderedDict()
-        # blocking user code runs in worker threads: the order of the keys and
-        # the eviction change together
-        self._lock = threading.Lock()
-        #: keys dropped at the cap
-        self.evicted = 0
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def checkout(self, key: object) -> Any:
-        """A copy of ``key``'s state for the method (its initial state when new)."""
-        values = self._values
-        with self._lock:
-            value = values.get(key, _NEW)
-            if value is not _NEW:
-                values.move_to_end(key)
-        if value is _NEW:
-            return self.initial()
-        if isinstance(value, BaseModel):
-            return value.model_copy(deep=True)
-        return copy.deepcopy(value)
-
-    def keep(self, key: object, value: Any) -> bool:
-        """Keep ``value`` as ``key``'s state; True when a key was evicted for it."""
-        values = self._values
-        with self._lock:
-            evicting = key not in values and len(values) >= self.max_keys
-            if evicting:
-                values.popitem(last=False)
-                self.evicted += 1
-            values[key] = value
-            values.move_to_end(key)
-        return evicting
-
-    def get(self, key: object) -> Any:
-        """``key``'s state as kept (None: none kept); for tests and inspection."""
-        return self._values.get(key)
 
 
 class Stateful(Generic[S]):
@@ -187,10 +138,30 @@ class Stateful(Generic[S]):
                         f"{port.address} must be keyed (connect it with key=)"
                     )
                 if connection.settled is not None:
-                    raise WiringError(
-                        f"component {self.name!r} keeps its state in this process "
-                        f"(not yet in Redis): carry {port.address} in memory"
-                    )
+                    self._keep_in_redis(port, connection, len(connections))
+
+    def _keep_in_redis(
+        self, port: InputPort, connection: Connection, connections: int
+    ) -> None:
+        """Over a keyed Redis connection the key states live per partition in Redis
+        (``redis/statestore``), written by the script acknowledging each item."""
+        keep_state = getattr(connection, "keep_state", None)
+        if keep_state is None:
+            raise WiringError(
+                f"component {self.name!r} keeps state per key: over Redis its input "
+                f"{port.address} must be keyed (connect it with key=)"
+            )
+        if connections > 1:
+            raise WiringError(
+                f"component {self.name!r} keeps state per key in Redis: it takes one "
+                f"input connection over Redis, and has {connections}"
+            )
+        # the connection makes the store (``redis/statestore``): the core never
+        # imports a transport
+        made = self.state_type
+        self.__dict__["_states"] = keep_state(
+            made if made is not None else dict, self.max_keys, made
+        )
 
     def _method(self, connection: Connection) -> Callable[[Any], Any] | None:
         """The user method for items of ``connection``, run with their key's state."""
@@ -216,7 +187,7 @@ class Stateful(Generic[S]):
                     result = list(result)
             finally:
                 current.reset(token)
-            if states.keep(which, holder[0]):
+            if states.keep(which, holder[0], item):
                 self._evicted()
             return result
 
@@ -241,7 +212,7 @@ class Stateful(Generic[S]):
                     result = list(result)
             finally:
                 current.reset(token)
-            if states.keep(which, holder[0]):
+            if states.keep(which, holder[0], item):
                 self._evicted()
             return result
 

@@ -46,6 +46,7 @@ from typing import Any
 import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from pydantic import BaseModel
 from redis.exceptions import ResponseError
 
 from ..envelope import Entry, Envelope, Origin
@@ -63,6 +64,7 @@ from .link import UNREACHABLE, RedisLink, stream_id
 from .partitions import assignment, partition_of, skew
 from .publisher import WRITE_BATCH, RedisPublisher
 from .replicas import heartbeat, live_members
+from .statestore import RedisKeyedState, StateWrite
 from .windowstore import Windowed, WindowStore
 from .wire import DLQ_SUFFIX, FIELD
 
@@ -129,6 +131,9 @@ class PartitionedConnection(RedisConnection):
         #: the state of the window this connection feeds, kept in Redis (None: the
         #: target is no window)
         self.kept: WindowStore | None = None
+        #: the key states of the stateful component this connection feeds, kept in
+        #: Redis (None: the target keeps none)
+        self.keyed_state: RedisKeyedState | None = None
         self._ttl_ms = link.settings.redis_lease_ttl_ms
         # how long a beat, a renewal or a grant may take before it is given up
         # for this round: half of what the lease is trusted for (a busy event loop
@@ -282,6 +287,24 @@ class PartitionedConnection(RedisConnection):
         self.kept = WindowStore(window, self)
         return self.kept
 
+    def keep_state(
+        self,
+        initial: Callable[[], Any],
+        max_keys: int,
+        state_type: type[BaseModel] | None,
+    ) -> RedisKeyedState:
+        """Keep a stateful component's key states per partition in Redis
+        (``statestore``), each written by the script acknowledging its item: the
+        store, made here so that the component never imports a transport."""
+        store = RedisKeyedState(initial, max_keys, state_type, self.partitions)
+        self.keyed_state = store
+        return store
+
+    def state_key(self, partition: int) -> str:
+        """The hash holding ``partition``'s key states (a window's, or a stateful
+        component's)."""
+        return f"{self.streams[partition]}.state.{self.group}"
+
     def held(self, envelope: Envelope) -> tuple[Lease, bytes] | None:
         """The lease an entry was taken under and its id (None: not held here, or
         not under the partition's current lease)."""
@@ -327,6 +350,9 @@ class PartitionedConnection(RedisConnection):
 
     def _settle(self, envelope: Envelope, error: Exception | None) -> None:
         tries = self._tries.pop(envelope.seq, 1) if self._tries else 1
+        write = None
+        if self.keyed_state is not None:
+            write = self.keyed_state.written(envelope.item)
         lease = self._taken.pop(envelope.seq, None)
         if lease is None:
             return
@@ -336,6 +362,10 @@ class PartitionedConnection(RedisConnection):
         if reader.lease is not lease:  # read under an earlier lease: not ours now
             return
         if error is None:
+            if write is not None:
+                held = reader._held.get(envelope.seq)
+                if held is not None:
+                    reader.state_writes[held.id] = write
             reader._settle(envelope, None)
         else:  # never left pending: the later items of its key would overtake it
             reader.bury_failed(envelope, error, tries)
@@ -598,6 +628,8 @@ class PartitionReader(RedisConnection):
         self.parked = anyio.Event()
         self._leaving = anyio.Event()
         self._lost = False
+        #: the key states each entry taken here changed, written with its ack
+        self.state_writes: dict[bytes, StateWrite] = {}
 
     def __repr__(self) -> str:
         return f"PartitionReader({self.stream!r}, group={self.group!r})"
@@ -690,6 +722,7 @@ class PartitionReader(RedisConnection):
         self._acks.clear()
         self._waiting.clear()
         self._dead.clear()
+        self.state_writes.clear()
         # (``_last_read`` is kept: what was read here before was delivered then)
         self._cursor = "0-0"
 
@@ -708,16 +741,31 @@ class PartitionReader(RedisConnection):
         """Load the window state of the partition (when its target keeps one in
         Redis) before any entry is delivered; False: it could not, and the lease
         is given up."""
-        kept = self.parent.kept
-        if kept is None:
+        kept, keyed = self.parent.kept, self.parent.keyed_state
+        if kept is None and keyed is None:
             return True
         try:
             with anyio.fail_after(self.parent._patience):
-                await kept.load(lease)
+                if kept is not None:
+                    await kept.load(lease)
+                if keyed is not None:
+                    state_key = self.parent.state_key(self.partition)
+                    await keyed.load(self.link, state_key, lease)
         except (*UNREACHABLE, TimeoutError) as exc:
-            self.lose(f"its window state could not be loaded: {exc!r}")
+            self.lose(f"its state could not be loaded: {exc!r}")
             return False
         return True
+
+    def _settle(self, envelope: Envelope, error: Exception | None) -> None:
+        if error is None and self._waiting and self.parent.keyed_state is not None:
+            # Acknowledged in the order settled: a key's later state is never
+            # written before its earlier item is acknowledged.
+            held = self._held.pop(envelope.seq, None)
+            if held is not None:
+                barrier = [(w, w.queued) for w in self._writers if w.flushed < w.queued]
+                self._waiting.append((held.id, barrier))
+            return
+        super()._settle(envelope, error)
 
     def bury_failed(self, envelope: Envelope, error: Exception, tries: int) -> None:
         """Dead-letter a message that failed ``tries`` deliveries in place: the
@@ -747,9 +795,11 @@ class PartitionReader(RedisConnection):
                 self.acknowledged += 1
 
     async def _end(self, lease: Lease) -> None:
-        kept = self.parent.kept
+        kept, keyed = self.parent.kept, self.parent.keyed_state
         if kept is not None:
             kept.drop(lease)
+        if keyed is not None:
+            keyed.drop(self.partition)
         with anyio.CancelScope(shield=True):
             if not lease.lost:
                 lease.lost = True
@@ -918,6 +968,8 @@ class PartitionReader(RedisConnection):
             self.taken += 1
             self.parent._taken[entry[1].seq] = lease
             self.parent._fences[entry[1].id] = lease
+            if self.parent.keyed_state is not None:
+                self.parent.keyed_state.taken(entry[1].item, lease)
         return entry
 
     async def _flush(self) -> None:
@@ -931,17 +983,34 @@ class PartitionReader(RedisConnection):
                 dead, self._dead = self._dead, list[_Dead]()
                 acks, self._acks = self._acks, list[bytes]()
                 records = [(letter.id, self._record(letter)) for letter in dead]
-                acked = await self.link.call(
-                    partial(
-                        self.parent.leases.acknowledge,
-                        self.stream,
-                        self.group,
-                        lease,
-                        acks,
-                        records,
-                        self.dead_letters,
+                keyed = self.parent.keyed_state
+                if keyed is not None:  # each state written with its entry's ack
+                    keys = [self.stream, lease.key, self.dead_letters]
+                    keys.append(self.parent.state_key(self.partition))
+                    acked = await self.link.call(
+                        partial(
+                            keyed.acknowledge,
+                            self.parent.leases,
+                            keys,
+                            self.group,
+                            lease,
+                            acks,
+                            self.state_writes,
+                            records,
+                        )
                     )
-                )
+                else:
+                    acked = await self.link.call(
+                        partial(
+                            self.parent.leases.acknowledge,
+                            self.stream,
+                            self.group,
+                            lease,
+                            acks,
+                            records,
+                            self.dead_letters,
+                        )
+                    )
                 if acked < 0:
                     self.refused += len(acks) + len(dead)
                     self.lose("acknowledging found another replica's lease")
