@@ -440,7 +440,7 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
                 "match",
                 "left: $left, right: $right",
                 "$output | None",
-                ("return self.combine(left, right)",),
+                ("return self.combine(left, right, $output)",),
                 "The item of a pair of one key near in time, or None to drop the "
                 "pair; by default $output of the fields the two have by its names.",
                 "Return the $output for ``left`` and ``right`` (the same key, times "

@@ -266,6 +266,10 @@ async def test_a_paused_replica_writes_and_acknowledges_nothing_it_lost(
         await until(lambda: set(lease_owners(url, prefix)) == {"r-b"}, "r-b takes over")
         await until(lambda: keep.complete(count // 2), "the first half, by r-b")
         await until(lambda: pending(url, prefix) == 0, "r-b acknowledged it all")
+        # and (on a Cluster) relayed it all: what r-a parked before its pause and
+        # r-b's relay had not copied yet would otherwise land after ``before`` as a
+        # first copy, by r-a, not the duplicate this test looks for
+        await until(lambda: parked(url, prefix) == 0, "r-b relayed it all")
         with client_for_url(url) as client:
             before = client.xrevrange(out, count=1)[0][0]
             written = client.xlen(out)

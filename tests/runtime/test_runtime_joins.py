@@ -552,7 +552,7 @@ class Both(BaseModel):
 
 def test_combine_builds_the_output_from_the_fields_of_the_pair_left_first() -> None:
     join = runtime.Join("j", within=5, schema=Both)
-    got = join.combine(order("a", 1), payment("b", 2, amount=3))
+    got = join.combine(order("a", 1), payment("b", 2, amount=3), Both)
     assert got == Both(
         order_id="a",
         placed_at=T0 + timedelta(seconds=1),
