@@ -33,7 +33,7 @@ class PaidBase(Join):
         self, left: Order, right: Payment
     ) -> PaidOrder | None | Awaitable[PaidOrder | None]:
         """The item of a pair of one key near in time, or None to drop the pair; by default PaidOrder of the fields the two have by its names."""
-        return self.combine(left, right)
+        return self.combine(left, right, PaidOrder)
 
 
 class PaidOrdersBase(Sink):

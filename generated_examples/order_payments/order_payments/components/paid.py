@@ -15,4 +15,4 @@ class Paid(PaidBase):
 
     def match(self, left: Order, right: Payment) -> PaidOrder | None:
         """Return the PaidOrder for ``left`` and ``right`` (the same key, times at most ``within`` apart), or None to drop the pair."""
-        return self.combine(left, right)
+        return self.combine(left, right, PaidOrder)

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from inspect import isawaitable
 from operator import attrgetter
 from time import monotonic
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from pydantic import BaseModel
@@ -41,6 +41,9 @@ from .ports import Connection, InputPort
 from .watermark import TimeReader, Watermark, time_reader
 
 __all__ = ["Join"]
+
+#: the output schema ``combine`` builds
+M = TypeVar("M", bound=BaseModel)
 
 #: a key or an event time: one field name (``a.b`` nested) or function for both
 #: sides, or one per side
@@ -161,15 +164,13 @@ class Join(Component):
         second item is in (its items leave after the batch's other pairs')."""
         return (left, right)
 
-    def combine(self, left: Any, right: Any) -> Any:
-        """The output schema's item made of the fields the pair has by its names
-        (``left``'s first, then ``right``'s): a starting point for ``match``."""
-        schema = self.outputs["out"].schema
-        if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
-            raise TypeError(f"join {self.name!r}: combine needs an output schema")
+    def combine(self, left: Any, right: Any, into: type[M]) -> M:
+        """An ``into`` item made of the fields the pair has by its names
+        (``left``'s first, then ``right``'s): a starting point for ``match``.
+        ``into`` is the output schema, passed so that the result is typed."""
         data = {**_fields(right), **_fields(left)}
-        return schema.model_validate(
-            {name: data[name] for name in schema.model_fields if name in data}
+        return into.model_validate(
+            {name: data[name] for name in into.model_fields if name in data}
         )
 
     @property
