@@ -19,12 +19,11 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from typing import Any
 
 import anyio
 import runtime
 
-from tests.runtime.partition_replica import Done, Tick
+from tests.runtime.partition_replica import Done, Drop, Nothing, Tick
 
 FLAKY = ("acct-3", 2)
 BROKEN = ("acct-7", 2)
@@ -82,9 +81,9 @@ def build(
 ) -> runtime.Service:
     """The service; ``ticks`` and ``keep`` only matter where they run."""
     service = runtime.Service("kf", settings=settings)
-    service.add(ticks or _Nothing("ticks"))
+    service.add(ticks or Nothing("ticks", Tick))
     service.add(Failing("work", settings.redis_consumer, mode, concurrency))
-    service.add(keep or _Drop("keep"))
+    service.add(keep or Drop("keep", Done))
     service.connect(
         "ticks.out",
         "work.in",
@@ -95,23 +94,6 @@ def build(
     )
     service.connect("work.out", "keep.in", transport="redis", buffer_size=256)
     return service
-
-
-class _Nothing(runtime.Source):
-    def __init__(self, name: str) -> None:
-        super().__init__(name, outputs={"out": Tick})
-
-    async def generate(self) -> Any:
-        return
-        yield
-
-
-class _Drop(runtime.Sink):
-    def __init__(self, name: str) -> None:
-        super().__init__(name, inputs={"in": Done})
-
-    def consume(self, item: Done) -> None:
-        return None
 
 
 def main() -> None:

@@ -72,9 +72,9 @@ def build(
 ) -> runtime.Service:
     """The service; ``ticks`` and ``keep`` only matter where they run."""
     service = runtime.Service("kp", settings=settings)
-    service.add(ticks or _Nothing("ticks"))
+    service.add(ticks or Nothing("ticks"))
     service.add(Work("work", settings.redis_consumer, work_s))
-    service.add(keep or _Drop("keep"))
+    service.add(keep or Drop("keep"))
     service.connect(
         "ticks.out",
         "work.in",
@@ -87,20 +87,24 @@ def build(
     return service
 
 
-class _Nothing(runtime.Source):
-    def __init__(self, name: str) -> None:
-        super().__init__(name, outputs={"out": Tick})
+class Nothing(runtime.Source):
+    """The source where it does not run: it sends nothing (every replica script)."""
+
+    def __init__(self, name: str, schema: type[BaseModel] = Tick) -> None:
+        super().__init__(name, outputs={"out": schema})
 
     async def generate(self) -> Any:
         return
         yield
 
 
-class _Drop(runtime.Sink):
-    def __init__(self, name: str) -> None:
-        super().__init__(name, inputs={"in": Done})
+class Drop(runtime.Sink):
+    """The sink where it does not run: it keeps nothing (every replica script)."""
 
-    def consume(self, item: Done) -> None:
+    def __init__(self, name: str, schema: type[BaseModel] = Done) -> None:
+        super().__init__(name, inputs={"in": schema})
+
+    def consume(self, item: Any) -> None:
         return None
 
 

@@ -28,6 +28,8 @@ import runtime
 from pydantic import BaseModel
 from runtime.redis import statestore
 
+from tests.runtime.partition_replica import Drop, Nothing, settings_for
+
 
 class Event(BaseModel):
     """One event of one account."""
@@ -63,21 +65,6 @@ class Counter(runtime.Stateful[Count], runtime.Transformer):
         return Numbered(account=item.account, seq=item.seq, n=self.state.n)
 
 
-def settings_for(
-    url: str, prefix: str, consumer: str, ttl_ms: int, components: str
-) -> runtime.ServiceSettings:
-    """The settings every process of the test service shares (its own consumer)."""
-    return runtime.ServiceSettings(
-        redis_url=url,
-        redis_prefix=prefix,
-        redis_consumer=consumer,
-        redis_lease_ttl_ms=ttl_ms,
-        redis_claim_idle_ms=max(200, ttl_ms),
-        components=components,
-        drain_timeout_s=10,
-    )
-
-
 def build(
     settings: runtime.ServiceSettings,
     partitions: int,
@@ -86,9 +73,9 @@ def build(
 ) -> runtime.Service:
     """The service; ``events`` and ``keep`` only matter where they run."""
     service = runtime.Service("sr", settings=settings)
-    service.add(events or _Nothing("events"))
+    service.add(events or Nothing("events", Event))
     service.add(Counter("counter"))
-    service.add(keep or _Drop("keep"))
+    service.add(keep or Drop("keep", Numbered))
     service.connect(
         "events.out",
         "counter.in",
@@ -99,23 +86,6 @@ def build(
     )
     service.connect("counter.out", "keep.in", transport="redis", buffer_size=256)
     return service
-
-
-class _Nothing(runtime.Source):
-    def __init__(self, name: str) -> None:
-        super().__init__(name, outputs={"out": Event})
-
-    async def generate(self) -> Any:
-        return
-        yield
-
-
-class _Drop(runtime.Sink):
-    def __init__(self, name: str) -> None:
-        super().__init__(name, inputs={"in": Numbered})
-
-    def consume(self, item: Numbered) -> None:
-        return None
 
 
 def _die_at(spec: str) -> None:

@@ -30,6 +30,8 @@ import runtime
 from pydantic import BaseModel
 from runtime.redis import windowstore
 
+from tests.runtime.partition_replica import Drop, Nothing, settings_for
+
 #: the windows' size and how long a quiet partition waits before its watermark
 #: moves on (s): the last windows close by idleness once the events stop
 SIZE_S = 5.0
@@ -57,21 +59,6 @@ class Counted(BaseModel):
     value: int
 
 
-def settings_for(
-    url: str, prefix: str, consumer: str, ttl_ms: int, components: str
-) -> runtime.ServiceSettings:
-    """The settings every process of the test service shares (its own consumer)."""
-    return runtime.ServiceSettings(
-        redis_url=url,
-        redis_prefix=prefix,
-        redis_consumer=consumer,
-        redis_lease_ttl_ms=ttl_ms,
-        redis_claim_idle_ms=max(200, ttl_ms),
-        components=components,
-        drain_timeout_s=10,
-    )
-
-
 def build(
     settings: runtime.ServiceSettings,
     partitions: int,
@@ -81,7 +68,7 @@ def build(
 ) -> runtime.Service:
     """The service; ``events`` and ``keep`` only matter where they run."""
     service = runtime.Service("wr", settings=settings)
-    service.add(events or _Nothing("events"))
+    service.add(events or Nothing("events", Event))
     size: dict[str, Any] = (
         {"count": COUNT} if shape == "count" else {"size": SIZE_S, "idle_after": IDLE_S}
     )
@@ -90,7 +77,7 @@ def build(
             "counts", time="at", schema=Counted, inputs={"in": Event}, **size
         )
     )
-    service.add(keep or _Drop("keep"))
+    service.add(keep or Drop("keep", Counted))
     service.connect(
         "events.out",
         "counts.in",
@@ -101,23 +88,6 @@ def build(
     )
     service.connect("counts.out", "keep.in", transport="redis", buffer_size=256)
     return service
-
-
-class _Nothing(runtime.Source):
-    def __init__(self, name: str) -> None:
-        super().__init__(name, outputs={"out": Event})
-
-    async def generate(self) -> Any:
-        return
-        yield
-
-
-class _Drop(runtime.Sink):
-    def __init__(self, name: str) -> None:
-        super().__init__(name, inputs={"in": Counted})
-
-    def consume(self, item: Counted) -> None:
-        return None
 
 
 def _die_at(spec: str) -> None:
