@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,14 +13,34 @@ import runtime
 pytestmark = pytest.mark.anyio
 
 
-def test_uuid7_has_the_version_the_variant_and_the_time() -> None:
-    before = int(time.time() * 1000)
-    ids = [runtime.uuid7() for _ in range(1000)]
-    after = int(time.time() * 1000)
+def test_uuid7_has_the_version_the_variant_and_the_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from runtime import envelope
+
+    # the clock is injected: ids carry the Unix milliseconds of the monotonic reading
+    # (plus the wall offset taken at import), so the test asserts that mapping, not
+    # a race against the wall clock; readings repeat so ids share milliseconds
+    readings = [1000.0 + (n // 3) / 1000 for n in range(999)]
+    clock = iter(readings)
+    monkeypatch.setattr(
+        envelope, "time", SimpleNamespace(monotonic=lambda: next(clock))
+    )
+    ids = [runtime.uuid7() for _ in readings]
 
     assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
-    assert all(before - 5 <= i.int >> 80 <= after + 5 for i in ids)
+    assert [i.int >> 80 for i in ids] == [
+        int(m * 1000.0 + envelope._WALL_OFFSET_MS) for m in readings
+    ]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_the_wall_offset_maps_monotonic_readings_to_unix_time() -> None:
+    from runtime import envelope
+
+    now = 5000.25
+    assert envelope.wall_time(now) == now + envelope._WALL_OFFSET_MS / 1000.0
+    assert envelope.monotonic_time(envelope.wall_time(now)) == pytest.approx(now)
 
 
 def test_an_envelope_keeps_its_ids_and_passes_on_the_correlation() -> None:
