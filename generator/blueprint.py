@@ -110,6 +110,7 @@ class Live:
     slow_client: str = "disconnect"  # websocket_out: "disconnect" or "drop_oldest"
     send_queue: int = 1024  # websocket_out: frames waiting for one client
     subscribe_by: tuple[str, ...] = ()  # websocket_out: fields clients filter by
+    page: bool = True  # websocket_out: a GET of the route serves a page
     max_frame_bytes: int = 65536  # websocket_in: the largest frame taken
 
 

@@ -362,6 +362,7 @@ COMPONENT_KINDS: dict[str, ComponentKind] = {
                 "queue_size",
                 "slow_client",
                 "subscribe_by",
+                "page",
             ),
             errors_output=False,
         ),

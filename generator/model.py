@@ -497,6 +497,9 @@ class WebSocketOutSpec(ComponentSpec, _Live, _HasInputs):
     subscribe_by: Annotated[
         tuple[FieldName, ...], Field(strict=False, max_length=16)
     ] = ()
+    #: a browser's GET of the route gets a page that shows the items (default
+    #: true); false: the route is a WebSocket only, and a GET of it is a 404
+    page: bool | None = None
     burst_limit: BurstLimit | None = None
 
 

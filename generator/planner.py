@@ -534,6 +534,7 @@ def _live_arguments(component: Component) -> dict[str, str | None]:
                 "queue_size",
                 "slow_client",
                 "subscribe_by",
+                "page",
                 "max_frame_bytes",
             )
         }
@@ -545,6 +546,7 @@ def _live_arguments(component: Component) -> dict[str, str | None]:
         "queue_size": str(live.send_queue),
         "slow_client": pyrepr(live.slow_client),
         "subscribe_by": f"({fields})" if names else None,
+        "page": None if live.page else "False",
         "max_frame_bytes": str(live.max_frame_bytes),
     }
 
@@ -886,6 +888,7 @@ def lives_context(blueprint: Blueprint) -> list[dict[str, Any]]:
                     *([] if key is None else ["key"]),
                 ],
                 "key": key,
+                "page": live.page,
             }
         )
     return rows

@@ -90,7 +90,7 @@ def test_every_key_of_the_live_kinds_is_read() -> None:
             "    rate_limit: {requests: 5, per_seconds: 1, key: api_key}\n"
             "    max_connections: 3\n    heartbeat: 500ms",
             22: "    subscribe_by: [symbol, price]\n    slow_client: drop_oldest\n"
-            "    send_queue: 8",
+            "    send_queue: 8\n    page: false",
         }
     )
     blueprint = load_text(text, NAME)
@@ -104,6 +104,7 @@ def test_every_key_of_the_live_kinds_is_read() -> None:
     assert screens.live is not None
     assert screens.live.subscribe_by == ("symbol", "price")
     assert (screens.live.slow_client, screens.live.send_queue) == ("drop_oldest", 8)
+    assert screens.live.page is False
 
 
 @pytest.mark.parametrize(
@@ -275,7 +276,7 @@ schemas:
     fields: {n: int}
 components:
   clock: {kind: source, every: 1h, output: Tick}
-  board: {kind: websocket_out, route: /ticks, input: Tick}
+  board: {kind: websocket_out, route: /ticks, input: Tick, page: false}
   inbox: {kind: websocket_in, route: /inbox, output: Tick, max_frame_bytes: 2000000}
   store: {kind: sink, input: Tick}
 connections:
@@ -292,6 +293,10 @@ def test_a_small_live_project_without_filters_or_auth_passes_its_gate(
     assert "test_a_client_receives_only_what_it_asked_for" not in tests
     assert "test_a_client_without_credentials_is_refused_1008" not in tests
     assert "test_a_frame_past_its_cap" not in tests  # 2 MB: not sent in a test
+    # 'page: false': the wiring says so, and the emitted test expects a 404
+    wiring = (project / "ticker" / "wiring.py").read_text(encoding="utf-8")
+    assert "            page=False,\n" in wiring
+    assert '    ("/ticks", False),\n' in tests
 
 
 def test_the_emitted_readme_lists_each_live_route(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ class LiveRules(Checks):
             settings["slow_client"] = spec.slow_client or "disconnect"
             settings["send_queue"] = spec.send_queue or DEFAULT_SEND_QUEUE
             settings["subscribe_by"] = tuple(spec.subscribe_by)
+            settings["page"] = spec.page is not False
         else:
             settings["max_frame_bytes"] = getattr(spec, "max_frame_bytes", None) or (
                 self.spec.defaults.max_payload_kb * 1024

@@ -318,6 +318,18 @@ def test_a_get_of_the_route_is_a_page_with_the_descriptions_escaped() -> None:
     assert "/quotes" not in client.get("/openapi.json").text  # a page, not an API
 
 
+def test_without_a_page_a_get_of_the_route_is_not_found_and_clients_still_connect() -> (
+    None
+):
+    service, inlet = out_service(page=False)
+    with serving(service) as client:
+        assert client.get("/quotes").status_code == 404
+        with client.websocket_connect("/quotes") as socket:
+            wait_for_clients(client, service, 1)
+            push(client, inlet, Quote(symbol="ACME", price=1.0))
+            assert socket.receive_json()["item"]["symbol"] == "ACME"
+
+
 def test_the_page_data_cannot_end_its_script_element() -> None:
     service = runtime.Service("desk")
     out = service.add(
