@@ -423,6 +423,14 @@ def dead_letter_record() -> dict[str, Any]:
             "enqueued_at": number,
             "dead_lettered_at": number,
             "consumer": {"type": "string", "description": "The replica that gave up."},
+            "reason": {
+                "type": "string",
+                "description": (
+                    "Why it was not delivered again, when not for max_retries "
+                    "failures: a keyed item that failed in place, or an entry "
+                    "taken over max_takeovers times in a row."
+                ),
+            },
         },
     }
 

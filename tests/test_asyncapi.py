@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from generator.asyncapi import (
     HEADERS,
     asyncapi_document,
     asyncapi_yaml,
+    dead_letter_record,
     payload_schemas,
 )
 from generator.generation import build
@@ -312,3 +314,19 @@ def test_a_keyed_redis_connection_is_a_channel_of_partition_streams(
     target.write_text(asyncapi_yaml(document))
     done = validate(target)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("reason", [None, "taken over 10 times in a row"])
+def test_the_dead_letter_schema_names_every_field_the_runtime_writes(
+    reason: str | None,
+) -> None:
+    from runtime.redis.connection import RedisConnection, _Dead
+
+    writer = SimpleNamespace(stream="s", group="g", link=SimpleNamespace(consumer="c"))
+    letter = _Dead(b"1-0", 3, b"not json", "ValueError", "boom", reason)
+    record = json.loads(RedisConnection._record(writer, letter))  # type: ignore[arg-type]
+
+    schema = dead_letter_record()
+    assert set(record) <= set(schema["properties"])
+    assert set(schema["required"]) <= set(record)
+    assert ("reason" in record) == (reason is not None)
