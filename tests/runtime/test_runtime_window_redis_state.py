@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from operator import attrgetter
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -20,6 +21,7 @@ from runtime.aggregates import Aggregate, builtin
 from runtime.redis.leases import TO, Lease
 from runtime.redis.windowstore import (
     COMMIT,
+    WATERMARK,
     WindowStore,
     _Partition,
     check_json,
@@ -27,7 +29,7 @@ from runtime.redis.windowstore import (
     load_value,
 )
 from runtime.redis.wire import FIELD
-from runtime.windowstate import AlignedWindows
+from runtime.windowstate import AlignedWindows, SlidingWindows
 
 from tests.redisenv import (
     delete_prefixed,
@@ -242,12 +244,10 @@ def windowed(
             "w.out must be connected over redis too",
         ),
         (
-            runtime.Window(
-                "w", size=60, type="sliding", time="at", inputs={"in": Trade}
-            ),
+            runtime.Window("w", size=60, type="sliding", time="at", inputs={"in": Any}),
             "account",
             "redis",
-            "only tumbling, hopping and count windows are kept",
+            "keeps its recent items in Redis, read back with the input's schema",
         ),
         (
             runtime.Window(
@@ -258,7 +258,7 @@ def windowed(
             r"accumulator of Distinct .* is not JSON",
         ),
     ],
-    ids=["unkeyed", "out-in-memory", "sliding", "set-accumulator"],
+    ids=["unkeyed", "out-in-memory", "sliding-of-no-model", "set-accumulator"],
 )
 async def test_what_a_window_over_redis_cannot_keep_is_refused_at_start(
     window: runtime.Window, key: str | None, out: str, message: str
@@ -386,3 +386,210 @@ async def test_a_busy_partition_is_not_idle_while_its_items_wait_here() -> None:
     clock.advance(10)
     await kept.on_time()
     assert (shape.open, part.watermark, part.advanced_at) == (1, 61.0, 10)
+
+
+# -- sliding windows: their windows and kept items, field by field -------------
+
+
+class Partition:
+    """A keyed connection's face: one partition, its stream ``stream``, every item
+    held under ``lease`` (its entry's id in ``ids``), over ``client`` if any."""
+
+    def __init__(self, client: Any, stream: str, lease: Lease) -> None:
+        cluster = bool(getattr(client, "cluster", False))
+        self.link: Any = SimpleNamespace(client=client, cluster=cluster)
+        self.group = "g"
+        self.streams = [stream]
+        self.key = attrgetter("account")
+        self.lease = lease
+        self.ids: dict[int, bytes] = {}
+        self.lost: list[str] = []
+
+    def held(self, envelope: Any) -> tuple[Lease, bytes]:
+        return self.lease, self.ids[id(envelope)]
+
+    def committed(self, lease: Lease, entries: list[Any]) -> None:
+        return None
+
+    def lose(self, lease: Lease, why: str) -> None:
+        self.lost.append(why)
+
+    def depth(self) -> int:
+        return 0
+
+
+def _sliding(stream: str = "s.p0", client: Any = None) -> tuple[WindowStore, Any]:
+    """A sliding window of 10 s (the sum of ``price``) kept over ``client``, its
+    partition 0 held under token 2 (loaded with ``load``)."""
+    window = runtime.Window(
+        "w",
+        type="sliding",
+        size=10,
+        time="at",
+        aggregate=builtin("sum", "price"),
+        clock=runtime.ManualClock(),
+        inputs={"in": Trade},
+    )
+    lease = Lease(0, f"{stream}.lease.g", "2", until=1e12)
+    lease.outbox = f"{stream}.outbox.g"
+    return WindowStore(window, Partition(client, stream, lease)), lease
+
+
+def _priced(account: str, at: float, price: int) -> Trade:
+    trade = _trade(account, at)
+    trade.price = Decimal(price)
+    return trade
+
+
+def _entries(trades: list[Trade]) -> tuple[list[Any], list[bytes]]:
+    entries = [(0.0, runtime.Envelope.start(t, 0.0)) for t in trades]
+    return entries, [f"{n}-0".encode() for n in range(len(trades))]
+
+
+def _field(*parts: Any) -> bytes:
+    return dump_value(list(parts))
+
+
+def _written(args: list[Any]) -> tuple[dict[bytes, bytes], list[bytes]]:
+    """The (field, value) pairs and the deleted fields of ``COMMIT``'s ``args``."""
+    at = 4 + int(args[3])
+    pairs = int(args[at])
+    flat = args[at + 1 : at + 1 + 2 * pairs]
+    at += 1 + 2 * pairs
+    deleted = args[at + 1 : at + 1 + int(args[at])]
+    return dict(zip(flat[::2], flat[1::2], strict=True)), deleted
+
+
+def _batch(kept: WindowStore, part: _Partition, trades: list[Trade]) -> Any:
+    """The ``COMMIT`` input of the batch ``trades`` (the state moves on, no Redis)."""
+    changes = kept._add(part, *_entries(trades))
+    return _written(kept._script_input(part, changes)[1]), changes
+
+
+def test_a_sliding_commit_writes_what_its_batch_changed() -> None:
+    kept, lease = _sliding()
+    shape = kept.shape
+    assert isinstance(shape, SlidingWindows)
+    store = SlidingWindows(shape.size, kept.window.aggregate)
+    part = _Partition(lease, store)
+    part.watch(store)
+    a100, a103, b104 = _priced("a", 100, 1), _priced("a", 103, 2), _priced("b", 104, 4)
+    (pairs, deleted), _ = _batch(kept, part, [a100, a103, b104])
+    # the windows of a at 100 and 103 closed at 104 (the watermark): deleted; the
+    # items are kept (a window at 110 would hold them), one field each
+    assert pairs == {
+        _field(104.0, "b"): b'{"$decimal":"4"}',
+        _field(100.0, 1, "a"): dump_value(a100),
+        _field(103.0, 2, "a"): dump_value(a103),
+        _field(104.0, 3, "b"): dump_value(b104),
+        WATERMARK: "104.0",
+    }
+    assert deleted == [_field(100.0, "a"), _field(103.0, "a")]
+    a115 = _priced("a", 115, 8)
+    (pairs, deleted), changes = _batch(kept, part, [a115])
+    # at 115 b's window closes and no window to come holds the items up to 105
+    assert pairs == {
+        _field(115.0, "a"): b'{"$decimal":"8"}',
+        _field(115.0, 4, "a"): dump_value(a115),
+        WATERMARK: "115.0",
+    }
+    assert sorted(deleted) == sorted(
+        [
+            _field(104.0, "b"),
+            _field(100.0, 1, "a"),
+            _field(103.0, 2, "a"),
+            _field(104.0, 3, "b"),
+        ]
+    )
+    assert [(i.key, i.value) for _, i in changes.outputs] == [("b", Decimal(4))]
+    # kept then dropped between two commits: never written, so never deleted
+    (pairs, deleted), _ = _batch(
+        kept, part, [_priced("c", 200, 1), _priced("c", 300, 2)]
+    )
+    assert pairs == {
+        _field(300.0, "c"): b'{"$decimal":"2"}',
+        _field(300.0, 6, "c"): dump_value(_priced("c", 300, 2)),
+        WATERMARK: "300.0",
+    }
+    assert _field(200.0, 5, "c") not in deleted
+    assert _field(115.0, 4, "a") in deleted
+
+
+async def _pending(client: Any, kept: WindowStore, trades: list[Trade]) -> list[Any]:
+    """``trades`` as entries of the partition's stream, read (pending) by ``g``."""
+    connection: Any = kept.connection
+    (stream,) = connection.streams
+    entries, _ = _entries(trades)
+    for entry in entries:
+        connection.ids[id(entry[1])] = await client.xadd(stream, {FIELD: b"x"})
+    await client.xreadgroup("g", "r", {stream: ">"})
+    return entries
+
+
+async def _held(client: Any) -> tuple[WindowStore, Lease]:
+    """A sliding window's store over ``client``: its partition's group made, its
+    lease held by token 2, its (empty) state loaded."""
+    tag = "{" + client.prefix + "p0}"
+    kept, lease = _sliding(tag, client)
+    await client.xgroup_create(tag, "g", id="0", mkstream=True)
+    await client.hset(lease.key, mapping={"owner": "r", "token": "2"})
+    await kept.load(lease)
+    return kept, lease
+
+
+FIRST = [
+    _priced("a", 100, 1),
+    _priced("a", 103, 2),
+    _priced("b", 104, 4),
+    _priced("a", 108, 8),
+    _priced("b", 109, 16),
+]
+NEXT = [_priced("a", 112, 32), _priced("b", 125, 64)]
+
+
+async def test_a_sliding_state_loaded_by_the_next_owner_goes_on_the_same(
+    client: Any,
+) -> None:
+    kept, lease = await _held(client)
+    assert await kept.take(await _pending(client, kept, FIRST)) == []
+    # the next owner of the partition (here under the same token) loads it
+    again, _ = _sliding(kept.connection.streams[0], client)
+    again.connection.lease = lease  # type: ignore[attr-defined]
+    await again.load(lease)
+    was, now = kept.partitions[0], again.partitions[0]
+    assert isinstance(was.store, SlidingWindows)
+    assert isinstance(now.store, SlidingWindows)
+    # a's windows closed at 109 (the watermark), its items are kept (for windows
+    # to come): both in Redis
+    assert now.store.windows == was.store.windows == {"a": {}, "b": {109.0: 20}}
+    assert now.store.recent == was.store.recent
+    assert [t for t, _, _ in now.store.recent["a"]] == [100.0, 103.0, 108.0]
+    assert (now.store.open, now.store.seq, now.watermark) == (1, 5, 109.0)
+    # and goes on as the first would have: a's window at 112 holds its items since
+    # 102 (two of them kept in Redis), b's at 125 none of before
+    outputs = []
+    for store in (kept, again):
+        part = store.partitions[0]
+        entries, ids = _entries(NEXT)
+        changes = store._add(part, entries, ids)
+        outputs.append(
+            sorted((i.key, i.end.timestamp(), i.value) for _, i in changes.outputs)
+        )
+        assert not changes.failed
+    assert outputs[0] == outputs[1] == [("a", 112.0, 42), ("b", 109.0, 20)]
+
+
+async def test_a_sliding_commit_under_a_stale_token_writes_nothing(client: Any) -> None:
+    kept, lease = await _held(client)
+    state = kept.state_key(0)
+    assert await kept.take(await _pending(client, kept, FIRST)) == []
+    before = await client.hgetall(state)
+    assert len(before) == 1 + 1 + 5  # the watermark, b's window, 5 items
+    await client.hset(lease.key, "token", "3")  # another replica took the partition
+    await kept.take(await _pending(client, kept, NEXT))
+    assert await client.hgetall(state) == before
+    assert (await client.xpending(kept.connection.streams[0], "g"))["pending"] == 2
+    assert kept.partitions == {}  # dropped: its next owner loads it from Redis
+    assert kept.connection.lost == [  # type: ignore[attr-defined]
+        "its window state's commit found another replica's lease"
+    ]
