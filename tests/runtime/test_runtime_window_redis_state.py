@@ -4,9 +4,11 @@ script (fenced: a stale token writes nothing), and what a window over Redis refu
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from itertools import pairwise
 from operator import attrgetter
 from types import SimpleNamespace
 from typing import Any
@@ -16,6 +18,8 @@ import pytest
 import redis
 import redis.asyncio
 import runtime
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 from runtime.aggregates import Aggregate, builtin
 from runtime.redis.leases import TO, Lease
@@ -593,3 +597,107 @@ async def test_a_sliding_commit_under_a_stale_token_writes_nothing(client: Any) 
     assert kept.connection.lost == [  # type: ignore[attr-defined]
         "its window state's commit found another replica's lease"
     ]
+
+
+class Hash:
+    """A partition's state hash in a dict, and ``COMMIT`` as it writes it (HSET of
+    the pairs, then HDEL): the client a store's takeovers are tried with."""
+
+    def __init__(self) -> None:
+        self.fields: dict[bytes, bytes] = {}
+
+    async def hgetall(self, name: str) -> dict[bytes, bytes]:
+        return dict(self.fields)
+
+    def register_script(self, text: str) -> Any:
+        async def commit(keys: list[str], args: list[Any], client: Any) -> int:
+            data = [a.encode() if isinstance(a, str) else a for a in args]
+            ids = int(data[3])
+            at = 4 + ids
+            for _ in range(int(data[at])):
+                self.fields[data[at + 1]] = data[at + 2]
+                at += 2
+            at += 1
+            for name in data[at + 1 : at + 1 + int(data[at])]:
+                self.fields.pop(name, None)
+            return ids
+
+        return commit
+
+
+class Recorded(WindowStore):
+    """A store that records the windows each commit sends (the window's ``out``
+    is not connected here)."""
+
+    sent: list[tuple[str, float, int]]
+
+    async def _commit(self, part: _Partition, changes: Any) -> bool:
+        ok = await super()._commit(part, changes)
+        self.sent += [(i.key, i.end.timestamp(), i.value) for _, i in changes.outputs]
+        return ok
+
+
+def _sliding_reference(
+    items: list[tuple[str, int]], size: float
+) -> dict[tuple[str, float], int]:
+    """Per (key, item time ``t``): the key's items in ``(t - size, t]``."""
+    return {
+        (k, float(t)): sum(1 for j, u in items if j == k and t - size < u <= t)
+        for k, t in items
+    }
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    times=st.lists(
+        st.tuples(st.sampled_from("abc"), st.integers(0, 40)), min_size=1, max_size=40
+    ),
+    jitter=st.lists(st.floats(0, 0.99), min_size=40, max_size=40),
+    cuts=st.lists(st.integers(1, 40), max_size=6),
+    takeovers=st.lists(st.booleans(), min_size=8, max_size=8),
+)
+async def test_a_sliding_window_taken_over_between_any_two_commits_counts_exactly(
+    times: list[tuple[str, int]],
+    jitter: list[float],
+    cuts: list[int],
+    takeovers: list[bool],
+) -> None:
+    # Items out of order within the grace (none late), in batches cut anywhere, the
+    # partition taken over (its state loaded from the hash) after any commit: what
+    # was sent and what is still open are each item's window, exactly, once.
+    grace, size = 4.0, 6.0
+    order = sorted(times, key=lambda kt: kt[1] + grace * jitter[times.index(kt)])
+    window = runtime.Window(
+        "w", type="sliding", size=size, grace=grace, time="at",
+        clock=runtime.ManualClock(), inputs={"in": Trade},
+    )  # fmt: skip
+    lease = Lease(0, "s.p0.lease.g", "2", until=1e12)
+    connection = Partition(Hash(), "s.p0", lease)
+    sent: list[tuple[str, float, int]] = []
+
+    async def owner() -> Recorded:
+        kept = Recorded(window, connection)  # type: ignore[arg-type]
+        kept.sent = sent
+        await kept.load(lease)
+        return kept
+
+    kept = await owner()
+    bounds = sorted({0, len(order), *(c for c in cuts if c < len(order))})
+    for n, (start, end) in enumerate(pairwise(bounds)):
+        batch = [_trade(k, t) for k, t in order[start:end]]
+        entries, ids = _entries(batch)
+        connection.ids.update(zip((id(e[1]) for e in entries), ids, strict=True))
+        assert await kept.take(entries) == []
+        if takeovers[n % len(takeovers)]:
+            kept = await owner()
+    assert window.late_items == 0
+    store = kept.partitions[0].store
+    assert isinstance(store, SlidingWindows)
+    still = [
+        (k, end, acc) for k, ends in store.windows.items() for end, acc in ends.items()
+    ]
+    windows = Counter((k, end) for k, end, _ in [*sent, *still])
+    assert max(windows.values()) == 1  # each window sent once, or still open
+    assert {(k, end): v for k, end, v in [*sent, *still]} == _sliding_reference(
+        times, size
+    )

@@ -4,8 +4,8 @@
 (``partitions``) -> ``counts`` (a count per account, its state per partition in
 Redis: in tumbling windows of ``SIZE_S``, or, shape ``count``, in windows of
 ``COUNT`` items, or, shape ``sliding``, in sliding windows of ``SLIDE_S``) ->
-Redis -> ``keep``. The test runs ``events`` and ``keep`` in its own process (``build``); each replica of ``counts`` is this script, a process
-of its own:
+Redis -> ``keep``. The test runs ``events`` and ``keep`` in its own process
+(``build``); each replica of ``counts`` is this script, a process of its own:
 
     python window_replica.py URL PREFIX CONSUMER LEASE_TTL_MS PARTITIONS SHAPE
 

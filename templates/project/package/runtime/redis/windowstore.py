@@ -14,13 +14,15 @@ apart items of one key and time) whose value is the item; a field is written whe
 its item is kept and deleted when no window can hold it any more (its time is at or
 before the watermark less the grace and the size). So a batch writes what it
 changed: the accumulators of the windows its items fell in, a field per new item,
-a deletion per window closed and item dropped. Every batch of a partition's items
-is one ``COMMIT`` script, which does nothing unless the partition's lease still holds this replica's token
-(fencing), and else, at once: acknowledges the batch's entries (``XACK``), writes
-the accumulators the batch changed, deletes the windows it closed, writes the
-watermark, and adds what the batch made (closed windows, updates, late items) to
-the output streams (one Redis) or to the partition's outbox (a Cluster: the
-partition's relay copies them on). A close by time (idleness, processing time) is
+a deletion per window closed and item dropped.
+
+Every batch of a partition's items is one ``COMMIT`` script, which does nothing
+unless the partition's lease still holds this replica's token (fencing), and else,
+at once: acknowledges the batch's entries (``XACK``), writes the accumulators (and
+kept items) the batch changed, deletes the windows it closed (and items dropped),
+writes the watermark, and adds what the batch made (closed windows, updates, late
+items) to the output streams (one Redis) or to the partition's outbox (a Cluster:
+the partition's relay copies them on). A close by time (idleness, processing time) is
 a ``COMMIT`` with no entry. So an input is in the state exactly when it is
 acknowledged, whatever instant a replica is killed at.
 
