@@ -1,6 +1,7 @@
 """A window's state over Redis, piece by piece: accumulators as JSON, the ``COMMIT``
-script (fenced: a stale token writes nothing), and what a window over Redis refuses
-(issue #16). The kill tests are in test_runtime_window_redis.py."""
+script (fenced: a stale token writes nothing), what a window over Redis refuses, and
+a sliding window's fields (what each commit writes and deletes, what a takeover
+loads; issue #16). The kill tests are in test_runtime_window_redis.py."""
 
 from __future__ import annotations
 

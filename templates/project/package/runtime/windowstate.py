@@ -223,8 +223,9 @@ class SlidingWindows:
     ) -> None:
         """Put back, into an empty store, open windows ``(key, end, acc)`` and kept
         items ``(key, time, seq, item)`` (as the Redis store loads them); ``seq``
-        goes on after the items' highest. Windows are ordered among equal ends
-        by negative numbers, below every window added later."""
+        goes on after the items' highest. Among equal ends the heap orders
+        windows by a number (negative here: never one of a window added later),
+        never by their keys, which need not compare."""
         for n, (key, end, acc) in enumerate(windows):
             self.windows.setdefault(key, {})[end] = acc
             self.recent.setdefault(key, [])
