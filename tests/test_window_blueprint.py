@@ -144,18 +144,6 @@ def test_late_and_errors_are_outputs_of_their_schemas() -> None:
         ),
         (
             {
-                17: "    window: {type: sliding, size: 1m, time: at}",
-                21: "  - {from: api.out, to: counts.in, key: sensor, "
-                "transport: redis}\n  - {from: counts.out, to: store.in, "
-                "transport: redis}",
-            },
-            "21: connections[0].transport: window 'counts': a sliding window keeps "
-            "its windows in memory (over redis only tumbling, hopping and count "
-            "windows are kept); carry connection api.out -> counts.in in memory "
-            "('transport: memory')",
-        ),
-        (
-            {
                 21: "  - {from: api.out, to: counts.in, key: sensor, "
                 "transport: redis}"
             },
@@ -249,7 +237,6 @@ def test_late_and_errors_are_outputs_of_their_schemas() -> None:
     ],
     ids=[
         "unkeyed",
-        "redis-sliding",
         "redis-out-in-memory",
         "tumbling hop",
         "sliding hop",
@@ -273,15 +260,22 @@ def test_misuse_is_refused_at_its_line(changes: dict[int, str], expected: str) -
     assert expected in problems_of(_with(changes), NAME)
 
 
-def test_a_tumbling_window_over_redis_keyed_with_its_out_over_redis_loads() -> None:
+@pytest.mark.parametrize("shape", ["", "type: sliding, "])
+def test_a_window_over_redis_keyed_with_its_out_over_redis_loads(shape: str) -> None:
+    # tumbling, and sliding (its windows and recent items kept in Redis too)
     text = _with(
         {
+            17: "    window: {" + shape + "size: 1m, time: at}",
             21: "  - {from: api.out, to: counts.in, key: sensor, transport: redis}",
             22: "  - {from: counts.out, to: store.in, transport: redis}",
         }
     )
     conf = load_text(text, NAME).component("counts").window
-    assert conf is not None and conf.key == "sensor"
+    assert (
+        conf is not None
+        and conf.key == "sensor"
+        and conf.type == ("sliding" if shape else "tumbling")
+    )
 
 
 def test_two_input_connections_with_different_keys_are_refused() -> None:
@@ -493,11 +487,18 @@ OVER_REDIS = _with(
 )
 
 
-@pytest.mark.parametrize("window", ["{size: 1m, time: at}", "{count: 3, time: at}"])
+@pytest.mark.parametrize(
+    "window",
+    [
+        "{size: 1m, time: at}",
+        "{count: 3, time: at}",
+        "{type: sliding, size: 1m, time: at}",
+    ],
+)
 def test_a_window_over_redis_passes_its_gate(tmp_path: Path, window: str) -> None:
     # its pipeline test, run over Redis, expects nothing behind the window by the
     # drain: a window fed over Redis keeps its open windows there (run in memory,
-    # the drain closes them: one); a count window too (issue #16)
+    # the drain closes them: one); a count window and a sliding one too (issue #16)
     blueprint = OVER_REDIS.replace("{size: 1m, time: at}", window)
     project = generate_gated(tmp_path, NAME, blueprint)
     module = ast.parse((project / "tests" / "test_pipeline.py").read_text())

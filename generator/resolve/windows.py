@@ -296,7 +296,7 @@ class WindowRules(Checks):
             schema = component.inputs[0].schema
             if schema in by_name:
                 self._window_fields(name, conf, by_name, schema)
-            key = self._window_input(name, connections, conf)
+            key = self._window_input(name, connections)
             out[name] = _replace(component, conf, key)
         return out
 
@@ -342,9 +342,7 @@ class WindowRules(Checks):
                 f"takes a field of {', '.join(allowed)}, never null",
             )
 
-    def _window_input(
-        self, name: str, connections: tuple[Connection, ...], conf: WindowConf
-    ) -> str:
+    def _window_input(self, name: str, connections: tuple[Connection, ...]) -> str:
         """The key of the window's input connections; each must have one, the same,
         and be carried in memory, or be its only one, over redis, with its outputs
         over redis too (the Redis state store)."""
@@ -367,15 +365,7 @@ class WindowRules(Checks):
                 keys.add(conn.key)
             if conn.transport != "memory":
                 at = self.conn_loc(index, self.spec.connections[index], "transport")
-                if conf.type == "sliding":
-                    self.error(
-                        at,
-                        f"window {name!r}: a sliding window keeps its windows in "
-                        f"memory (over {conn.transport} only tumbling, hopping and "
-                        f"count windows are kept); carry connection {ends} in "
-                        "memory ('transport: memory')",
-                    )
-                elif len(inputs) > 1:
+                if len(inputs) > 1:
                     self.error(
                         at,
                         f"window {name!r}: over {conn.transport} a window takes one "

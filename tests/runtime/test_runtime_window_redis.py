@@ -6,10 +6,13 @@ The service of tests/runtime/window_replica.py: this process runs the source
 (``keep``); each replica of the window ``counts`` is a process of its own, killed
 with SIGKILL (from here, or by itself at a chosen step of a commit). The counts per
 (account, window) must equal a plain Python computation exactly. Every test runs for
-both shapes the replica knows (``SHAPES``): tumbling windows of time, closed by
+the shapes the replica knows (``SHAPES``): tumbling windows of time, closed by
 time, none left open; count windows of ``COUNT`` items, each key's last few items
-left open in Redis, that partial count checked too. Waits are on conditions with a
-generous deadline, never on a duration.
+left open in Redis, that partial count checked too; sliding windows (one per item,
+the ``SLIDE_S`` before it: per (account, window end)), closed by time, their
+windows and kept items all gone from Redis at the end (the paused replica's test:
+tumbling and count only). Waits are on conditions with a generous deadline, never
+on a duration.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -41,6 +45,7 @@ from tests.runtime.window_replica import (
     COUNT,
     SHAPES,
     SIZE_S,
+    SLIDE_S,
     Counted,
     Event,
     build,
@@ -56,6 +61,9 @@ KEYS = 100
 PARTITIONS = 4
 TTL_MS = 1500
 DEADLINE_S = 60
+#: the steps a replica kills itself at (window_replica.py): before and after its 5th
+#: commit, at its 2nd load
+STEPS = ("before:5", "after:5", "load:2")
 #: the events' times: one every STEP_S from T0 (whole windows of SIZE_S)
 T0 = 1_700_000_000.0
 STEP_S = 0.002
@@ -73,10 +81,22 @@ def event(n: int) -> Event:
 def reference(count: int, shape: str) -> dict[tuple[str, float], int]:
     """The counts per (account, window start), in plain Python: by time, or (shape
     ``count``) every ``COUNT`` items of an account in order, starting at the first
-    one's time (the partial windows left aside: they stay open)."""
+    one's time (the partial windows left aside: they stay open); shape ``sliding``:
+    per (account, window end), for each time ``t`` of an account's item, its items
+    in ``(t - SLIDE_S, t]``."""
     counts: Counter[tuple[str, float]] = Counter()
     seen: Counter[str] = Counter()
     starts: dict[str, float] = {}
+    if shape == "sliding":
+        times: dict[str, list[float]] = {}
+        for n in range(count):
+            e = event(n)
+            times.setdefault(e.account, []).append(e.at.timestamp())
+        for account, ts in times.items():  # each in order: one item every 0.2 s
+            for t in ts:
+                inside = bisect_right(ts, t) - bisect_right(ts, t - SLIDE_S)
+                counts[(account, t)] = inside
+        return dict(counts)
     for n in range(count):
         e = event(n)
         t = e.at.timestamp()
@@ -91,10 +111,17 @@ def reference(count: int, shape: str) -> dict[tuple[str, float], int]:
     return dict(counts)
 
 
+def fewer_if_sliding(count: int, shape: str) -> int:
+    """``count`` events, or fewer for sliding windows: each item is in a few
+    windows and kept itself, so a commit writes several times as much; fewer
+    events still kill a replica midway and at each step (and keep CI short)."""
+    return count * 2 // 5 if shape == "sliding" else count
+
+
 def left_open(count: int, shape: str) -> dict[str, int]:
     """The windows left open at the end, per account: the items in each (count
     windows: the last ones of each account, fewer than ``COUNT``)."""
-    if shape == "tumbling":
+    if shape != "count":
         return {}
     per_key = Counter(event(n).account for n in range(count))
     return {k: v % COUNT for k, v in per_key.items() if v % COUNT}
@@ -118,15 +145,20 @@ class Events(runtime.Source):
 class Keep(runtime.Sink):
     """Every window's count, as it came (a copy twice is kept twice)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, shape: str) -> None:
         super().__init__(name, inputs={"in": Counted})
         self.items: list[Counted] = []
+        self.by_end = shape == "sliding"  # a sliding window is its end's
 
     def consume(self, item: Counted) -> None:
         self.items.append(item)
 
+    def window(self, item: Counted) -> tuple[str, float]:
+        """The window of ``item``: its account, its start (sliding: its end)."""
+        return item.key, (item.end if self.by_end else item.start).timestamp()
+
     def counts(self) -> dict[tuple[str, float], int]:
-        return {(i.key, i.start.timestamp()): i.value for i in self.items}
+        return {self.window(i): i.value for i in self.items}
 
     def arrived(self) -> int:
         return len(self.items)
@@ -227,7 +259,8 @@ def open_windows(url: str, prefix: str) -> dict[str, int]:
 
 
 def state_fields(url: str, prefix: str) -> int:
-    """Open windows in the partitions' state hashes (the watermarks aside)."""
+    """Fields in the partitions' state hashes, the watermarks aside: open windows
+    (and a sliding window's kept items)."""
     with client_for_url(url) as client:
         return sum(
             int(client.hlen(f"{stream}.state.counts.in"))
@@ -270,7 +303,7 @@ def missing(
 def main_service(
     url: str, prefix: str, count: int, shape: str
 ) -> tuple[runtime.Service, Events, Keep]:
-    events, keep = Events("events", count), Keep("keep")
+    events, keep = Events("events", count), Keep("keep", shape)
     settings = settings_for(url, prefix, "main", TTL_MS, "events,keep")
     return build(settings, PARTITIONS, events, keep, shape), events, keep
 
@@ -301,19 +334,19 @@ def assert_exact(url: str, keep: Keep, expected: dict[tuple[str, float], int]) -
     exactly once; on a Cluster (the outbox's relay: at least once) every copy the
     same."""
     assert keep.counts() == expected
-    copies = Counter((i.key, i.start.timestamp()) for i in keep.items)
+    copies = Counter(keep.window(i) for i in keep.items)
     if "+cluster" not in url:
         assert max(copies.values()) == 1
     values: dict[tuple[str, float], set[int]] = {}
     for item in keep.items:
-        values.setdefault((item.key, item.start.timestamp()), set()).add(item.value)
+        values.setdefault(keep.window(item), set()).add(item.value)
     assert all(len(v) == 1 for v in values.values())
 
 
 async def test_counts_are_exact_when_a_replica_is_killed_midway(
     url: str, replicas: Replicas
 ) -> None:
-    count = 50_000
+    count = fewer_if_sliding(50_000, replicas.shape)
     expected = reference(count, replicas.shape)
     prefix = replicas.prefix
     service, events, keep = main_service(url, prefix, count, replicas.shape)
@@ -334,11 +367,20 @@ async def test_counts_are_exact_when_a_replica_is_killed_midway(
     assert_exact(url, keep, expected)
 
 
-@pytest.mark.parametrize("die", ["before:5", "after:5", "load:2"])
+# Sliding windows: before and after a commit (their load is the takeover's of the
+# other tests, and of test_runtime_window_redis_state.py).
+@pytest.mark.parametrize(
+    ("shape", "die"),
+    [
+        *((shape, die) for shape in ("tumbling", "count") for die in STEPS),
+        ("sliding", "before:5"),
+        ("sliding", "after:5"),
+    ],
+)
 async def test_counts_are_exact_whatever_step_a_replica_dies_at(
     url: str, replicas: Replicas, die: str
 ) -> None:
-    count = 8_000
+    count = fewer_if_sliding(8_000, replicas.shape)
     expected = reference(count, replicas.shape)
     prefix = replicas.prefix
     service, events, keep = main_service(url, prefix, count, replicas.shape)
@@ -351,6 +393,9 @@ async def test_counts_are_exact_whatever_step_a_replica_dies_at(
     assert_exact(url, keep, expected)
 
 
+# Sliding windows aside: their commits are fenced by the same script (its stale
+# token is tested with sliding state in test_runtime_window_redis_state.py).
+@pytest.mark.parametrize("shape", ["tumbling", "count"])
 async def test_counts_are_exact_when_a_replica_paused_past_its_lease_comes_back(
     url: str, replicas: Replicas
 ) -> None:

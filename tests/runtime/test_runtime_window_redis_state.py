@@ -1,13 +1,17 @@
 """A window's state over Redis, piece by piece: accumulators as JSON, the ``COMMIT``
-script (fenced: a stale token writes nothing), and what a window over Redis refuses
-(issue #16). The kill tests are in test_runtime_window_redis.py."""
+script (fenced: a stale token writes nothing), what a window over Redis refuses, and
+a sliding window's fields (what each commit writes and deletes, what a takeover
+loads; issue #16). The kill tests are in test_runtime_window_redis.py."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from itertools import pairwise
 from operator import attrgetter
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -15,11 +19,14 @@ import pytest
 import redis
 import redis.asyncio
 import runtime
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 from runtime.aggregates import Aggregate, builtin
 from runtime.redis.leases import TO, Lease
 from runtime.redis.windowstore import (
     COMMIT,
+    WATERMARK,
     WindowStore,
     _Partition,
     check_json,
@@ -27,7 +34,7 @@ from runtime.redis.windowstore import (
     load_value,
 )
 from runtime.redis.wire import FIELD
-from runtime.windowstate import AlignedWindows
+from runtime.windowstate import AlignedWindows, SlidingWindows
 
 from tests.redisenv import (
     delete_prefixed,
@@ -242,12 +249,10 @@ def windowed(
             "w.out must be connected over redis too",
         ),
         (
-            runtime.Window(
-                "w", size=60, type="sliding", time="at", inputs={"in": Trade}
-            ),
+            runtime.Window("w", size=60, type="sliding", time="at", inputs={"in": Any}),
             "account",
             "redis",
-            "only tumbling, hopping and count windows are kept",
+            "keeps its recent items in Redis, read back with the input's schema",
         ),
         (
             runtime.Window(
@@ -258,7 +263,7 @@ def windowed(
             r"accumulator of Distinct .* is not JSON",
         ),
     ],
-    ids=["unkeyed", "out-in-memory", "sliding", "set-accumulator"],
+    ids=["unkeyed", "out-in-memory", "sliding-of-no-model", "set-accumulator"],
 )
 async def test_what_a_window_over_redis_cannot_keep_is_refused_at_start(
     window: runtime.Window, key: str | None, out: str, message: str
@@ -386,3 +391,314 @@ async def test_a_busy_partition_is_not_idle_while_its_items_wait_here() -> None:
     clock.advance(10)
     await kept.on_time()
     assert (shape.open, part.watermark, part.advanced_at) == (1, 61.0, 10)
+
+
+# -- sliding windows: their windows and kept items, field by field -------------
+
+
+class Partition:
+    """A keyed connection's face: one partition, its stream ``stream``, every item
+    held under ``lease`` (its entry's id in ``ids``), over ``client`` if any."""
+
+    def __init__(self, client: Any, stream: str, lease: Lease) -> None:
+        cluster = bool(getattr(client, "cluster", False))
+        self.link: Any = SimpleNamespace(client=client, cluster=cluster)
+        self.group = "g"
+        self.streams = [stream]
+        self.key = attrgetter("account")
+        self.lease = lease
+        self.ids: dict[int, bytes] = {}
+        self.lost: list[str] = []
+
+    def held(self, envelope: Any) -> tuple[Lease, bytes]:
+        return self.lease, self.ids[id(envelope)]
+
+    def committed(self, lease: Lease, entries: list[Any]) -> None:
+        return None
+
+    def lose(self, lease: Lease, why: str) -> None:
+        self.lost.append(why)
+
+    def depth(self) -> int:
+        return 0
+
+
+def _sliding(stream: str = "s.p0", client: Any = None) -> tuple[WindowStore, Any]:
+    """A sliding window of 10 s (the sum of ``price``) kept over ``client``, its
+    partition 0 held under token 2 (loaded with ``load``)."""
+    window = runtime.Window(
+        "w",
+        type="sliding",
+        size=10,
+        time="at",
+        aggregate=builtin("sum", "price"),
+        clock=runtime.ManualClock(),
+        inputs={"in": Trade},
+    )
+    lease = Lease(0, f"{stream}.lease.g", "2", until=1e12)
+    lease.outbox = f"{stream}.outbox.g"
+    return WindowStore(window, Partition(client, stream, lease)), lease
+
+
+def _priced(account: str, at: float, price: int) -> Trade:
+    trade = _trade(account, at)
+    trade.price = Decimal(price)
+    return trade
+
+
+def _entries(trades: list[Trade]) -> tuple[list[Any], list[bytes]]:
+    entries = [(0.0, runtime.Envelope.start(t, 0.0)) for t in trades]
+    return entries, [f"{n}-0".encode() for n in range(len(trades))]
+
+
+def _field(*parts: Any) -> bytes:
+    return dump_value(list(parts))
+
+
+def _written(args: list[Any]) -> tuple[dict[bytes, bytes], list[bytes]]:
+    """The (field, value) pairs and the deleted fields of ``COMMIT``'s ``args``."""
+    at = 4 + int(args[3])
+    pairs = int(args[at])
+    flat = args[at + 1 : at + 1 + 2 * pairs]
+    at += 1 + 2 * pairs
+    deleted = args[at + 1 : at + 1 + int(args[at])]
+    return dict(zip(flat[::2], flat[1::2], strict=True)), deleted
+
+
+def _batch(kept: WindowStore, part: _Partition, trades: list[Trade]) -> Any:
+    """The ``COMMIT`` input of the batch ``trades`` (the state moves on, no Redis)."""
+    changes = kept._add(part, *_entries(trades))
+    return _written(kept._script_input(part, changes)[1]), changes
+
+
+def test_a_sliding_commit_writes_what_its_batch_changed() -> None:
+    kept, lease = _sliding()
+    shape = kept.shape
+    assert isinstance(shape, SlidingWindows)
+    store = SlidingWindows(shape.size, kept.window.aggregate)
+    part = _Partition(lease, store)
+    part.watch(store)
+    a100, a103, b104 = _priced("a", 100, 1), _priced("a", 103, 2), _priced("b", 104, 4)
+    (pairs, deleted), _ = _batch(kept, part, [a100, a103, b104])
+    # the windows of a at 100 and 103 closed at 104 (the watermark): deleted; the
+    # items are kept (a window at 110 would hold them), one field each
+    assert pairs == {
+        _field(104.0, "b"): b'{"$decimal":"4"}',
+        _field(100.0, 1, "a"): dump_value(a100),
+        _field(103.0, 2, "a"): dump_value(a103),
+        _field(104.0, 3, "b"): dump_value(b104),
+        WATERMARK: "104.0",
+    }
+    assert deleted == [_field(100.0, "a"), _field(103.0, "a")]
+    a115 = _priced("a", 115, 8)
+    (pairs, deleted), changes = _batch(kept, part, [a115])
+    # at 115 b's window closes and no window to come holds the items up to 105
+    assert pairs == {
+        _field(115.0, "a"): b'{"$decimal":"8"}',
+        _field(115.0, 4, "a"): dump_value(a115),
+        WATERMARK: "115.0",
+    }
+    assert sorted(deleted) == sorted(
+        [
+            _field(104.0, "b"),
+            _field(100.0, 1, "a"),
+            _field(103.0, 2, "a"),
+            _field(104.0, 3, "b"),
+        ]
+    )
+    assert [(i.key, i.value) for _, i in changes.outputs] == [("b", Decimal(4))]
+    # kept then dropped between two commits: never written, so never deleted
+    (pairs, deleted), _ = _batch(
+        kept, part, [_priced("c", 200, 1), _priced("c", 300, 2)]
+    )
+    assert pairs == {
+        _field(300.0, "c"): b'{"$decimal":"2"}',
+        _field(300.0, 6, "c"): dump_value(_priced("c", 300, 2)),
+        WATERMARK: "300.0",
+    }
+    assert _field(200.0, 5, "c") not in deleted
+    assert _field(115.0, 4, "a") in deleted
+
+
+async def _pending(client: Any, kept: WindowStore, trades: list[Trade]) -> list[Any]:
+    """``trades`` as entries of the partition's stream, read (pending) by ``g``."""
+    connection: Any = kept.connection
+    (stream,) = connection.streams
+    entries, _ = _entries(trades)
+    for entry in entries:
+        connection.ids[id(entry[1])] = await client.xadd(stream, {FIELD: b"x"})
+    await client.xreadgroup("g", "r", {stream: ">"})
+    return entries
+
+
+async def _held(client: Any) -> tuple[WindowStore, Lease]:
+    """A sliding window's store over ``client``: its partition's group made, its
+    lease held by token 2, its (empty) state loaded."""
+    tag = "{" + client.prefix + "p0}"
+    kept, lease = _sliding(tag, client)
+    await client.xgroup_create(tag, "g", id="0", mkstream=True)
+    await client.hset(lease.key, mapping={"owner": "r", "token": "2"})
+    await kept.load(lease)
+    return kept, lease
+
+
+FIRST = [
+    _priced("a", 100, 1),
+    _priced("a", 103, 2),
+    _priced("b", 104, 4),
+    _priced("a", 108, 8),
+    _priced("b", 109, 16),
+]
+NEXT = [_priced("a", 112, 32), _priced("b", 125, 64)]
+
+
+async def test_a_sliding_state_loaded_by_the_next_owner_goes_on_the_same(
+    client: Any,
+) -> None:
+    kept, lease = await _held(client)
+    assert await kept.take(await _pending(client, kept, FIRST)) == []
+    # the next owner of the partition (here under the same token) loads it
+    again, _ = _sliding(kept.connection.streams[0], client)
+    again.connection.lease = lease  # type: ignore[attr-defined]
+    await again.load(lease)
+    was, now = kept.partitions[0], again.partitions[0]
+    assert isinstance(was.store, SlidingWindows)
+    assert isinstance(now.store, SlidingWindows)
+    # a's windows closed at 109 (the watermark), its items are kept (for windows
+    # to come): both in Redis
+    assert now.store.windows == was.store.windows == {"a": {}, "b": {109.0: 20}}
+    assert now.store.recent == was.store.recent
+    assert [t for t, _, _ in now.store.recent["a"]] == [100.0, 103.0, 108.0]
+    assert (now.store.open, now.store.seq, now.watermark) == (1, 5, 109.0)
+    # and goes on as the first would have: a's window at 112 holds its items since
+    # 102 (two of them kept in Redis), b's at 125 none of before
+    outputs = []
+    for store in (kept, again):
+        part = store.partitions[0]
+        entries, ids = _entries(NEXT)
+        changes = store._add(part, entries, ids)
+        outputs.append(
+            sorted((i.key, i.end.timestamp(), i.value) for _, i in changes.outputs)
+        )
+        assert not changes.failed
+    assert outputs[0] == outputs[1] == [("a", 112.0, 42), ("b", 109.0, 20)]
+
+
+async def test_a_sliding_commit_under_a_stale_token_writes_nothing(client: Any) -> None:
+    kept, lease = await _held(client)
+    state = kept.state_key(0)
+    assert await kept.take(await _pending(client, kept, FIRST)) == []
+    before = await client.hgetall(state)
+    assert len(before) == 1 + 1 + 5  # the watermark, b's window, 5 items
+    await client.hset(lease.key, "token", "3")  # another replica took the partition
+    await kept.take(await _pending(client, kept, NEXT))
+    assert await client.hgetall(state) == before
+    assert (await client.xpending(kept.connection.streams[0], "g"))["pending"] == 2
+    assert kept.partitions == {}  # dropped: its next owner loads it from Redis
+    assert kept.connection.lost == [  # type: ignore[attr-defined]
+        "its window state's commit found another replica's lease"
+    ]
+
+
+class Hash:
+    """A partition's state hash in a dict, and ``COMMIT`` as it writes it (HSET of
+    the pairs, then HDEL): the client a store's takeovers are tried with."""
+
+    def __init__(self) -> None:
+        self.fields: dict[bytes, bytes] = {}
+
+    async def hgetall(self, name: str) -> dict[bytes, bytes]:
+        return dict(self.fields)
+
+    def register_script(self, text: str) -> Any:
+        async def commit(keys: list[str], args: list[Any], client: Any) -> int:
+            data = [a.encode() if isinstance(a, str) else a for a in args]
+            ids = int(data[3])
+            at = 4 + ids
+            for _ in range(int(data[at])):
+                self.fields[data[at + 1]] = data[at + 2]
+                at += 2
+            at += 1
+            for name in data[at + 1 : at + 1 + int(data[at])]:
+                self.fields.pop(name, None)
+            return ids
+
+        return commit
+
+
+class Recorded(WindowStore):
+    """A store that records the windows each commit sends (the window's ``out``
+    is not connected here)."""
+
+    sent: list[tuple[str, float, int]]
+
+    async def _commit(self, part: _Partition, changes: Any) -> bool:
+        ok = await super()._commit(part, changes)
+        self.sent += [(i.key, i.end.timestamp(), i.value) for _, i in changes.outputs]
+        return ok
+
+
+def _sliding_reference(
+    items: list[tuple[str, int]], size: float
+) -> dict[tuple[str, float], int]:
+    """Per (key, item time ``t``): the key's items in ``(t - size, t]``."""
+    return {
+        (k, float(t)): sum(1 for j, u in items if j == k and t - size < u <= t)
+        for k, t in items
+    }
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    times=st.lists(
+        st.tuples(st.sampled_from("abc"), st.integers(0, 40)), min_size=1, max_size=40
+    ),
+    jitter=st.lists(st.floats(0, 0.99), min_size=40, max_size=40),
+    cuts=st.lists(st.integers(1, 40), max_size=6),
+    takeovers=st.lists(st.booleans(), min_size=8, max_size=8),
+)
+async def test_a_sliding_window_taken_over_between_any_two_commits_counts_exactly(
+    times: list[tuple[str, int]],
+    jitter: list[float],
+    cuts: list[int],
+    takeovers: list[bool],
+) -> None:
+    # Items out of order within the grace (none late), in batches cut anywhere, the
+    # partition taken over (its state loaded from the hash) after any commit: what
+    # was sent and what is still open are each item's window, exactly, once.
+    grace, size = 4.0, 6.0
+    order = sorted(times, key=lambda kt: kt[1] + grace * jitter[times.index(kt)])
+    window = runtime.Window(
+        "w", type="sliding", size=size, grace=grace, time="at",
+        clock=runtime.ManualClock(), inputs={"in": Trade},
+    )  # fmt: skip
+    lease = Lease(0, "s.p0.lease.g", "2", until=1e12)
+    connection = Partition(Hash(), "s.p0", lease)
+    sent: list[tuple[str, float, int]] = []
+
+    async def owner() -> Recorded:
+        kept = Recorded(window, connection)  # type: ignore[arg-type]
+        kept.sent = sent
+        await kept.load(lease)
+        return kept
+
+    kept = await owner()
+    bounds = sorted({0, len(order), *(c for c in cuts if c < len(order))})
+    for n, (start, end) in enumerate(pairwise(bounds)):
+        batch = [_trade(k, t) for k, t in order[start:end]]
+        entries, ids = _entries(batch)
+        connection.ids.update(zip((id(e[1]) for e in entries), ids, strict=True))
+        assert await kept.take(entries) == []
+        if takeovers[n % len(takeovers)]:
+            kept = await owner()
+    assert window.late_items == 0
+    store = kept.partitions[0].store
+    assert isinstance(store, SlidingWindows)
+    still = [
+        (k, end, acc) for k, ends in store.windows.items() for end, acc in ends.items()
+    ]
+    windows = Counter((k, end) for k, end, _ in [*sent, *still])
+    assert max(windows.values()) == 1  # each window sent once, or still open
+    assert {(k, end): v for k, end, v in [*sent, *still]} == _sliding_reference(
+        times, size
+    )

@@ -3,9 +3,9 @@
 ``events`` (keyed by ``account``, fixed event times) -> keyed Redis connection
 (``partitions``) -> ``counts`` (a count per account, its state per partition in
 Redis: in tumbling windows of ``SIZE_S``, or, shape ``count``, in windows of
-``COUNT`` items) -> Redis -> ``keep``. The test runs ``events`` and ``keep`` in
-its own process (``build``); each replica of ``counts`` is this script, a process
-of its own:
+``COUNT`` items, or, shape ``sliding``, in sliding windows of ``SLIDE_S``) ->
+Redis -> ``keep``. The test runs ``events`` and ``keep`` in its own process
+(``build``); each replica of ``counts`` is this script, a process of its own:
 
     python window_replica.py URL PREFIX CONSUMER LEASE_TTL_MS PARTITIONS SHAPE
 
@@ -38,8 +38,12 @@ SIZE_S = 5.0
 IDLE_S = 2.0
 #: the items of a key that make a window of shape ``count``
 COUNT = 7
-#: the window's shapes: tumbling (``SIZE_S``, closed by time) or count (``COUNT``)
-SHAPES = ("tumbling", "count")
+#: the size of a ``sliding`` window (s): one per item, holding its key's items of
+#: the ``SLIDE_S`` before it (a few: the tests' keys have an item every 0.2 s)
+SLIDE_S = 0.5
+#: the window's shapes: tumbling (``SIZE_S``, closed by time), count (``COUNT``)
+#: or sliding (``SLIDE_S``, closed by time, its recent items kept in Redis too)
+SHAPES = ("tumbling", "count", "sliding")
 
 
 class Event(BaseModel):
@@ -69,9 +73,11 @@ def build(
     """The service; ``events`` and ``keep`` only matter where they run."""
     service = runtime.Service("wr", settings=settings)
     service.add(events or Nothing("events", Event))
-    size: dict[str, Any] = (
-        {"count": COUNT} if shape == "count" else {"size": SIZE_S, "idle_after": IDLE_S}
-    )
+    size: dict[str, Any] = {"size": SIZE_S, "idle_after": IDLE_S}
+    if shape == "count":
+        size = {"count": COUNT}
+    elif shape == "sliding":
+        size = {"type": "sliding", "size": SLIDE_S, "idle_after": IDLE_S}
     service.add(
         runtime.Window(
             "counts", time="at", schema=Counted, inputs={"in": Event}, **size
