@@ -95,7 +95,7 @@ def _die_at(spec: str) -> None:
     seen = [0]
     acknowledge = statestore.RedisKeyedState.acknowledge
 
-    async def dying(self: Any, *args: Any) -> int:
+    async def dying(self: Any, *args: Any) -> Any:
         writes = args[5]
         now = False
         if any(i in writes for i in args[4]):
@@ -103,7 +103,7 @@ def _die_at(spec: str) -> None:
             now = seen[0] == target
         if now and step == "before":
             os.kill(os.getpid(), signal.SIGKILL)
-        acked: int = await acknowledge(self, *args)
+        acked = await acknowledge(self, *args)
         if now and step == "after":
             os.kill(os.getpid(), signal.SIGKILL)
         return acked
