@@ -243,10 +243,12 @@ def assert_exact(replicas: Replicas, keep: Keep, count: int) -> None:
     for item in keep.items:
         numbers.setdefault(item.seq, set()).add(item.n)
     assert all(len(v) == 1 for v in numbers.values()), "an event counted twice"
-    per_key: dict[str, list[int]] = {}
+    per_key: dict[str, list[tuple[int, int]]] = {}
     for seq in sorted(numbers):
-        per_key.setdefault(event(seq).account, []).append(numbers[seq].pop())
-    assert all(ns == list(range(1, len(ns) + 1)) for ns in per_key.values())
+        per_key.setdefault(event(seq).account, []).append((seq, numbers[seq].pop()))
+    for account, pairs in per_key.items():
+        wrong = [(seq, n) for at, (seq, n) in enumerate(pairs, 1) if n != at]
+        assert not wrong, f"{account}: (seq, count) out of order from {wrong[:5]}"
 
 
 async def test_counts_are_exact_when_a_replica_is_killed_midway(
