@@ -10,8 +10,9 @@ each replica of ``counter`` is this script, a process of its own:
 
 ``STATE_REPLICA_DIE=<step>:<n>`` makes the replica kill itself (SIGKILL) at its
 ``n``-th acknowledging script that writes state: ``before`` (items counted here,
-the script not run) or ``after`` (the script ran: acknowledgements and states in
-Redis).
+the script not run: before the outputs were in it, their outputs were already
+written at this instant) or ``after`` (the script ran: acknowledgements, states and
+outputs in Redis, or parked in the outbox on a Cluster).
 
 It needs ``templates/project/package`` on ``PYTHONPATH`` (the runtime).
 """

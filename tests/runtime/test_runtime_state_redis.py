@@ -545,3 +545,68 @@ async def test_under_max_lag_the_script_waits_for_room_in_the_output_stream() ->
         sync.close()
         await link.close()
         delete_prefixed(url, prefix)
+
+
+class Stuck(runtime.Sink):
+    """Holds its first item until ``go``: what it read stays pending meanwhile."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, inputs={"in": Numbered})
+        self.items: list[Numbered] = []
+        self.go = anyio.Event()
+
+    async def consume(self, item: Numbered) -> None:
+        await self.go.wait()
+        self.items.append(item)
+
+
+async def test_under_max_lag_a_stateful_component_holds_its_outputs_at_the_bound() -> (
+    None
+):
+    # One process, one Redis: the sink is stuck, so the stateful counter's scripts
+    # fill its group up to max_lag and are then held back (nothing acknowledged,
+    # counted or written past the bound); once the sink goes on, every event is
+    # counted and leaves exactly once.
+    url, prefix = redis_url(), unique_prefix()
+    count, bound = 300, 20
+    service = runtime.Service("sr", settings=settings_for(url, prefix, "x", TTL_MS, ""))
+    events, keep = Events("events", count), Stuck("keep")
+    events.gate.set()
+    service.add(events)
+    service.add(Counting("counter"))
+    service.add(keep)
+    service.connect(
+        "events.out", "counter.in", transport="redis", key="account",
+        partitions=PARTITIONS, buffer_size=64,
+    )  # fmt: skip
+    service.connect(
+        "counter.out", "keep.in", transport="redis", buffer_size=4, max_lag=bound
+    )
+    out = stream_key(url, prefix, "sr.counter.out")
+    readers = service.components["counter"].inputs["in"].connections[0].readers
+
+    def used() -> int:
+        with client_for_url(url) as client:
+            if not client.exists(out):
+                return 0
+            [group] = client.xinfo_groups(out)
+            return int(group["lag"] or 0) + int(group["pending"])
+
+    def written() -> int:
+        with client_for_url(url) as client:
+            return int(client.xlen(out)) if client.exists(out) else 0
+
+    try:
+        async with service.running():
+            await until(
+                lambda: sum(r.held_back for r in readers) > 0 or written() >= count,
+                "a script held back at the bound",
+            )
+            assert used() <= bound and written() <= bound
+            keep.go.set()
+            await until(lambda: len(keep.items) >= count, "every event out")
+            await until(lambda: pending(url, prefix) == 0, "nothing pending")
+        assert states(url, prefix) == sent_per_key(count)
+        assert sorted(i.seq for i in keep.items) == list(range(count))
+    finally:
+        delete_prefixed(url, prefix)

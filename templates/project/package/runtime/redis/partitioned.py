@@ -647,6 +647,8 @@ class PartitionReader(RedisConnection):
         self.running = False
         #: acknowledgements and writes the lease refused
         self.refused = 0
+        #: stateful scripts held back: a bounded output stream was full (max_lag)
+        self.held_back = 0
         #: entries taken from the partition here, and acknowledged (since the start)
         self.taken = 0
         self.acknowledged = 0
@@ -1040,6 +1042,7 @@ class PartitionReader(RedisConnection):
                     acked = answer.acked
                     if acked == ROOM:  # tried again (in order) once there is room
                         full = True
+                        self.held_back += 1
                         self._acks[:0] = acks[answer.done :]
                         self._dead[:0] = dead
                         acks, dead = acks[: answer.done], list[_Dead]()

@@ -19,11 +19,13 @@ output: its partition's stream); on a Cluster those streams are in other slots, 
 the script parks them in the input partition's outbox (as ``PARK``), which the
 partition's relay copies on (at least once on the wire). Outputs to a connection in
 memory cannot be in a script: they go on at once, at least once (a kill before the
-script has them made again). Under ``max_lag`` of an output stream (one Redis) the
-script runs only while each bounded group has room for its outputs (or is empty:
-one script's outputs may then pass the bound), else it does nothing (``ROOM``) and
-is tried again; meanwhile the partition reads no more once ``buffer_size`` items
-wait for it. On a Cluster the relay's copies are not bounded (as a window's).
+script has them made again). Under ``max_lag`` of an output stream (one Redis) a
+script runs only when each bounded group of the streams it writes has room for its
+outputs, or has nothing unread or pending (a script carries at most the smallest
+``max_lag`` of outputs, unless one entry alone has more: so the bound holds); else
+it does nothing (``ROOM``) and is tried again, and meanwhile the partition reads no
+more once ``buffer_size`` of its entries wait for it. On a Cluster the relay's
+copies are not bounded (as a window's results).
 Entries of a stateful input are acknowledged in the order they were settled, so the
 state of a key's later item is never written before its earlier item is
 acknowledged.
@@ -325,9 +327,7 @@ class RedisKeyedState(KeyedState):
         group of an output stream is full (``ROOM``; one Redis only)."""
         made = outputs if outputs is not None else {}
         total = 0
-        chunks = [
-            ids[i : i + ACK_STATE_CHUNK] for i in range(0, len(ids), ACK_STATE_CHUNK)
-        ]
+        chunks = _chunks(ids, made, leases.link.cluster)
         if dead or not chunks:
             chunks.append([])
         done = 0
@@ -358,6 +358,39 @@ class RedisKeyedState(KeyedState):
                 if written:
                     publisher.wrote(written)
         return Acknowledged(total, done)
+
+
+def _chunks(
+    ids: list[bytes], made: dict[bytes, list[Output]], park: bool
+) -> list[list[bytes]]:
+    """``ids`` in order, at most ``ACK_STATE_CHUNK`` per script, and (one Redis) at
+    most as many outputs per script as the smallest ``max_lag`` of their streams, so
+    that a script that passes the room check stays within the bound (an entry alone
+    may pass it by its own outputs)."""
+    cap = None
+    if not park:
+        bounds = [
+            max_lag
+            for outputs in made.values()
+            for publisher, _ in outputs
+            for max_lag in publisher.bounds.values()
+        ]
+        cap = min(bounds, default=None)
+    chunks: list[list[bytes]] = []
+    chunk: list[bytes] = []
+    count = 0
+    for entry_id in ids:
+        n = len(made.get(entry_id, ()))
+        if chunk and (
+            len(chunk) >= ACK_STATE_CHUNK or (cap is not None and count + n > cap)
+        ):
+            chunks.append(chunk)
+            chunk, count = [], 0
+        chunk.append(entry_id)
+        count += n
+    if chunk:
+        chunks.append(chunk)
+    return chunks
 
 
 def _script_input(
