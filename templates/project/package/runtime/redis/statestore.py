@@ -385,7 +385,7 @@ def _chunks(
             len(chunk) >= ACK_STATE_CHUNK or (cap is not None and count + n > cap)
         ):
             chunks.append(chunk)
-            chunk, count = [], 0
+            chunk, count = list[bytes](), 0
         chunk.append(entry_id)
         count += n
     if chunk:
