@@ -35,6 +35,7 @@ from runtime.pii import Masker
 from runtime.redis.connection import _Held
 from runtime.redis.leases import TO, Lease, Leases
 from runtime.redis.link import RedisLink
+from runtime.redis.partitions import partition_of
 from runtime.redis.publisher import RedisPublisher
 from runtime.redis.statestore import LOST, ROOM, Output, RedisKeyedState
 from runtime.redis.wire import FIELD
@@ -608,5 +609,48 @@ async def test_under_max_lag_a_stateful_component_holds_its_outputs_at_the_bound
             await until(lambda: pending(url, prefix) == 0, "nothing pending")
         assert states(url, prefix) == sent_per_key(count)
         assert sorted(i.seq for i in keep.items) == list(range(count))
+    finally:
+        delete_prefixed(url, prefix)
+
+
+async def test_keyed_outputs_go_to_their_partition_in_the_script_memory_ones_at_once() -> (
+    None
+):
+    # One process, one Redis: the counter's output port is connected keyed over
+    # Redis (2 partitions, by account) and in memory. The Redis outputs are written
+    # by the script (the port's publishers queue none), each to its key's partition
+    # stream, once; the memory sink gets every output too (at once, at least once).
+    url, prefix = redis_url(), unique_prefix()
+    count = 200
+    service = runtime.Service("sr", settings=settings_for(url, prefix, "x", TTL_MS, ""))
+    events = Events("events", count)
+    events.gate.set()
+    keep, beside = Keep("keep"), Keep("beside")
+    for component in (events, Counting("counter"), keep, beside):
+        service.add(component)
+    service.connect(
+        "events.out", "counter.in", transport="redis", key="account",
+        partitions=PARTITIONS, buffer_size=64,
+    )  # fmt: skip
+    service.connect(
+        "counter.out", "keep.in", transport="redis", key="account", partitions=2
+    )
+    service.connect("counter.out", "beside.in")
+    outputs = service.components["counter"].outputs["out"].connections
+    try:
+        async with service.running():
+            await until(lambda: keep.seqs() >= count, "every event out")
+            await until(lambda: beside.seqs() >= count, "every event beside")
+            await until(lambda: pending(url, prefix) == 0, "nothing pending")
+        publishers = [p for c in outputs for p in getattr(c, "publishers", [])]
+        assert len(publishers) == 2 and all(p.queued == 0 for p in publishers)
+        assert sorted(i.seq for i in keep.items) == list(range(count))
+        assert states(url, prefix) == sent_per_key(count)
+        with client_for_url(url) as client:
+            for n in range(2):
+                stream = stream_key(url, prefix, f"sr.counter.out.keep.in.p{n}")
+                for _, fields in client.xrange(stream):
+                    account = json.loads(fields[FIELD])["payload"]["account"]
+                    assert partition_of(account, 2) == n
     finally:
         delete_prefixed(url, prefix)
