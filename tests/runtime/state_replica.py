@@ -10,8 +10,9 @@ each replica of ``counter`` is this script, a process of its own:
 
 ``STATE_REPLICA_DIE=<step>:<n>`` makes the replica kill itself (SIGKILL) at its
 ``n``-th acknowledging script that writes state: ``before`` (items counted here,
-the script not run) or ``after`` (the script ran: acknowledgements and states in
-Redis).
+the script not run: before the outputs were in it, their outputs were already
+written at this instant) or ``after`` (the script ran: acknowledgements, states and
+outputs in Redis, or parked in the outbox on a Cluster).
 
 It needs ``templates/project/package`` on ``PYTHONPATH`` (the runtime).
 """
@@ -95,7 +96,7 @@ def _die_at(spec: str) -> None:
     seen = [0]
     acknowledge = statestore.RedisKeyedState.acknowledge
 
-    async def dying(self: Any, *args: Any) -> int:
+    async def dying(self: Any, *args: Any) -> Any:
         writes = args[5]
         now = False
         if any(i in writes for i in args[4]):
@@ -103,7 +104,7 @@ def _die_at(spec: str) -> None:
             now = seen[0] == target
         if now and step == "before":
             os.kill(os.getpid(), signal.SIGKILL)
-        acked: int = await acknowledge(self, *args)
+        acked = await acknowledge(self, *args)
         if now and step == "after":
             os.kill(os.getpid(), signal.SIGKILL)
         return acked

@@ -7,9 +7,10 @@ The service of tests/runtime/state_replica.py: this process runs the source
 replica of the stateful ``counter`` is a process of its own, killed with SIGKILL
 (from here, or by itself right before or after its acknowledging script). Each
 account's count in Redis must equal the events sent for it exactly, and each event
-must leave with the count it was counted at (a copy of an output is allowed: the
-outputs are at least once; the state is exactly once). Waits are on conditions
-with a generous deadline, never on a duration.
+must leave with the count it was counted at; its output is written by the same
+script, so on one Redis each event leaves exactly once (on a Cluster it is parked
+by the script and relayed: a copy is allowed there, at least once on the wire).
+Waits are on conditions with a generous deadline, never on a duration.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ from runtime.envelope import Envelope
 from runtime.logs import MaskedLogger
 from runtime.pii import Masker
 from runtime.redis.connection import _Held
-from runtime.redis.leases import Lease, Leases
+from runtime.redis.leases import TO, Lease, Leases
 from runtime.redis.link import RedisLink
-from runtime.redis.statestore import RedisKeyedState
+from runtime.redis.partitions import partition_of
+from runtime.redis.publisher import RedisPublisher
+from runtime.redis.statestore import LOST, ROOM, Output, RedisKeyedState
+from runtime.redis.wire import FIELD
 
 from tests.redisenv import (
     client_for_url,
@@ -222,19 +226,30 @@ async def settled(replicas: Replicas, keep: Keep, count: int) -> None:
     await until(lambda: pending(url, prefix) == 0, "nothing pending")
 
 
+def cluster(url: str) -> bool:
+    return url.startswith("redis+cluster")
+
+
 def assert_exact(replicas: Replicas, keep: Keep, count: int) -> None:
     """Each account counted exactly once per event in Redis, and each event left
     with the count it was counted at: one value per event (a copy is the same),
-    each account's 1, 2, ... n in the order sent."""
+    each account's 1, 2, ... n in the order sent; on one Redis, each event's
+    output exactly once (written by the script that counted it)."""
     assert states(replicas.url, replicas.prefix) == sent_per_key(count)
+    if not cluster(replicas.url):
+        copies = Counter(item.seq for item in keep.items)
+        twice = sorted(seq for seq, n in copies.items() if n > 1)
+        assert not twice, f"{len(twice)} outputs written twice: {twice[:10]}"
     numbers: dict[int, set[int]] = {}
     for item in keep.items:
         numbers.setdefault(item.seq, set()).add(item.n)
     assert all(len(v) == 1 for v in numbers.values()), "an event counted twice"
-    per_key: dict[str, list[int]] = {}
+    per_key: dict[str, list[tuple[int, int]]] = {}
     for seq in sorted(numbers):
-        per_key.setdefault(event(seq).account, []).append(numbers[seq].pop())
-    assert all(ns == list(range(1, len(ns) + 1)) for ns in per_key.values())
+        per_key.setdefault(event(seq).account, []).append((seq, numbers[seq].pop()))
+    for account, pairs in per_key.items():
+        wrong = [(seq, n) for at, (seq, n) in enumerate(pairs, 1) if n != at]
+        assert not wrong, f"{account}: (seq, count) out of order from {wrong[:5]}"
 
 
 async def test_counts_are_exact_when_a_replica_is_killed_midway(
@@ -307,41 +322,59 @@ def link_for(url: str, prefix: str, consumer: str) -> RedisLink:
     return RedisLink("st", settings, log)
 
 
-async def test_a_stale_token_writes_no_state_and_acknowledges_nothing(
+def publisher_for(link: RedisLink, stream: str) -> RedisPublisher:
+    """The publisher of an output stream, as ``ACK_STATE`` sees it."""
+    port = runtime.OutputPort("counter", "out", Numbered)
+    return RedisPublisher(link, stream, port, buffer_size=16, confirm=False, owner=None)
+
+
+async def test_a_stale_token_writes_no_state_no_output_and_acknowledges_nothing(
     url: str, replicas: Replicas
 ) -> None:
     a, b = link_for(url, replicas.prefix, "r-a"), link_for(url, replicas.prefix, "r-b")
     stream = a.key("{s}.p0")  # one slot on a Cluster
     key, fence, state = stream + ".lease.g", stream + ".fence.g", stream + ".state.g"
+    outbox = stream + ".outbox.g"
     keys = [stream, key, stream + ".dlq", state]
+    out = a.key("{s}.out")  # the output stream (on a Cluster: reached by the relay)
     store = RedisKeyedState(Count, 10, Count, 1)
     sync = client_for_url(url)
     try:
         sync.xgroup_create(stream, "g", id="0", mkstream=True)
         entry = sync.xadd(stream, {b"e": b"{}"})
         sync.xreadgroup("g", "r-a", {stream: ">"})
-        stale = await Leases(a).acquire(0, key, fence, "r-a", 300)
+        stale = await Leases(a).acquire(0, key, fence, "r-a", 300, outbox=outbox)
         assert stale is not None
         with anyio.fail_after(10):  # r-a paused: its lease runs out in Redis
             while sync.exists(key):
                 await anyio.sleep(0.05)
-        fresh = await Leases(b).acquire(0, key, fence, "r-b", 5000)
+        fresh = await Leases(b).acquire(0, key, fence, "r-b", 5000, outbox=outbox)
         assert fresh is not None
         write = [(b'["acct"]', b'{"n":1}')]
+
+        def made(link: RedisLink) -> dict[bytes, list[Output]]:
+            return {entry: [(publisher_for(link, out), b"result")]}
+
         refused = await store.acknowledge(
-            Leases(a), keys, "g", stale, [entry], {entry: list(write)}, []
+            Leases(a), keys, "g", stale, [entry], {entry: list(write)}, [], made(a)
         )
-        assert refused == -1
+        assert refused.acked == LOST
         assert sync.xpending(stream, "g")["pending"] == 1
         assert not sync.exists(state)
         assert not sync.exists(stream + ".dlq")
-        # the new owner's go through: acknowledged and written together
+        assert not sync.exists(out) and not sync.exists(outbox)
+        # the new owner's go through: acknowledged, written and output together
         done = await store.acknowledge(
-            Leases(b), keys, "g", fresh, [entry], {entry: list(write)}, []
+            Leases(b), keys, "g", fresh, [entry], {entry: list(write)}, [], made(b)
         )
-        assert done == 1
+        assert done == (1, 1)
         assert sync.xpending(stream, "g")["pending"] == 0
         assert sync.hgetall(state) == {b'["acct"]': b'{"n":1}'}
+        if cluster(url):  # parked for the partition's relay, with its target
+            [(_, fields)] = sync.xrange(outbox)
+            assert fields == {FIELD: b"result", TO: out.encode()}
+        else:
+            assert [f for _, f in sync.xrange(out)] == [{FIELD: b"result"}]
     finally:
         sync.close()
         await a.close()
@@ -418,7 +451,7 @@ async def test_past_max_keys_a_key_of_the_same_partition_goes_here_and_in_redis(
             writes[entry_id] = written
         assert store.evicted == 1 and store.get("a") is None and len(store) == 2
         done = await store.acknowledge(Leases(link), keys, "g", lease, ids, writes, [])
-        assert done == 3
+        assert done == (3, 3)
         assert set(sync.hgetall(state)) == {b'["b"]', b'["c"]'}
     finally:
         sync.close()
@@ -470,3 +503,154 @@ def test_a_stateful_input_acknowledges_in_the_order_its_items_were_settled() -> 
     connection._settle(envelopes[1], None)
     reader._release()
     assert reader._acks == [b"1-0", b"1-1"]
+
+
+async def test_under_max_lag_the_script_waits_for_room_in_the_output_stream() -> None:
+    # One Redis: a bounded group of an output stream that is full holds the whole
+    # script back (no ack, no state, no output), until its readers make room.
+    url = redis_url()
+    prefix = unique_prefix()
+    link = link_for(url, prefix, "r-a")
+    stream = link.key("s.p0")
+    key, fence, state = stream + ".lease.g", stream + ".fence.g", stream + ".state.g"
+    keys = [stream, key, stream + ".dlq", state]
+    out = link.key("s.out")
+    writer = publisher_for(link, out)
+    writer.bound("down", 2)
+    store = RedisKeyedState(Count, 10, Count, 1)
+    sync = client_for_url(url)
+    try:
+        sync.xgroup_create(stream, "g", id="0", mkstream=True)
+        entry = sync.xadd(stream, {b"e": b"{}"})
+        sync.xreadgroup("g", "r-a", {stream: ">"})
+        sync.xgroup_create(out, "down", id="0", mkstream=True)
+        for _ in range(2):  # the group is full: 2 unread of max_lag 2
+            sync.xadd(out, {FIELD: b"earlier"})
+        lease = await Leases(link).acquire(0, key, fence, "r-a", 5000)
+        assert lease is not None
+        writes = {entry: [(b'["acct"]', b'{"n":1}')]}
+        made: dict[bytes, list[Output]] = {entry: [(writer, b"result")]}
+        args = (Leases(link), keys, "g", lease, [entry], writes, [], made)
+        assert await store.acknowledge(*args) == (ROOM, 0)
+        assert sync.xpending(stream, "g")["pending"] == 1
+        assert not sync.exists(state) and sync.xlen(out) == 2
+        assert writes and made  # kept, to be tried again
+        read = sync.xreadgroup("down", "c", {out: ">"})
+        sync.xack(out, "down", *[i for _, rows in read for i, _ in rows])
+        assert await store.acknowledge(*args) == (1, 1)
+        assert sync.xpending(stream, "g")["pending"] == 0
+        assert sync.hgetall(state) == {b'["acct"]': b'{"n":1}'}
+        assert [f for _, f in sync.xrange(out)][-1] == {FIELD: b"result"}
+        assert writer.last_written is not None  # its local readers read up to it
+    finally:
+        sync.close()
+        await link.close()
+        delete_prefixed(url, prefix)
+
+
+class Stuck(runtime.Sink):
+    """Holds its first item until ``go``: what it read stays pending meanwhile."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, inputs={"in": Numbered})
+        self.items: list[Numbered] = []
+        self.go = anyio.Event()
+
+    async def consume(self, item: Numbered) -> None:
+        await self.go.wait()
+        self.items.append(item)
+
+
+async def test_under_max_lag_a_stateful_component_holds_its_outputs_at_the_bound() -> (
+    None
+):
+    # One process, one Redis: the sink is stuck, so the stateful counter's scripts
+    # fill its group up to max_lag and are then held back (nothing acknowledged,
+    # counted or written past the bound); once the sink goes on, every event is
+    # counted and leaves exactly once.
+    url, prefix = redis_url(), unique_prefix()
+    count, bound = 300, 20
+    service = runtime.Service("sr", settings=settings_for(url, prefix, "x", TTL_MS, ""))
+    events, keep = Events("events", count), Stuck("keep")
+    events.gate.set()
+    service.add(events)
+    service.add(Counting("counter"))
+    service.add(keep)
+    service.connect(
+        "events.out", "counter.in", transport="redis", key="account",
+        partitions=PARTITIONS, buffer_size=64,
+    )  # fmt: skip
+    service.connect(
+        "counter.out", "keep.in", transport="redis", buffer_size=4, max_lag=bound
+    )
+    out = stream_key(url, prefix, "sr.counter.out")
+    readers = service.components["counter"].inputs["in"].connections[0].readers
+
+    def used() -> int:
+        with client_for_url(url) as client:
+            if not client.exists(out):
+                return 0
+            [group] = client.xinfo_groups(out)
+            return int(group["lag"] or 0) + int(group["pending"])
+
+    def written() -> int:
+        with client_for_url(url) as client:
+            return int(client.xlen(out)) if client.exists(out) else 0
+
+    try:
+        async with service.running():
+            await until(
+                lambda: sum(r.held_back for r in readers) > 0 or written() >= count,
+                "a script held back at the bound",
+            )
+            assert used() <= bound and written() <= bound
+            keep.go.set()
+            await until(lambda: len(keep.items) >= count, "every event out")
+            await until(lambda: pending(url, prefix) == 0, "nothing pending")
+        assert states(url, prefix) == sent_per_key(count)
+        assert sorted(i.seq for i in keep.items) == list(range(count))
+    finally:
+        delete_prefixed(url, prefix)
+
+
+async def test_keyed_outputs_go_to_their_partition_in_the_script_memory_ones_at_once() -> (
+    None
+):
+    # One process, one Redis: the counter's output port is connected keyed over
+    # Redis (2 partitions, by account) and in memory. The Redis outputs are written
+    # by the script (the port's publishers queue none), each to its key's partition
+    # stream, once; the memory sink gets every output too (at once, at least once).
+    url, prefix = redis_url(), unique_prefix()
+    count = 200
+    service = runtime.Service("sr", settings=settings_for(url, prefix, "x", TTL_MS, ""))
+    events = Events("events", count)
+    events.gate.set()
+    keep, beside = Keep("keep"), Keep("beside")
+    for component in (events, Counting("counter"), keep, beside):
+        service.add(component)
+    service.connect(
+        "events.out", "counter.in", transport="redis", key="account",
+        partitions=PARTITIONS, buffer_size=64,
+    )  # fmt: skip
+    service.connect(
+        "counter.out", "keep.in", transport="redis", key="account", partitions=2
+    )
+    service.connect("counter.out", "beside.in")
+    outputs = service.components["counter"].outputs["out"].connections
+    try:
+        async with service.running():
+            await until(lambda: keep.seqs() >= count, "every event out")
+            await until(lambda: beside.seqs() >= count, "every event beside")
+            await until(lambda: pending(url, prefix) == 0, "nothing pending")
+        publishers = [p for c in outputs for p in getattr(c, "publishers", [])]
+        assert len(publishers) == 2 and all(p.queued == 0 for p in publishers)
+        assert sorted(i.seq for i in keep.items) == list(range(count))
+        assert states(url, prefix) == sent_per_key(count)
+        with client_for_url(url) as client:
+            for n in range(2):
+                stream = stream_key(url, prefix, f"sr.counter.out.keep.in.p{n}")
+                for _, fields in client.xrange(stream):
+                    account = json.loads(fields[FIELD])["payload"]["account"]
+                    assert partition_of(account, 2) == n
+    finally:
+        delete_prefixed(url, prefix)

@@ -60,11 +60,11 @@ from .connection import (
 from .leases import SAFE, TO, Lease, Leases
 from .link import UNREACHABLE, RedisLink, stream_id
 from .partitions import assignment, partition_of, skew
-from .publisher import WRITE_BATCH, RedisPublisher
+from .publisher import ROOM_POLL_S, WRITE_BATCH, RedisPublisher
 from .replicas import heartbeat, live_members
-from .statestore import RedisKeyedState, StateWrite
+from .statestore import LOST, ROOM, Output, RedisKeyedState, StateWrite
 from .windowstore import Windowed, WindowStore
-from .wire import DLQ_SUFFIX, FIELD
+from .wire import DLQ_SUFFIX, FIELD, encode
 
 __all__ = ["PartitionReader", "PartitionedConnection"]
 
@@ -132,6 +132,10 @@ class PartitionedConnection(RedisConnection):
         #: the key states of the stateful component this connection feeds, kept in
         #: Redis (None: the target keeps none)
         self.keyed_state: RedisKeyedState | None = None
+        #: what the stateful component made of each input taken here (by the
+        #: input's message id), until the input is settled: written by its
+        #: ``ACK_STATE`` (``take_output``)
+        self._made: dict[str, list[Output]] = {}
         self._ttl_ms = link.settings.redis_lease_ttl_ms
         # how long a beat, a renewal or a grant may take before it is given up
         # for this round: half of what the lease is trusted for (a busy event loop
@@ -248,6 +252,8 @@ class PartitionedConnection(RedisConnection):
         for writer in self._writers:
             writer.listen(self.writer_progressed)
             writer.fence_by(self.fence_of, self.leases)
+            if self.keyed_state is not None:
+                writer.take_by(self.take_output)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._own, tasks)
             tasks.start_soon(self._watch_stop)
@@ -278,6 +284,25 @@ class PartitionedConnection(RedisConnection):
         assert isinstance(parent, Origin)
         cause = parent.causation_id
         return None if cause is None else self._fences.get(cause)
+
+    def take_output(self, publisher: RedisPublisher, entry: Entry) -> bool:
+        """A stateful component's output made of an input taken here: kept to be
+        written by the input's ``ACK_STATE``, with its ack and its key's state
+        (True: taken; not for the publisher to write)."""
+        enqueued, envelope = entry
+        lease = self.fence_of(envelope)
+        if lease is None:
+            return False
+        reader = self.readers[lease.partition]
+        if reader.lease is not lease or lease.lost:
+            # its partition has passed on: its new owner makes it again
+            publisher.refused += 1
+            return True
+        parent = envelope.parent
+        assert isinstance(parent, Origin) and parent.causation_id is not None
+        made = self._made.setdefault(parent.causation_id, [])
+        made.append((publisher, encode(envelope, enqueued)))
+        return True
 
     def keep_window(self, window: Windowed) -> WindowStore:
         """Keep ``window``'s state per partition in Redis (``windowstore``): its
@@ -348,9 +373,10 @@ class PartitionedConnection(RedisConnection):
 
     def _settle(self, envelope: Envelope, error: Exception | None) -> None:
         tries = self._tries.pop(envelope.seq, 1) if self._tries else 1
-        write = None
+        write, made = None, None
         if self.keyed_state is not None:
             write = self.keyed_state.written(envelope.item)
+            made = self._made.pop(envelope.id, None)
         lease = self._taken.pop(envelope.seq, None)
         if lease is None:
             return
@@ -360,10 +386,12 @@ class PartitionedConnection(RedisConnection):
         if reader.lease is not lease:  # read under an earlier lease: not ours now
             return
         if error is None:
-            if write is not None:
-                held = reader._held.get(envelope.seq)
-                if held is not None:
+            held = reader._held.get(envelope.seq)
+            if held is not None:
+                if write is not None:
                     reader.state_writes[held.id] = write
+                if made:
+                    reader.state_outputs[held.id] = made
             reader._settle(envelope, None)
         else:  # never left pending: the later items of its key would overtake it
             reader.bury_failed(envelope, error, tries)
@@ -619,6 +647,8 @@ class PartitionReader(RedisConnection):
         self.running = False
         #: acknowledgements and writes the lease refused
         self.refused = 0
+        #: stateful scripts held back: a bounded output stream was full (max_lag)
+        self.held_back = 0
         #: entries taken from the partition here, and acknowledged (since the start)
         self.taken = 0
         self.acknowledged = 0
@@ -626,8 +656,10 @@ class PartitionReader(RedisConnection):
         self.parked = anyio.Event()
         self._leaving = anyio.Event()
         self._lost = False
-        #: the key states each entry taken here changed, written with its ack
+        #: the key states each entry taken here changed, and the outputs the
+        #: stateful component made of it, written with its ack (``ACK_STATE``)
         self.state_writes: dict[bytes, StateWrite] = {}
+        self.state_outputs: dict[bytes, list[Output]] = {}
 
     def __repr__(self) -> str:
         return f"PartitionReader({self.stream!r}, group={self.group!r})"
@@ -721,6 +753,7 @@ class PartitionReader(RedisConnection):
         self._waiting.clear()
         self._dead.clear()
         self.state_writes.clear()
+        self.state_outputs.clear()
         # (``_last_read`` is kept: what was read here before was delivered then)
         self._cursor = "0-0"
 
@@ -783,6 +816,13 @@ class PartitionReader(RedisConnection):
                 f"{settings.redis_max_retries}); the later items of its key went on"
             ),
         )
+
+    async def _room_for_a_batch(self) -> None:
+        # A stateful input's outputs wait here for their ACK_STATE (held back while
+        # a bounded output stream is full, ``max_lag``): read nothing more meanwhile.
+        while len(self.state_outputs) >= self.buffer_size and not self._finished():
+            await anyio.sleep(ACK_DELAY_S)
+        await super()._room_for_a_batch()
 
     def committed(self, entries: list[Entry]) -> None:
         """Acknowledged by a window store's commit (``windowstore``)."""
@@ -982,10 +1022,11 @@ class PartitionReader(RedisConnection):
                 acks, self._acks = self._acks, list[bytes]()
                 records = [(letter.id, self._record(letter)) for letter in dead]
                 keyed = self.parent.keyed_state
-                if keyed is not None:  # each state written with its entry's ack
+                full = False
+                if keyed is not None:  # each state and output written with its ack
                     keys = [self.stream, lease.key, self.dead_letters]
                     keys.append(self.parent.state_key(self.partition))
-                    acked = await self.link.call(
+                    answer = await self.link.call(
                         partial(
                             keyed.acknowledge,
                             self.parent.leases,
@@ -995,8 +1036,17 @@ class PartitionReader(RedisConnection):
                             acks,
                             self.state_writes,
                             records,
+                            self.state_outputs,
                         )
                     )
+                    acked = answer.acked
+                    if acked == ROOM:  # tried again (in order) once there is room
+                        full = True
+                        self.held_back += 1
+                        self._acks[:0] = acks[answer.done :]
+                        self._dead[:0] = dead
+                        acks, dead = acks[: answer.done], list[_Dead]()
+                    self.parked.set()  # on a Cluster the outputs wait in the outbox
                 else:
                     acked = await self.link.call(
                         partial(
@@ -1009,7 +1059,7 @@ class PartitionReader(RedisConnection):
                             self.dead_letters,
                         )
                     )
-                if acked < 0:
+                if acked == LOST:
                     self.refused += len(acks) + len(dead)
                     self.lose("acknowledging found another replica's lease")
                     return
@@ -1028,6 +1078,8 @@ class PartitionReader(RedisConnection):
                         letter.error_type,
                         letter.error,
                     )
+                if full:
+                    await anyio.sleep(ROOM_POLL_S)
 
 
 def _text(value: Any) -> str | None:
