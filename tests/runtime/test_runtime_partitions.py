@@ -282,6 +282,50 @@ def keyed_service(settings: runtime.ServiceSettings, **connect: Any) -> runtime.
     return service
 
 
+async def test_a_partition_read_under_a_lease_that_passed_on_takes_nothing(
+    settings: runtime.ServiceSettings,
+) -> None:
+    """A replica paused past its lease reads under it as its own clock still
+    trusts it: the read checks the token in Redis. A plain ``XREADGROUP`` took the
+    entry into the paused replica's pending list, where the new owner got it only
+    at a later claim, behind its key's newer entries (the key's order lost)."""
+    service = keyed_service(settings.model_copy(update={"redis_consumer": "r-a"}))
+    connection: Any = service.connect(
+        "ticks.out", "keep.in", transport="redis", key="account", partitions=1
+    )
+    reader = connection.readers[0]
+    stream, group = reader.stream, reader.group
+    key, fence = connection.lease_key(0), connection.fence_key(0)
+    b = link_for(settings, "r-b")
+    sync = client_for_url(settings.redis_url)
+    try:
+        sync.xgroup_create(stream, group, id="0", mkstream=True)
+        stale = await connection.leases.acquire(0, key, fence, "r-a", 300)
+        assert stale is not None
+        with anyio.fail_after(10):  # the lease runs out in Redis; r-b takes it
+            while sync.exists(key):
+                await anyio.sleep(0.05)
+        fresh = await Leases(b).acquire(0, key, fence, "r-b", 5000)
+        assert fresh is not None
+        written = sync.xadd(stream, {b"e": b"{}"})
+        # r-a, paused meanwhile, still trusts its lease by its own clock
+        stale.until = connection.leases.clock() + 60
+        reader.lease = stale
+
+        assert await reader._read_new() == []
+        assert stale.lost  # and it stops reading the partition
+        assert sync.xpending(stream, group)["pending"] == 0
+        # the new owner reads it; then, with nothing new, the id to wait past
+        taken = await Leases(b).read(stream, group, "r-b", fresh, 10)
+        assert taken == [(written, {b"e": b"{}"})]
+        assert await Leases(b).read(stream, group, "r-b", fresh, 10) == written
+        assert await Leases(b).read(stream, group, "r-a", stale, 10) == -1
+    finally:
+        sync.close()
+        await b.close()
+        await connection.link.close()
+
+
 def test_partitions_need_a_key_and_at_least_one(
     settings: runtime.ServiceSettings,
 ) -> None:

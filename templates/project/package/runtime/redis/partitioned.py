@@ -824,6 +824,30 @@ class PartitionReader(RedisConnection):
             await anyio.sleep(ACK_DELAY_S)
         await super()._room_for_a_batch()
 
+    async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """New entries, taken only under the lease (``READ_FENCED``); when there are
+        none, wait for more with a plain ``XREAD BLOCK``, which takes nothing. A
+        blocking ``XREADGROUP`` would go on in Redis while this replica is paused
+        (SIGSTOP, a long GC) and take entries written after its lease passed on."""
+        lease = self.lease
+        if lease is None:
+            return []
+        count = max(1, min(self.buffer_size - self.depth(), READ_BATCH))
+        leases, consumer = self.parent.leases, self.link.consumer
+        answer = await self._until_finished(
+            lambda: leases.read(self.stream, self.group, consumer, lease, count)
+        )
+        if isinstance(answer, list):
+            return answer
+        if isinstance(answer, int):  # (None: finished meanwhile, or refused)
+            self.lose("a read under its lease was refused: the lease passed on")
+        elif isinstance(answer, bytes):
+            client, block_ms = self.link.client, max(10, int(self._interval * 1000))
+            await self._until_finished(
+                lambda: client.xread({self.stream: answer}, count=1, block=block_ms)
+            )
+        return []
+
     def committed(self, entries: list[Entry]) -> None:
         """Acknowledged by a window store's commit (``windowstore``)."""
         for _, envelope in entries:
