@@ -48,6 +48,7 @@ from pydantic import BaseModel
 from redis.exceptions import ResponseError
 
 from ..envelope import Entry, Envelope, Origin
+from ..joinstate import Side
 from ..ports import InputPort, OutputPort, Overflow
 from .connection import (
     ACK_DELAY_S,
@@ -57,6 +58,7 @@ from .connection import (
     _Dead,
     _Undelivered,
 )
+from .joinstore import Joined, JoinStore
 from .leases import SAFE, TO, Lease, Leases
 from .link import UNREACHABLE, RedisLink, stream_id
 from .partitions import assignment, partition_of, skew
@@ -132,6 +134,9 @@ class PartitionedConnection(RedisConnection):
         #: the key states of the stateful component this connection feeds, kept in
         #: Redis (None: the target keeps none)
         self.keyed_state: RedisKeyedState | None = None
+        #: the join this connection feeds one side of, its state kept in Redis
+        #: (``joinstore``; None: the target is no join)
+        self.joined: tuple[JoinStore, Side] | None = None
         self._ttl_ms = link.settings.redis_lease_ttl_ms
         # how long a beat, a renewal or a grant may take before it is given up
         # for this round: half of what the lease is trusted for (a busy event loop
@@ -284,6 +289,15 @@ class PartitionedConnection(RedisConnection):
         items are acknowledged by the store's commits, not settled."""
         self.kept = WindowStore(window, self)
         return self.kept
+
+    def keep_join(self, join: Joined, side: Side, store: JoinStore | None) -> JoinStore:
+        """Keep ``join``'s state per partition in Redis (``joinstore``), this
+        connection its ``side`` input: one store for both (``store``, made by the
+        first side's connection)."""
+        store = JoinStore(join) if store is None else store
+        store.attach(side, self)
+        self.joined = (store, side)
+        return store
 
     def keep_state(
         self,
@@ -646,6 +660,9 @@ class PartitionReader(RedisConnection):
             )  # fmt: skip
             self._leaving.set()
             self.wake()
+            if self.parent.joined is not None and self.lease is not None:
+                store, side = self.parent.joined
+                store.leaving(side, self.lease)
 
     def lose(self, why: str) -> None:
         """Stop at once, acknowledging and writing nothing more under the lease."""
@@ -740,6 +757,9 @@ class PartitionReader(RedisConnection):
         Redis) before any entry is delivered; False: it could not, and the lease
         is given up."""
         kept, keyed = self.parent.kept, self.parent.keyed_state
+        if self.parent.joined is not None:  # loaded once both sides' leases are
+            store, side = self.parent.joined
+            store.granted(side, lease)
         if kept is None and keyed is None:
             return True
         try:
@@ -798,6 +818,9 @@ class PartitionReader(RedisConnection):
             kept.drop(lease)
         if keyed is not None:
             keyed.drop(self.partition)
+        if self.parent.joined is not None:
+            store, side = self.parent.joined
+            store.drop(side, lease)
         with anyio.CancelScope(shield=True):
             if not lease.lost:
                 lease.lost = True
