@@ -355,7 +355,7 @@ async def test_an_input_over_a_transport_that_keeps_no_state_is_refused() -> Non
     # not keyed over Redis (no ``keep_join``), so it cannot keep the join's state
     wired.connections[1].settled = lambda envelope, error: None
     with pytest.raises(
-        runtime.StartupError, match="right input comes over .* cannot keep"
+        runtime.StartupError, match=r"right input comes over .* cannot keep"
     ):
         async with wired.service.running():
             pass

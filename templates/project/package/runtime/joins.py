@@ -57,8 +57,9 @@ class KeptJoin(Protocol):
 
     async def take(
         self, side: Side, batch: list[Entry]
-    ) -> list[tuple[Entry, Exception]]:
-        """Add and commit a batch of ``side``; the items that failed, to report."""
+    ) -> list[tuple[Side, Entry, Exception]]:
+        """Add and commit a batch of ``side``; the items that failed (of either
+        side), to report."""
 
     def deadline(self) -> float:
         """When (``clock.now()``) something expires by time."""
@@ -318,8 +319,8 @@ class Join(Component):
         side: Side = "left" if port.name == "left" else "right"
 
         async def handle(batch: list[Entry]) -> None:
-            for entry, exc in await kept.take(side, batch):
-                await self.fail(port, entry[1], exc)
+            for failed_side, entry, exc in await kept.take(side, batch):
+                await self.fail(self.inputs[failed_side], entry[1], exc)
             if self._unarmed and kept.held and self._wake is not None:
                 self._wake.set()
 

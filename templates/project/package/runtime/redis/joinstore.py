@@ -171,10 +171,10 @@ class _Changes:
     """What one commit writes."""
 
     entries: dict[Side, list[Entry]] = field(
-        default_factory=lambda: {"left": [], "right": []}
+        default_factory=lambda: {"left": list[Entry](), "right": list[Entry]()}
     )
     ids: dict[Side, list[bytes]] = field(
-        default_factory=lambda: {"left": [], "right": []}
+        default_factory=lambda: {"left": list[bytes](), "right": list[bytes]()}
     )
     dirty: dict[bytes, Held] = field(default_factory=dict)
     deleted: list[bytes] = field(default_factory=list)
@@ -185,19 +185,27 @@ class _Changes:
     current: Entry | None = None
 
 
+def _no_leases() -> dict[Side, Lease | None]:
+    """No lease held of either side (typed: the checkers cannot infer it)."""
+    return {"left": None, "right": None}
+
+
+def _entries() -> list[tuple[Entry, bytes]]:
+    """An empty list of (entry, id) (typed: the checkers cannot infer ``[]``)."""
+    return []
+
+
 @dataclass
 class _Partition:
     """One partition: the leases held of it, and (both held) its state."""
 
-    leases: dict[Side, Lease | None] = field(
-        default_factory=lambda: {"left": None, "right": None}
-    )
+    leases: dict[Side, Lease | None] = field(default_factory=lambda: _no_leases())
     state: JoinState | None = None
     watermark: float = -math.inf
     advanced_at: float = 0.0
     #: entries delivered and not yet committed, per side: (entry, id)
     waiting: dict[Side, list[tuple[Entry, bytes]]] = field(
-        default_factory=lambda: {"left": [], "right": []}
+        default_factory=lambda: {"left": _entries(), "right": _entries()}
     )
     changes: _Changes = field(default_factory=_Changes)
 
@@ -218,6 +226,8 @@ class JoinStore:
         self.lock = anyio.Lock()
         self._script: tuple[Any, Any] | None = None
         self.targets: dict[str, list[RedisConnection]] = {}
+        #: items that failed in a commit no input loop ran: reported by the next
+        self.failed: list[tuple[Side, Entry, Exception]] = []
 
     def attach(self, side: Side, connection: JoinInput) -> None:
         """``connection`` carries the ``side`` input (one per side)."""
@@ -285,13 +295,18 @@ class JoinStore:
 
     # -- ownership ------------------------------------------------------------
 
-    def granted(self, side: Side, lease: Lease) -> None:
+    async def granted(self, side: Side, lease: Lease) -> None:
         """The ``side`` input's lease of a partition was granted here: once the
-        other side's is too, the partition's state is loaded (``_ready``)."""
+        other side's is too, the partition's state is loaded, and what the other
+        side delivered meanwhile is committed (no item of this side may come to
+        set it going: all may be acknowledged already)."""
         part = self.partitions.setdefault(lease.partition, _Partition())
         part.leases[side] = lease
         part.state = None  # read again under the new pair of tokens
         part.waiting[side].clear()
+        if part.whole():
+            async with self.lock:
+                self.failed += await self._run(part)
 
     def leaving(self, side: Side, lease: Lease) -> None:
         """The ``side`` input gives the partition up (another member's now): both
@@ -320,10 +335,11 @@ class JoinStore:
 
     async def take(
         self, side: Side, batch: list[Entry]
-    ) -> list[tuple[Entry, Exception]]:
+    ) -> list[tuple[Side, Entry, Exception]]:
         """Add a batch of ``side``: per partition held on both sides, one commit
         (else it waits for the other lease). Returns the items that failed (no
-        key or time, or ``match`` raised): acknowledged, to report."""
+        key or time, or ``match`` raised), of either side: acknowledged, to
+        report."""
         held = self.inputs[side].held
         touched: dict[int, _Partition] = {}
         for entry in batch:
@@ -336,16 +352,16 @@ class JoinStore:
                 continue
             part.waiting[side].append((entry, entry_id))
             touched[lease.partition] = part
-        failed: list[tuple[Entry, Exception]] = []
+        failed, self.failed = self.failed, list[tuple[Side, Entry, Exception]]()
         for part in touched.values():
             async with self.lock:
                 failed += await self._run(part)
         return failed
 
-    async def _run(self, part: _Partition) -> list[tuple[Entry, Exception]]:
+    async def _run(self, part: _Partition) -> list[tuple[Side, Entry, Exception]]:
         """Commit what waits in ``part``, once both leases are held and its state
         loaded."""
-        failed: list[tuple[Entry, Exception]] = []
+        failed: list[tuple[Side, Entry, Exception]] = []
         while part.whole() and (part.waiting["left"] or part.waiting["right"]):
             if part.state is None and not await self._load(part):
                 return failed
@@ -360,7 +376,7 @@ class JoinStore:
                 changes = self._add(part, side, chunk)
                 if not await self._commit(part, changes):
                     return failed
-                failed += changes.failed
+                failed += [(side, entry, exc) for entry, exc in changes.failed]
         return failed
 
     async def _load(self, part: _Partition) -> bool:

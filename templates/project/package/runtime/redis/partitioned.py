@@ -759,7 +759,7 @@ class PartitionReader(RedisConnection):
         kept, keyed = self.parent.kept, self.parent.keyed_state
         if self.parent.joined is not None:  # loaded once both sides' leases are
             store, side = self.parent.joined
-            store.granted(side, lease)
+            await store.granted(side, lease)
         if kept is None and keyed is None:
             return True
         try:
