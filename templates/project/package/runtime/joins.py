@@ -44,6 +44,15 @@ __all__ = ["Join"]
 M = TypeVar("M", bound=BaseModel)
 
 
+class JoinPort(InputPort):
+    """An input of a join: over a Redis Cluster, partition ``p`` of both inputs
+    shares one hash slot (``redis/joinstore.py``), so that one script reaches
+    both; the transport reads ``co_partitioned`` when it names the streams."""
+
+    __slots__ = ()
+    co_partitioned = True
+
+
 class KeptJoin(Protocol):
     """A join's state kept by its inputs' transport (keyed Redis connections:
     ``redis/joinstore.py``), per partition, instead of in ``Join.buffers``."""
@@ -126,6 +135,10 @@ class Join(Component):
         if errors:
             outputs[ERRORS_PORT] = ErrorRecord
         super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
+        self.inputs = {
+            port.name: JoinPort(name, port.name, port.schema)
+            for port in self.inputs.values()
+        }
         self.within = _check(name, "within", within)
         self.grace = _check(name, "grace", grace, allow_zero=True)
         self.event_time = time is not None

@@ -30,8 +30,13 @@ lease drops the partition's state here and gives up the other lease at once (los
 not released: it expires after its ttl); what it had delivered and not committed
 is pending, and the next holder of both delivers it again.
 
-Over a Redis Cluster the two inputs' streams are in different hash slots, which
-one script cannot reach: the join is refused there (see docs/redis.md).
+On a Redis Cluster the streams of partition ``p`` of both inputs share one hash
+tag, ``{<prefix><service>.<join>.p<n>}`` (``RedisLink.tagged``; the inputs are
+``JoinPort``s, which the transport asks), and so do their leases, fences and the
+state hash: one slot, one script. What the commit makes is parked in the left
+lease's outbox (``.outbox.<left group>``), and the left partition's relay copies
+it on to the output streams (other slots): at least once there, exactly once in
+the state.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ from ..joinstate import SIDES, Held, JoinState, Side
 from ..ports import OutputPort
 from ..watermark import TimeReader, Watermark
 from .connection import RedisConnection
-from .leases import Lease
+from .leases import TO, Lease
 from .link import UNREACHABLE, RedisLink
 from .partitions import partition_of
 from .windowstore import dump_value, load_value
@@ -67,15 +72,18 @@ WATERMARK = b"~watermark"
 COMMIT_CHUNK = 1000
 
 #: KEYS: left stream, right stream, left lease, right lease, state, then the output
-#: streams. ARGV: left group, right group, left token, right token, the number of
-#: left ids and the ids to XACK, the same for the right, the number of (field,
-#: value) pairs to set in the state and the pairs, the number of fields to delete
-#: and the fields, then (output number, message) pairs. Nothing happens unless
-#: both leases hold their tokens: -1 then, else how many ids were acknowledged.
+#: streams (``park`` 0) or the left lease's outbox (``park`` 1: a Cluster). ARGV:
+#: left group, right group, left token, right token, park, the number of left ids
+#: and the ids to XACK, the same for the right, the number of (field, value) pairs
+#: to set in the state and the pairs, the number of fields to delete and the
+#: fields, the number of outputs and their names, then (output number, message)
+#: pairs. Nothing happens unless both leases hold their tokens: -1 then, else how
+#: many ids were acknowledged.
 COMMIT_JOIN = f"""
 if redis.call('HGET', KEYS[3], 'token') ~= ARGV[3] then return -1 end
 if redis.call('HGET', KEYS[4], 'token') ~= ARGV[4] then return -1 end
-local i = 5
+local park = ARGV[5] == '1'
+local i = 6
 local acked = 0
 for side = 1, 2 do
   local n = tonumber(ARGV[i])
@@ -98,9 +106,17 @@ for _ = 1, n do
   redis.call('HDEL', KEYS[5], ARGV[i])
   i = i + 1
 end
+n = tonumber(ARGV[i])
+local names = i
+i = i + 1 + n
 while i <= #ARGV do
-  redis.call('XADD', KEYS[5 + tonumber(ARGV[i])], '*', '{FIELD.decode()}',
-    ARGV[i + 1])
+  local t = tonumber(ARGV[i])
+  if park then
+    redis.call('XADD', KEYS[6], '*', '{FIELD.decode()}', ARGV[i + 1],
+      '{TO.decode()}', ARGV[names + t])
+  else
+    redis.call('XADD', KEYS[5 + t], '*', '{FIELD.decode()}', ARGV[i + 1])
+  end
   i = i + 2
 end
 return acked
@@ -253,12 +269,6 @@ class JoinStore:
                 f"join {name!r}: over Redis its inputs must have the same number of "
                 f"partitions (left {left.partitions}, right {right.partitions}): "
                 "partition p of each holds the same keys, joined by one replica"
-            )
-        if left.link.cluster:
-            raise WiringError(
-                f"join {name!r}: over a Redis Cluster its two inputs' partitions "
-                "are in different hash slots, which one script cannot reach; run "
-                "it on one Redis, or carry its inputs in memory"
             )
         if join.times is None:
             raise WiringError(
@@ -577,7 +587,8 @@ class JoinStore:
             return False
         for side in SIDES:
             lease = part.leases[side]
-            if lease is not None and changes.entries[side]:
+            # (the left's always: on a Cluster its relay copies what was parked)
+            if lease is not None and (changes.entries[side] or side == "left"):
                 self.inputs[side].committed(lease, changes.entries[side])
         return True
 
@@ -627,13 +638,15 @@ class JoinStore:
         left, right = self.inputs["left"], self.inputs["right"]
         lease_l, lease_r = part.leases["left"], part.leases["right"]
         assert lease_l is not None and lease_r is not None
-        p = lease_l.partition
+        p, park = lease_l.partition, left.link.cluster
         keys = [left.streams[p], right.streams[p], lease_l.key, lease_r.key]
-        keys += [self.state_key(p), *names]
+        keys += [self.state_key(p), *([lease_l.outbox] if park else names)]
         args: list[Any] = [left.group, right.group, lease_l.token, lease_r.token]
+        args.append(int(park))
         for side in SIDES:
             args += [len(changes.ids[side]), *changes.ids[side]]
-        args += [len(pairs) // 2, *pairs, len(deleted), *deleted, *messages]
+        args += [len(pairs) // 2, *pairs, len(deleted), *deleted]
+        args += [len(names), *names, *messages]
         return keys, args
 
 

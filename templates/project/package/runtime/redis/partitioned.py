@@ -107,6 +107,15 @@ class PartitionedConnection(RedisConnection):
             link.stream(source.component, f"{source.name}.{target.address}.p{n}")
             for n in range(partitions)
         ]
+        if link.cluster and getattr(target, "co_partitioned", False):
+            # a join's input: partition n of both its inputs in one slot (joinstore)
+            self.streams = [
+                link.tagged(
+                    f"{target.component}.p{n}",
+                    f"{source.component}.{source.name}.{target.address}.p{n}",
+                )
+                for n in range(partitions)
+            ]
         self.readers = [PartitionReader(self, n) for n in range(partitions)]
         #: the publisher of each partition's stream, when the sender runs here
         self.publishers: list[RedisPublisher] = []
