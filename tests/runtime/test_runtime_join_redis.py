@@ -441,3 +441,32 @@ def test_a_stale_token_on_either_side_writes_nothing(stale: str) -> None:
             assert client.hlen(state) == 2 and client.xlen(out) == 1
     finally:
         delete_prefixed(url, prefix)
+
+
+@pytest.mark.parametrize("where", ["redis", "cluster"])
+def test_only_a_join_s_inputs_share_a_tag_per_partition_on_a_cluster(
+    where: str,
+) -> None:
+    """On a Cluster, partition n of both inputs of the join under one hash tag
+    (one slot: one script reaches both); its output, and everything on one Redis,
+    named as any other connection."""
+    url = "redis://127.0.0.1:1/0" if where == "redis" else "redis+cluster://h:1"
+    service = build(settings_for(url, "x:", "r-a", TTL_MS, "pairs"))
+    left, right = (
+        next(c for c in service.connections if c.target.address == f"pairs.{side}")
+        for side in ("left", "right")
+    )
+    out = next(c for c in service.connections if c.source.address == "pairs.out")
+    names = [*left.streams, *right.streams, out.stream]  # type: ignore[attr-defined]
+    if where == "cluster":
+        assert names == [
+            *(f"{{x:jr.pairs.p{n}}}.orders.out.pairs.left.p{n}" for n in range(4)),
+            *(f"{{x:jr.pairs.p{n}}}.payments.out.pairs.right.p{n}" for n in range(4)),
+            "{x:jr.pairs.out}",
+        ]
+    else:
+        assert names == [
+            *(f"x:jr.orders.out.pairs.left.p{n}" for n in range(4)),
+            *(f"x:jr.payments.out.pairs.right.p{n}" for n in range(4)),
+            "x:jr.pairs.out",
+        ]
