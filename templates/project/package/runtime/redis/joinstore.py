@@ -568,6 +568,8 @@ class JoinStore:
     async def _commit(self, part: _Partition, changes: _Changes) -> bool:
         """Run ``COMMIT_JOIN`` for ``changes``; False (both leases given up, the
         state forgotten) when a lease has passed on or Redis did not answer."""
+        # the leases it runs under (a drop or a grant meanwhile changes the part's)
+        leases = dict(part.leases)
         pending = [o for o in changes.outputs if isawaitable(o[1])]
         if pending:
             await self._await_matches(changes)
@@ -586,7 +588,7 @@ class JoinStore:
             self._lose(part, why)
             return False
         for side in SIDES:
-            lease = part.leases[side]
+            lease = leases[side]
             # (the left's always: on a Cluster its relay copies what was parked)
             if lease is not None and (changes.entries[side] or side == "left"):
                 self.inputs[side].committed(lease, changes.entries[side])
