@@ -54,7 +54,7 @@ from ..clock import Clock
 from ..envelope import Entry, Envelope
 from ..errors import WiringError
 from ..joinstate import SIDES, Held, JoinState, Side
-from ..ports import OutputPort
+from ..ports import InputPort, OutputPort
 from ..watermark import TimeReader, Watermark
 from .connection import RedisConnection
 from .leases import TO, Lease
@@ -136,6 +136,7 @@ class Joined(Protocol):
     times: dict[Side, TimeReader] | None
     clock: Clock
     watermark: Watermark
+    inputs: dict[str, InputPort]
     outputs: dict[str, OutputPort]
     matched_pairs: int
     unmatched_items: int
@@ -394,7 +395,7 @@ class JoinStore:
         answer, and both leases are given up."""
         lease = part.leases["left"]
         assert lease is not None
-        join = self.join
+        join, leases = self.join, dict(part.leases)
         try:
             raw: Any = await self.inputs["left"].link.client.hgetall(
                 self.state_key(lease.partition)
@@ -402,6 +403,8 @@ class JoinStore:
         except (*UNREACHABLE, TimeoutError) as exc:
             self._lose(part, f"its join state could not be loaded: {exc!r}")
             return False
+        if part.leases != leases or not part.whole():
+            return False  # a lease ended or passed meanwhile: read again at the next
         state = JoinState(join.within, self._paired(part), self._unmatched(part))
         state.dropped = self._dropped(part)
         part.watermark = -math.inf
@@ -428,8 +431,7 @@ class JoinStore:
         """What each side's items are read back as (a pydantic model, or None)."""
         found: dict[Side, Any] = {}
         for side in SIDES:
-            schema = getattr(self.join, "inputs", {}).get(side)
-            schema = getattr(schema, "schema", None)
+            schema = self.join.inputs[side].schema
             found[side] = schema if hasattr(schema, "model_validate") else None
         return found
 
