@@ -238,6 +238,28 @@ def test_an_item_on_one_side_reaches_that_side_s_unmatched_sink_only() -> None:
     }
 
 
+def test_over_redis_an_item_alone_stays_held_by_the_drain() -> None:
+    # the emitted pipeline test's run over Redis: the join keeps its state in
+    # Redis (for the partitions' next holders), so the drain releases nothing
+    text = EXAMPLE.read_text()
+    for edge in (
+        "orders.out -> paid.left",
+        "payments.out -> paid.right",
+        "paid.out -> paid_orders.in",
+        "paid.unmatched_left -> unpaid_orders.in",
+        "paid.unmatched_right -> stray_payments.in",
+    ):
+        source, target = edge.split(" -> ")
+        text = text.replace(
+            f"  - {edge}", f"  - {{from: {source}, to: {target}, transport: redis}}"
+        )
+    blueprint = load_text(text, EXAMPLE.name)
+    entries = {e["component"]: e for e in entries_context(blueprint)}
+    assert entries["orders"]["reaches"] == {"unpaid_orders.in": 1}
+    assert entries["orders"]["reaches_on_redis"] == {}
+    assert entries["payments"]["reaches_on_redis"] == {}
+
+
 def test_only_a_project_with_joins_gets_the_join_tests() -> None:
     names = template_names(templates_root())
     with_join = load_text(EXAMPLE.read_text(), EXAMPLE.name)
