@@ -7,6 +7,7 @@ The kill tests, with replicas as processes, are in test_runtime_join_redis.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -199,6 +200,38 @@ async def test_an_expiry_by_idleness_is_a_commit_that_deletes_what_it_drops() ->
         assert [o.seq for o in sinks["unmatched_left"].items] == [2]
         assert sinks["unmatched_right"].items == []
         assert join.matched_pairs == 1 and join.unmatched_items == 1
+    finally:
+        sync.close()
+        delete_prefixed(redis_url(), prefix)
+
+
+async def test_at_the_cap_the_oldest_is_dropped_early_and_deleted() -> None:
+    prefix = unique_prefix()
+    join = pairs(max_buffered=2, grace=10.0)
+    orders = [Order(account=a, seq=n, at=_at(n)) for n, a in enumerate("abc")]
+    one = {"partitions": 1}  # (the cap is per partition: all three in one)
+    service, sources, sinks = joined(
+        join, orders=orders, left=one, right=one, prefix=prefix
+    )
+    left = join.inputs["left"].connections[0]
+    state = f"{left.streams[0]}.state.pairs.left"  # type: ignore[attr-defined]
+    sync = redis.Redis.from_url(redis_url())
+    try:
+
+        def held() -> list[int]:
+            return sorted(
+                json.loads(value)[3]["$item"]["seq"]
+                for name, value in sync.hgetall(state).items()
+                if name != b"~watermark"
+            )
+
+        async with service.running():
+            await _until(lambda: held() == [1, 2], held)
+            await _until(lambda: len(sinks["unmatched_left"].items) == 1)
+            for source in sources:
+                source.done.set()
+        assert [o.seq for o in sinks["unmatched_left"].items] == [0]
+        assert join.evicted == 1 and join.buffered == 0  # (stopped: kept in Redis only)
     finally:
         sync.close()
         delete_prefixed(redis_url(), prefix)
