@@ -405,12 +405,14 @@ async def test_pairs_are_exact_when_a_replica_paused_past_its_lease_comes_back(
 
 
 @pytest.mark.parametrize("stale", ["left", "right"])
-def test_a_stale_token_on_either_side_writes_nothing(stale: str) -> None:
+def test_a_stale_token_on_either_side_writes_nothing(url: str, stale: str) -> None:
     """``COMMIT_JOIN`` under an old token of either lease: no acknowledgement, no
-    state, no output; under both current tokens, all of them."""
-    url, prefix = redis_url(), unique_prefix()
-    names = {side: f"{prefix}jr.{side}.p0" for side in ("left", "right")}
-    state, out = f"{prefix}jr.state", f"{prefix}jr.out"
+    state, no output; under both current tokens, all of them (on a Cluster every
+    key under the partition's one tag, as the join names them)."""
+    prefix = unique_prefix()
+    tag = "{" + f"{prefix}jr.pairs.p0" + "}" if "+cluster://" in url else prefix
+    names = {side: f"{tag}jr.{side}.p0" for side in ("left", "right")}
+    state, out = f"{tag}jr.state", f"{tag}jr.out"
     try:
         with client_for_url(url) as client:
             ids: dict[str, bytes] = {}
