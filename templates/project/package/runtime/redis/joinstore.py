@@ -25,10 +25,12 @@ is acknowledged, whatever instant a replica is killed at.
 
 The partition's state is read from Redis once both leases are held (their tokens
 are newer than any earlier holder's, whose commits are refused from then on), and
-before any entry of either side is added. A replica that loses or gives up either
-lease drops the partition's state here and gives up the other lease at once (lost,
-not released: it expires after its ttl); what it had delivered and not committed
-is pending, and the next holder of both delivers it again.
+before any entry of either side is added. A replica handing one lease over (the
+assignment, a stop) commits what it took while it still holds both; once either
+lease has ended here, it drops the partition's state and hands the other over too:
+what that side took and could not commit is left pending (``forget``), its reader
+settles and releases the lease, and the next holder of both delivers it again. A
+commit refused (a token passed on) or unanswered gives both leases up at once.
 
 On a Redis Cluster the streams of partition ``p`` of both inputs share one hash
 tag, ``{<prefix><service>.<join>.p<n>}`` (``RedisLink.tagged``; the inputs are
@@ -170,6 +172,12 @@ class JoinInput(Protocol):
     def lose(self, lease: Lease, why: str) -> None:
         """Stop reading the partition of ``lease``."""
 
+    def give_up(self, lease: Lease) -> None:
+        """Hand the partition of ``lease`` over: settle, then release."""
+
+    def forget(self, lease: Lease, entries: list[Entry]) -> None:
+        """Leave ``entries`` pending: they are not acknowledged here."""
+
     def depth(self) -> int:
         """Items read and waiting to be taken (every partition's)."""
 
@@ -216,7 +224,9 @@ def _entries() -> list[tuple[Entry, bytes]]:
 class _Partition:
     """One partition: the leases held of it, and (both held) its state."""
 
-    leases: dict[Side, Lease | None] = field(default_factory=lambda: _no_leases())
+    leases: dict[Side, Lease | None] = field(default_factory=_no_leases)
+    #: the sides whose lease is being handed over (their readers settle, then go)
+    leaving: set[Side] = field(default_factory=set[Side])
     state: JoinState | None = None
     watermark: float = -math.inf
     advanced_at: float = 0.0
@@ -313,6 +323,7 @@ class JoinStore:
         set it going: all may be acknowledged already)."""
         part = self.partitions.setdefault(lease.partition, _Partition())
         part.leases[side] = lease
+        part.leaving.discard(side)
         part.state = None  # read again under the new pair of tokens
         part.waiting[side].clear()
         if part.whole():
@@ -320,27 +331,39 @@ class JoinStore:
                 self.failed += await self._run(part)
 
     def leaving(self, side: Side, lease: Lease) -> None:
-        """The ``side`` input gives the partition up (another member's now): both
-        its leases are given up at once (what is pending is delivered again)."""
-        self.inputs[side].lose(lease, "its join's partition passed to another member")
-        self.drop(side, lease)
+        """The ``side`` input hands the partition over (another member's now, or
+        the service stops): with both leases held what it took is committed as
+        usual; else it is left pending (``_forget``), so that the reader settles
+        and releases the lease."""
+        part = self.partitions.get(lease.partition)
+        if part is None or part.leases[side] is not lease:
+            return
+        part.leaving.add(side)
+        if not part.whole():
+            self._forget(part, side)
 
     def drop(self, side: Side, lease: Lease) -> None:
-        """The ``side`` input's lease ended here: forget the partition, and lose
-        the other side's lease of it."""
+        """The ``side`` input's lease ended here: forget the partition, and hand
+        the other side's lease of it over too (what it took and did not commit is
+        left pending: the next holder of both delivers it again)."""
         part = self.partitions.get(lease.partition)
         if part is None or part.leases[side] is not lease:
             return
         part.leases[side] = None
         part.state = None
-        for waiting in part.waiting.values():
-            waiting.clear()
+        part.waiting[side].clear()
         other = _OTHER[side]
         paired = part.leases[other]
         if paired is not None and not paired.lost:
-            self.inputs[other].lose(
-                paired, f"the join's {side} input lost partition {lease.partition}"
-            )
+            self.inputs[other].give_up(paired)
+        self._forget(part, other)
+
+    def _forget(self, part: _Partition, side: Side) -> None:
+        """Leave what ``side`` delivered and did not commit pending in Redis."""
+        lease, waiting = part.leases[side], part.waiting[side]
+        if lease is not None and waiting:
+            self.inputs[side].forget(lease, [entry for entry, _ in waiting])
+        waiting.clear()
 
     # -- items ----------------------------------------------------------------
 
@@ -362,6 +385,9 @@ class JoinStore:
             if part is None or part.leases[side] is not lease:
                 continue
             part.waiting[side].append((entry, entry_id))
+            if side in part.leaving and not part.whole():
+                self._forget(part, side)  # it will not be whole here again
+                continue
             touched[lease.partition] = part
         failed, self.failed = self.failed, list[tuple[Side, Entry, Exception]]()
         for part in touched.values():

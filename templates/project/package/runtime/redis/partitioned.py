@@ -355,6 +355,30 @@ class PartitionedConnection(RedisConnection):
         if reader.lease is lease:
             reader.lose(why)
 
+    def give_up(self, lease: Lease) -> None:
+        """Hand the partition of ``lease`` over (if still read under it): what was
+        taken is settled, then the lease released (``joinstore``: the join's other
+        input let its partition go)."""
+        reader = self.readers[lease.partition]
+        if reader.lease is lease:
+            reader.give_up()
+
+    def forget(self, lease: Lease, entries: list[Entry]) -> None:
+        """Entries taken under ``lease`` that will not be acknowledged here: no
+        longer held, so that the reader settles without them; pending in Redis,
+        the next owner delivers them again (``joinstore``)."""
+        taken, fences = self._taken, self._fences
+        reader = self.readers[lease.partition]
+        for _, envelope in entries:
+            taken.pop(envelope.seq, None)
+            if fences.get(envelope.id) is lease:
+                del fences[envelope.id]
+            held = (
+                reader._held.pop(envelope.seq, None) if reader.lease is lease else None
+            )
+            if held is not None:
+                reader._unacked.discard(held.id)
+
     def retry_after(self, envelope: Envelope, failed: int) -> float | None:
         """How long to wait before the message that failed its ``failed``-th
         delivery here is tried again in place (None: it had ``max_retries``, and
