@@ -103,18 +103,23 @@ def _pairs(
 
 
 def join_leaves(
-    join: Component, sides: dict[str, Arrival]
+    join: Component, sides: dict[str, Arrival], kept: bool = False
 ) -> list[tuple[Port, int | None, dict[str, Any] | None]]:
     """Where what reached ``join``'s sides goes by the drain, the join keeping its
     default ``match`` (combine: an item): one item seen once on each side and
     pairing with itself leaves once on ``out``; an item alone on a side pairs with
-    nothing and leaves on that side's unmatched port, if there is one."""
+    nothing and leaves on that side's unmatched port, if there is one. ``kept``:
+    the join's state is kept in Redis (a run over Redis, its inputs there), where a
+    drain releases nothing (the partitions' next holders go on): an item alone
+    stays held."""
     conf = join.join
     assert conf is not None
     once = set(sides) == set(SIDES) and sides["left"][0] == sides["right"][0] == 1
     if once and _pairs(conf, sides["left"][1], sides["right"][1]):
         return [(join.data_outputs[0], 1, None)]
     leaves: list[tuple[Port, int | None, dict[str, Any] | None]] = []
+    if kept:
+        return leaves
     for side, (times, carried) in sorted(sides.items()):
         lost = join.output(f"unmatched_{side}")
         if lost is not None:

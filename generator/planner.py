@@ -927,8 +927,9 @@ def reached_counts(
     """How many items each sink port reached gets from one ``item`` sent on
     ``start``, every component keeping its default: one, but behind a window as
     many as the windows it is in (None: the blueprint cannot say, at least one).
-    ``on_redis``: by the drain of a run over Redis, where a window fed over Redis
-    closes nothing (its state stays in Redis): nothing behind it."""
+    ``on_redis``: by the drain of a run over Redis, where a window or a join fed
+    over Redis releases nothing (its state stays in Redis): nothing behind it
+    (but the pairs a join makes as the items come)."""
     counts: dict[str, int | None] = {}
     pending: list[tuple[Port, int | None, dict[str, Any] | None]] = [(start, 1, item)]
     seen: set[str] = set()
@@ -941,7 +942,14 @@ def reached_counts(
             if ready is None:
                 break
             decided.add(ready)
-            pending.extend(join_leaves(blueprint.component(ready), arrived[ready]))
+            # over Redis a join fed over Redis keeps what it holds at the drain
+            kept = on_redis and any(
+                c.target.component == ready and c.transport == "redis"
+                for c in blueprint.connections
+            )
+            pending.extend(
+                join_leaves(blueprint.component(ready), arrived[ready], kept)
+            )
             continue
         port, times, carried = pending.pop()
         if port.ref in seen:

@@ -98,6 +98,21 @@ def test_processing_time_takes_no_time_field() -> None:
     assert paid.join.time_left is paid.join.time_right is None
 
 
+def test_a_join_over_redis_loads_with_both_inputs_and_its_output_there() -> None:
+    text = _with(
+        {
+            22: "  - {from: orders.out, to: paid.left, transport: redis, "
+            "partitions: 4}",
+            23: "  - {from: payments.out, to: paid.right, key: order_id, "
+            "transport: redis, partitions: 4}",
+            24: "  - {from: paid.out, to: store.in, transport: redis}",
+        }
+    )
+    blueprint = load_text(text, NAME)
+    into = [c for c in blueprint.connections if c.target.component == "paid"]
+    assert [(c.transport, c.partitions) for c in into] == [("redis", 4)] * 2
+
+
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
@@ -150,9 +165,42 @@ def test_processing_time_takes_no_time_field() -> None:
                 23: "  - {from: payments.out, to: paid.right, key: order_id, "
                 "transport: redis}"
             },
-            "23: connections[1].transport: join 'paid' keeps its buffers in memory "
-            "(not yet in Redis); carry connection payments.out -> paid.right in "
-            "memory ('transport: memory')",
+            "22: connections[0]: join 'paid': an input over redis keeps its state "
+            "in Redis, so both do; connection orders.out -> paid.left is carried by "
+            "memory: carry both inputs over redis, or both in memory",
+        ),
+        (
+            {
+                22: "  - {from: orders.out, to: paid.left, transport: redis, "
+                "partitions: 4}",
+                23: "  - {from: payments.out, to: paid.right, key: order_id, "
+                "transport: redis, partitions: 8}",
+                24: "  - {from: paid.out, to: store.in, transport: redis}",
+            },
+            "23: connections[1].partitions: join 'paid': over redis its inputs need "
+            "the same number of partitions (left 4, right 8): partition p of each "
+            "holds the same keys, joined by one replica",
+        ),
+        (
+            {
+                19: "",
+                22: "  - {from: orders.out, to: paid.left, transport: redis}",
+                23: "  - {from: payments.out, to: paid.right, key: order_id, "
+                "transport: redis}",
+                24: "  - {from: paid.out, to: store.in, transport: redis}",
+            },
+            "14: components.paid: join 'paid': over redis it joins on event time "
+            "only (set 'time')",
+        ),
+        (
+            {
+                22: "  - {from: orders.out, to: paid.left, transport: redis}",
+                23: "  - {from: payments.out, to: paid.right, key: order_id, "
+                "transport: redis}",
+            },
+            "24: connections[2]: join 'paid': over redis what it makes is written by "
+            "the script that acknowledges its inputs, so connection paid.out -> "
+            "store.in must be over redis too",
         ),
         (
             {18: "    within: soon"},
@@ -168,7 +216,10 @@ def test_processing_time_takes_no_time_field() -> None:
         "grace-on-processing-time",
         "inputs-misnamed",
         "outputs-given",
-        "redis",
+        "redis-one-input",
+        "redis-partitions-differ",
+        "redis-processing-time",
+        "redis-output-in-memory",
         "within-not-a-duration",
     ],
 )
@@ -185,6 +236,28 @@ def test_an_item_on_one_side_reaches_that_side_s_unmatched_sink_only() -> None:
         "orders": {"unpaid_orders.in": 1},
         "payments": {"stray_payments.in": 1},
     }
+
+
+def test_over_redis_an_item_alone_stays_held_by_the_drain() -> None:
+    # the emitted pipeline test's run over Redis: the join keeps its state in
+    # Redis (for the partitions' next holders), so the drain releases nothing
+    text = EXAMPLE.read_text()
+    for edge in (
+        "orders.out -> paid.left",
+        "payments.out -> paid.right",
+        "paid.out -> paid_orders.in",
+        "paid.unmatched_left -> unpaid_orders.in",
+        "paid.unmatched_right -> stray_payments.in",
+    ):
+        source, target = edge.split(" -> ")
+        text = text.replace(
+            f"  - {edge}", f"  - {{from: {source}, to: {target}, transport: redis}}"
+        )
+    blueprint = load_text(text, EXAMPLE.name)
+    entries = {e["component"]: e for e in entries_context(blueprint)}
+    assert entries["orders"]["reaches"] == {"unpaid_orders.in": 1}
+    assert entries["orders"]["reaches_on_redis"] == {}
+    assert entries["payments"]["reaches_on_redis"] == {}
 
 
 def test_only_a_project_with_joins_gets_the_join_tests() -> None:

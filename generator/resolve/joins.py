@@ -6,7 +6,9 @@ A join takes ``inputs: {left: A, right: B}`` and declares ``output: C`` (what it
 refuse what the runtime's ``Join`` would refuse when the service starts
 (runtime/joins.py), each at its line, so that ``validate`` finds it first: an
 input without a key, keys of different types, an event-time field that is not a
-required datetime, a grace on processing time, an input over redis.
+required datetime, a grace on processing time. Over redis (docs/redis.md, "A join's
+state"): both inputs keyed Redis connections, one each, with the same partitions, on
+event time, and every output connection over redis too.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ class JoinRules(Checks):
                     self._time_field(name, port, time, by_name)
                 keys[port.name] = self._join_input(name, port, connections)
             self._key_types(name, component, keys, by_name)
+            self._over_redis(name, component, connections)
             out[name] = dataclasses.replace(
                 component,
                 join=dataclasses.replace(
@@ -156,8 +159,7 @@ class JoinRules(Checks):
     def _join_input(
         self, name: str, port: Port, connections: tuple[Connection, ...]
     ) -> str:
-        """The key of one input's connections: each must have one, the same, and
-        be carried in memory (the join's buffers are in memory)."""
+        """The key of one input's connections: each must have one, the same."""
         keys: set[str] = set()
         for conn in connections:
             if conn.target.component != name or conn.target.name != port.name:
@@ -173,12 +175,6 @@ class JoinRules(Checks):
                 )
             else:
                 keys.add(conn.key)
-            if conn.transport != "memory":
-                self.error(
-                    self.conn_loc(index, self.spec.connections[index], "transport"),
-                    f"join {name!r} keeps its buffers in memory (not yet in Redis); "
-                    f"carry connection {ends} in memory ('transport: memory')",
-                )
         if len(keys) > 1:
             self.error(
                 ("components", name, "inputs", port.name),
@@ -186,6 +182,65 @@ class JoinRules(Checks):
                 f"different keys ({', '.join(sorted(keys))}); give them one",
             )
         return min(keys, default="")
+
+    def _over_redis(
+        self, name: str, component: Component, connections: tuple[Connection, ...]
+    ) -> None:
+        """Over redis the state is kept per partition in Redis, by one script that
+        acknowledges both inputs and writes the outputs: refuse what it cannot keep
+        exact (the runtime's ``JoinStore.check``)."""
+        into = [c for c in connections if c.target.component == name]
+        if all(c.transport == "memory" for c in into):
+            return
+        at: Loc = ("components", name)
+        for conn in into:
+            index = self.spec_index(conn)
+            ends = f"{conn.source.ref} -> {conn.target.ref}"
+            loc = self.conn_loc(index, self.spec.connections[index], "transport")
+            if conn.transport != "redis":
+                self.error(
+                    loc,
+                    f"join {name!r}: an input over redis keeps its state in Redis, so "
+                    f"both do; connection {ends} is carried by {conn.transport}: "
+                    "carry both inputs over redis, or both in memory",
+                )
+        for side in SIDES:
+            found = [c for c in into if c.target.name == side]
+            if len(found) > 1:
+                self.error(
+                    ("components", name, "inputs", side),
+                    f"join {name!r}: over redis each input takes one connection; "
+                    f"its {side} input has {len(found)}",
+                )
+        counts = {c.target.name: c.partitions for c in into}
+        if counts.get("left") != counts.get("right"):
+            conn = next(c for c in into if c.target.name == "right")
+            index = self.spec_index(conn)
+            self.error(
+                self.conn_loc(index, self.spec.connections[index], "partitions"),
+                f"join {name!r}: over redis its inputs need the same number of "
+                f"partitions (left {counts.get('left')}, right {counts.get('right')}): "
+                "partition p of each holds the same keys, joined by one replica",
+            )
+        conf = component.join
+        if conf is not None and conf.time_left is None:
+            self.error(
+                at,
+                f"join {name!r}: over redis it joins on event time only (set "
+                "'time'): its state moves between replicas, a processing-time "
+                "expiry needs one clock",
+            )
+        for conn in connections:
+            if conn.source.component != name or conn.source.name == ERRORS_PORT:
+                continue
+            if conn.transport != "redis":
+                index = self.spec_index(conn)
+                self.error(
+                    self.conn_loc(index, self.spec.connections[index], "transport"),
+                    f"join {name!r}: over redis what it makes is written by the "
+                    "script that acknowledges its inputs, so connection "
+                    f"{conn.source.ref} -> {conn.target.ref} must be over redis too",
+                )
 
     def _key_types(
         self,

@@ -349,11 +349,14 @@ async def test_an_unkeyed_input_is_refused_when_the_service_starts() -> None:
             pass
 
 
-async def test_an_input_carried_by_redis_is_refused_clearly() -> None:
+async def test_an_input_over_a_transport_that_keeps_no_state_is_refused() -> None:
     wired = Wired(joiner())
-    # what a Redis connection sets (its acknowledgement hook), without a Redis
+    # what a Redis connection sets (its acknowledgement hook), without a Redis:
+    # not keyed over Redis (no ``keep_join``), so it cannot keep the join's state
     wired.connections[1].settled = lambda envelope, error: None
-    with pytest.raises(runtime.StartupError, match="right input cannot come over"):
+    with pytest.raises(
+        runtime.StartupError, match=r"right input comes over .* cannot keep"
+    ):
         async with wired.service.running():
             pass
 

@@ -48,6 +48,7 @@ from pydantic import BaseModel
 from redis.exceptions import ResponseError
 
 from ..envelope import Entry, Envelope, Origin
+from ..joinstate import Side
 from ..ports import InputPort, OutputPort, Overflow
 from .connection import (
     ACK_DELAY_S,
@@ -57,6 +58,7 @@ from .connection import (
     _Dead,
     _Undelivered,
 )
+from .joinstore import Joined, JoinStore
 from .leases import SAFE, TO, Lease, Leases
 from .link import UNREACHABLE, RedisLink, stream_id
 from .partitions import assignment, partition_of, skew
@@ -105,6 +107,15 @@ class PartitionedConnection(RedisConnection):
             link.stream(source.component, f"{source.name}.{target.address}.p{n}")
             for n in range(partitions)
         ]
+        if link.cluster and getattr(target, "co_partitioned", False):
+            # a join's input: partition n of both its inputs in one slot (joinstore)
+            self.streams = [
+                link.tagged(
+                    f"{target.component}.p{n}",
+                    f"{source.component}.{source.name}.{target.address}.p{n}",
+                )
+                for n in range(partitions)
+            ]
         self.readers = [PartitionReader(self, n) for n in range(partitions)]
         #: the publisher of each partition's stream, when the sender runs here
         self.publishers: list[RedisPublisher] = []
@@ -136,6 +147,9 @@ class PartitionedConnection(RedisConnection):
         #: input's message id), until the input is settled: written by its
         #: ``ACK_STATE`` (``take_output``)
         self._made: dict[str, list[Output]] = {}
+        #: the join this connection feeds one side of, its state kept in Redis
+        #: (``joinstore``; None: the target is no join)
+        self.joined: tuple[JoinStore, Side] | None = None
         self._ttl_ms = link.settings.redis_lease_ttl_ms
         # how long a beat, a renewal or a grant may take before it is given up
         # for this round: half of what the lease is trusted for (a busy event loop
@@ -310,6 +324,15 @@ class PartitionedConnection(RedisConnection):
         self.kept = WindowStore(window, self)
         return self.kept
 
+    def keep_join(self, join: Joined, side: Side, store: JoinStore | None) -> JoinStore:
+        """Keep ``join``'s state per partition in Redis (``joinstore``), this
+        connection its ``side`` input: one store for both (``store``, made by the
+        first side's connection)."""
+        store = JoinStore(join) if store is None else store
+        store.attach(side, self)
+        self.joined = (store, side)
+        return store
+
     def keep_state(
         self,
         initial: Callable[[], Any],
@@ -356,6 +379,30 @@ class PartitionedConnection(RedisConnection):
         reader = self.readers[lease.partition]
         if reader.lease is lease:
             reader.lose(why)
+
+    def give_up(self, lease: Lease) -> None:
+        """Hand the partition of ``lease`` over (if still read under it): what was
+        taken is settled, then the lease released (``joinstore``: the join's other
+        input let its partition go)."""
+        reader = self.readers[lease.partition]
+        if reader.lease is lease:
+            reader.give_up()
+
+    def forget(self, lease: Lease, entries: list[Entry]) -> None:
+        """Entries taken under ``lease`` that will not be acknowledged here: no
+        longer held, so that the reader settles without them; pending in Redis,
+        the next owner delivers them again (``joinstore``)."""
+        taken, fences = self._taken, self._fences
+        reader = self.readers[lease.partition]
+        for _, envelope in entries:
+            taken.pop(envelope.seq, None)
+            if fences.get(envelope.id) is lease:
+                del fences[envelope.id]
+            held = (
+                reader._held.pop(envelope.seq, None) if reader.lease is lease else None
+            )
+            if held is not None:
+                reader._unacked.discard(held.id)
 
     def retry_after(self, envelope: Envelope, failed: int) -> float | None:
         """How long to wait before the message that failed its ``failed``-th
@@ -678,6 +725,9 @@ class PartitionReader(RedisConnection):
             )  # fmt: skip
             self._leaving.set()
             self.wake()
+            if self.parent.joined is not None and self.lease is not None:
+                store, side = self.parent.joined
+                store.leaving(side, self.lease)
 
     def lose(self, why: str) -> None:
         """Stop at once, acknowledging and writing nothing more under the lease."""
@@ -773,6 +823,9 @@ class PartitionReader(RedisConnection):
         Redis) before any entry is delivered; False: it could not, and the lease
         is given up."""
         kept, keyed = self.parent.kept, self.parent.keyed_state
+        if self.parent.joined is not None:  # loaded once both sides' leases are
+            store, side = self.parent.joined
+            await store.granted(side, lease)
         if kept is None and keyed is None:
             return True
         try:
@@ -862,6 +915,9 @@ class PartitionReader(RedisConnection):
             kept.drop(lease)
         if keyed is not None:
             keyed.drop(self.partition)
+        if self.parent.joined is not None:
+            store, side = self.parent.joined
+            store.drop(side, lease)
         with anyio.CancelScope(shield=True):
             if not lease.lost:
                 lease.lost = True
