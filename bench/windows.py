@@ -315,7 +315,7 @@ def run(work: Path, *, quick: bool, log: Log) -> list[Row]:
             "items/s",
             rate["dict loop"],
             "a hand-written dict loop",
-            note="where the time goes: the rest is the source's hop",
+            note="where the time goes: the rest is the hop and the collector",
         )
     )
     collected = {name: median(COLLECTED[name]) * 100 for name in COLLECTED}
