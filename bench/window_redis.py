@@ -111,10 +111,12 @@ def _service(url: str, prefix: str, components: str, consumer: str, mode: str,
 
 
 def replica(url: str, prefix: str, name: str, mode: str) -> None:
-    """One replica of ``middle`` until SIGTERM."""
+    """One replica of ``middle`` until SIGTERM; then prints the CPU seconds it
+    spent from its start (imports done) to its stop: ``cpu <seconds>``."""
     import signal
 
     service = _service(url, prefix, "middle", name, mode)
+    started = time.process_time()
 
     async def main() -> None:
         async with anyio.create_task_group() as group:
@@ -125,6 +127,7 @@ def replica(url: str, prefix: str, name: str, mode: str) -> None:
                     return
 
     anyio.run(main)
+    print(f"cpu {time.process_time() - started:.6f}", flush=True)
 
 
 def _partitions(url: str, prefix: str) -> list[str]:
@@ -162,17 +165,21 @@ def _settled(client: Any, streams: list[str], items: int) -> bool:
     return read >= items
 
 
-async def _round(url: str, prefix: str, items: int, mode: str) -> float:
-    """One round; the events per second from the gate to the last acknowledgement."""
+async def _round(url: str, prefix: str, items: int, mode: str) -> tuple[float, float]:
+    """One round: the events per second from the gate to the last
+    acknowledgement, and the replicas' CPU seconds (both, start to stop)."""
     env = {
         **os.environ,
         "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'templates/project/package'}",
     }
     command = [sys.executable, "-m", "bench.window_redis", "replica", url, prefix]
     processes = [
-        subprocess.Popen([*command, f"r{i}", mode], cwd=REPO, env=env)
+        subprocess.Popen(
+            [*command, f"r{i}", mode], cwd=REPO, env=env, stdout=subprocess.PIPE
+        )
         for i in range(REPLICAS)
     ]
+    rate = 0.0
     gate = anyio.Event()
     service = _service(url, prefix, "events,sink", "main", mode, items, gate)
     streams = _partitions(url, prefix)
@@ -186,20 +193,28 @@ async def _round(url: str, prefix: str, items: int, mode: str) -> float:
             with _client(url) as client, anyio.fail_after(ROUND_TIMEOUT_S):
                 while not _settled(client, streams, items):
                     await anyio.sleep(0.01)
-            return items / (time.perf_counter() - started)
+            rate = items / (time.perf_counter() - started)
     finally:
         for process in processes:
             process.terminate()
+        cpu = 0.0
         for process in processes:
             try:
-                process.wait(timeout=20)
+                said, _ = process.communicate(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
-                process.wait()
+                said, _ = process.communicate()
+            cpu += sum(
+                float(line.split()[1])
+                for line in said.decode().splitlines()
+                if line.startswith("cpu ")
+            )
+    return rate, cpu
 
 
-def measure(url: str, items: int, mode: str) -> float:
-    """One round of ``mode`` on keys of its own, deleted afterwards."""
+def measure(url: str, items: int, mode: str) -> tuple[float, float]:
+    """One round of ``mode`` on keys of its own, deleted afterwards: events/s and
+    the replicas' CPU seconds."""
     prefix = f"pwbench-{uuid.uuid4().hex[:8]}:"
     try:
         return anyio.run(_round, url, prefix, items, mode)
@@ -213,15 +228,22 @@ def rows(
     """The window over Redis against the stateless keyed path, interleaved rounds;
     ``where`` names the Redis in the figure (``redis``, or ``a 3-master cluster``)."""
     rates: dict[str, list[float]] = {"window": [], "stateless": []}
+    cpus: dict[str, list[float]] = {"window": [], "stateless": []}
     for r in range(rounds):
         names = list(rates) if r % 2 == 0 else list(reversed(rates))
         for name in names:
-            rates[name].append(measure(url, items, name))
+            rate, cpu = measure(url, items, name)
+            rates[name].append(rate)
+            cpus[name].append(cpu / items * 1e6)
         log(
             f"window over {where}: round {r + 1}/{rounds}: "
-            + ", ".join(f"{n} {rates[n][-1]:,.0f}/s" for n in rates)
+            + ", ".join(
+                f"{n} {rates[n][-1]:,.0f}/s ({cpus[n][-1]:,.0f} us CPU/event)"
+                for n in rates
+            )
         )
     rate = {name: median(values) for name, values in rates.items()}
+    cpu = {name: median(values) for name, values in cpus.items()}
     return [
         Row(
             SECTION,
@@ -234,7 +256,18 @@ def rows(
             Goal(">=", 0.7, text="ratio >= 0.7"),
             note=f"{items:,} events, {ACCOUNTS:,} accounts x {rounds} rounds; "
             f"middle hop in {REPLICAS} processes, lease {LEASE_TTL_MS} ms",
-        )
+        ),
+        Row(
+            SECTION,
+            f"CPU per event in the {REPLICAS} replicas over {where}: window vs "
+            "stateless (lower is cheaper)",
+            cpu["window"],
+            "us",
+            cpu["stateless"],
+            "the keyed pass-through's",
+            note="each replica's process CPU from its start (imports done) to its "
+            "stop; not Redis's own",
+        ),
     ]
 
 

@@ -493,6 +493,20 @@ def test_any_arrival_order_within_the_grace_gives_the_windows_of_sorted_order(
     assert shuffled.late_items == 0
 
 
+def test_the_boundary_datetimes_kept_for_results_stay_few() -> None:
+    # Sliding windows: every item's window has boundaries of its own, 2 x 6,000.
+    window = runtime.Window(
+        "w", type="sliding", size=1, time="time", key="device",
+        clock=runtime.ManualClock(),
+    )  # fmt: skip
+    got = core(window, [at("a", t) for t in range(6_000)], batch=256)
+
+    assert sorted(start for _, start, _, _ in got) == [t - 1 for t in range(6_000)]
+    assert all(end - start == 1 and value == 1 for _, start, end, value in got)
+    # each result's datetimes are its own window's, however many were kept before
+    assert len(window._moments) <= 4096
+
+
 async def test_fifty_thousand_random_events_count_exactly_like_plain_python() -> None:
     rng = random.Random(16)
     size, grace = 60, 30
