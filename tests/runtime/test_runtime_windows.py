@@ -20,7 +20,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
-from runtime.aggregates import Collect, Sum, builtin
+from runtime.aggregates import Collect, Count, Sum, builtin
 from runtime.envelope import Envelope
 from runtime.windowstate import AlignedWindows, SlidingWindows
 
@@ -505,6 +505,20 @@ def test_the_boundary_datetimes_kept_for_results_stay_few() -> None:
     assert all(end - start == 1 and value == 1 for _, start, end, value in got)
     # each result's datetimes are its own window's, however many were kept before
     assert len(window._moments) <= 4096
+
+
+def test_a_count_whose_add_is_overridden_is_not_counted_as_a_plain_count() -> None:
+    class Weighted(Count):  # the fast path counts items; this one adds weights
+        def add(self, acc: int, item: Any) -> int:
+            return acc + int(item.value)
+
+    window = runtime.Window(
+        "w", size=10, time="time", key="device", aggregate=Weighted(),
+        clock=runtime.ManualClock(),
+    )  # fmt: skip
+    got = core(window, [at("a", t, value=3) for t in range(5)], batch=5)
+
+    assert [value for _, _, _, value in got] == [15]
 
 
 async def test_fifty_thousand_random_events_count_exactly_like_plain_python() -> None:

@@ -483,7 +483,7 @@ class Window(Component):
         top, low = max(times), min(times)
         grace = self.grace
         if (
-            isinstance(self.aggregate, Count)
+            type(self.aggregate) is Count
             and low - low % size > store.horizon
             and (top <= watermark or top - grace < store.next_close)
             and store.open + len(batch) < self.max_open
@@ -507,7 +507,7 @@ class Window(Component):
                     slot[k] = acc + count
             return max(watermark, top)
         initial, add_to = store.initial, store.add_to
-        counting = isinstance(self.aggregate, Count)
+        counting = type(self.aggregate) is Count
         closed, max_open = self._closed_one, self.max_open
         current, slot = math.nan, None  # the slot of the last item's start
         for entry, item, t, k in zip(batch, items, times, keys, strict=True):
