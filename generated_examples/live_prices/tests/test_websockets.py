@@ -57,6 +57,10 @@ OUTS: list[tuple[str, str, str | None, str, str, dict[str, Any]]] = [
         },
     ),
 ]
+#: (route, whether a browser's GET of it is a page) of every websocket_out
+PAGES: list[tuple[str, bool]] = [
+    ("/live/prices", True),
+]
 #: (websocket_out, route, auth, input port, schema, an item, query parameter, the
 #: field it compares: a subscribe_by field, or the input's key)
 FILTERS: list[tuple[str, str, str | None, str, str, dict[str, Any], str, str]] = [
@@ -204,6 +208,19 @@ def test_every_client_receives_every_item_in_order(
             assert [f["item"] for f in frames] == [
                 item.model_dump(mode="json") for item in items
             ]
+
+
+@pytest.mark.parametrize(("route", "page"), PAGES, ids=[row[0] for row in PAGES])
+def test_a_browser_get_of_the_route_is_its_page_or_not_found(
+    route: str, page: bool
+) -> None:
+    with serving(build_service(defaults=True)) as client:
+        response = client.get(route)
+    if page:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+    else:  # 'page: false': the route is a WebSocket only
+        assert response.status_code == 404
 
 
 def query_value(data: dict[str, Any], path: str) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from inspect import isawaitable
 from operator import attrgetter
 from time import monotonic
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 from pydantic import BaseModel
@@ -44,6 +44,40 @@ __all__ = ["Join"]
 
 #: the output schema ``combine`` builds
 M = TypeVar("M", bound=BaseModel)
+
+
+class JoinPort(InputPort):
+    """An input of a join: over a Redis Cluster, partition ``p`` of both inputs
+    shares one hash slot (``redis/joinstore.py``), so that one script reaches
+    both; the transport reads ``co_partitioned`` when it names the streams."""
+
+    __slots__ = ()
+    co_partitioned = True
+
+
+class KeptJoin(Protocol):
+    """A join's state kept by its inputs' transport (keyed Redis connections:
+    ``redis/joinstore.py``), per partition, instead of in ``Join.buffers``."""
+
+    @property
+    def held(self) -> int:
+        """Items held, over the partitions held here."""
+
+    def check(self) -> None:
+        """Refuse inputs and outputs it cannot keep exact (at setup)."""
+
+    async def take(
+        self, side: Side, batch: list[Entry]
+    ) -> list[tuple[Side, Entry, Exception]]:
+        """Add and commit a batch of ``side``; the items that failed (of either
+        side), to report."""
+
+    def deadline(self) -> float:
+        """When (``clock.now()``) something expires by time."""
+
+    async def on_time(self) -> None:
+        """Expire (and commit) what is due by time."""
+
 
 #: a key or an event time: one field name (``a.b`` nested) or function for both
 #: sides, or one per side
@@ -103,6 +137,10 @@ class Join(Component):
         if errors:
             outputs[ERRORS_PORT] = ErrorRecord
         super().__init__(name, inputs=inputs, outputs=outputs, burst_limit=burst_limit)
+        self.inputs = {
+            port.name: JoinPort(name, port.name, port.schema)
+            for port in self.inputs.values()
+        }
         self.within = _check(name, "within", within)
         self.grace = _check(name, "grace", grace, allow_zero=True)
         self.event_time = time is not None
@@ -156,6 +194,8 @@ class Join(Component):
         self._wake: anyio.Event | None = None
         #: whether the timer waits for the first held item (nothing to time yet)
         self._unarmed = True
+        #: the state kept by the inputs' transport (over Redis), else None
+        self.kept: KeptJoin | None = None
 
     def match(self, left: Any, right: Any) -> Any:
         """The item made of a pair of the same key near in time, or None to drop
@@ -185,23 +225,29 @@ class Join(Component):
     @property
     def buffered(self) -> int:
         """Items held now, both sides."""
-        return self.buffers.held
+        return self.buffers.held if self.kept is None else self.kept.held
 
     def watermark_lag(self) -> float:
         """How far the watermark is behind the clock's wall time, in seconds."""
         return self.watermark.lag()
 
     async def setup(self) -> None:
-        """Refuse an input the join cannot take: unkeyed, or not in memory."""
+        """Refuse an input the join cannot take: unkeyed, or over a transport
+        that does not keep its state (over Redis: keyed connections do)."""
         for port in self.inputs.values():
             for connection in port.connections:
                 self._check_input(port, connection)
+        if self.kept is not None:
+            self.kept.check()
 
     def _check_input(self, port: InputPort, connection: Connection) -> None:
         if connection.settled is not None:
+            self._keep_by(port, connection)
+            return
+        if self.kept is not None:
             raise WiringError(
-                f"join {self.name!r}: its buffers are kept in memory, so its "
-                f"{port.name} input cannot come over {connection.transport!r} (yet)"
+                f"join {self.name!r}: over Redis both inputs come over keyed Redis "
+                f"connections; its {port.name} input is in memory"
             )
         if connection.key is None and self.keys is None:
             raise WiringError(
@@ -209,11 +255,58 @@ class Join(Component):
                 "it with key=...) or the join given a key"
             )
 
+    def _keep_by(self, port: InputPort, connection: Connection) -> None:
+        """An input over Redis: the keyed connections keep the state, per
+        partition (or the input is refused, saying why)."""
+        keep = getattr(connection, "keep_join", None)
+        where = (
+            f"join {self.name!r}: its {port.name} input comes over "
+            f"{connection.transport!r}"
+        )
+        if keep is None:
+            raise WiringError(
+                f"{where}, which cannot keep its state (a keyed Redis connection "
+                "does, per partition, in Redis)"
+            )
+        if connection.key is None:
+            raise WiringError(
+                f"{where}, so it must be a keyed connection (key=...): keyed Redis "
+                "connections keep the join's state per partition, in Redis"
+            )
+        if self.keys is not None:
+            raise WiringError(
+                f"{where}: its key is the keyed connections' (their partitions "
+                "hold whole keys); give the join no key of its own"
+            )
+        side: Side = "left" if port.name == "left" else "right"
+        self.kept = keep(self, side, self.kept)
+
+    def note_evicted(self) -> None:
+        """An item was dropped early at the cap: counted, one warning."""
+        self.evicted += 1
+        if not self._warned:
+            self._warned = True
+            self.log.warning(
+                "join %s: %d items held, the cap (max_buffered); the oldest are "
+                "dropped early from now on (counted in portwright_join_evicted)",
+                self.name,
+                self.max_buffered,
+            )
+
+    def rearm(self) -> None:
+        """The kept state changed outside the input loop (a partition's state was
+        loaded): the timer looks at its deadline again."""
+        if self._wake is not None:
+            self._wake.set()
+
     async def serve(self, context: RunContext) -> None:
         """Take both inputs, expire held items on time meanwhile; at the end (a
         drain), drop every held item (the unmatched ones to ``unmatched``)."""
         self.watermark.advanced_at = self.clock.now()
         self._sending, self._wake = anyio.Lock(), anyio.Event()
+        if self.kept is not None:
+            await self._serve_kept(self.kept)
+            return
         async with anyio.create_task_group() as timer:
             timer.start_soon(self._on_time)
             async with anyio.create_task_group() as group:
@@ -223,6 +316,44 @@ class Join(Component):
             timer.cancel_scope.cancel()
         self.buffers.clear()
         await self._flush()
+
+    async def _serve_kept(self, kept: KeptJoin) -> None:
+        """``serve`` over Redis: the state is the partitions', in Redis, so a
+        replica that stops drops nothing (the partitions' next owners go on)."""
+        async with anyio.create_task_group() as timer:
+            timer.start_soon(self._on_time_kept, kept)
+            async with anyio.create_task_group() as group:
+                for port in self.inputs.values():
+                    for connection in port.connections:
+                        group.start_soon(self._receive_kept, port, connection, kept)
+            timer.cancel_scope.cancel()
+
+    async def _receive_kept(
+        self, port: InputPort, connection: Connection, kept: KeptJoin
+    ) -> None:
+        side: Side = "left" if port.name == "left" else "right"
+
+        async def handle(batch: list[Entry]) -> None:
+            for failed_side, entry, exc in await kept.take(side, batch):
+                await self.fail(self.inputs[failed_side], entry[1], exc)
+            if self._unarmed and kept.held and self._wake is not None:
+                self._wake.set()
+
+        await intake(port, connection, self.burst_limit, handle)
+
+    async def _on_time_kept(self, kept: KeptJoin) -> None:
+        """``_on_time`` over Redis: each partition's expiries committed by
+        ``kept``."""
+        clock = self.clock
+        while True:
+            deadline = kept.deadline()
+            self._unarmed = deadline == math.inf
+            self._wake = wake = anyio.Event()
+            with clock.scope(deadline):
+                await wake.wait()
+            if clock.now() >= kept.deadline():
+                with anyio.CancelScope(shield=True):
+                    await kept.on_time()
 
     async def _receive(self, port: InputPort, connection: Connection) -> None:
         side: Side = "left" if port.name == "left" else "right"
@@ -312,15 +443,7 @@ class Join(Component):
 
     def _evict(self) -> None:
         """The cap is reached: drop the oldest held item early (one warning)."""
-        self.evicted += 1
-        if not self._warned:
-            self._warned = True
-            self.log.warning(
-                "join %s: %d items held, the cap (max_buffered); the oldest are "
-                "dropped early from now on (counted in portwright_join_evicted)",
-                self.name,
-                self.max_buffered,
-            )
+        self.note_evicted()
         self.buffers.evict()
 
     async def _flush(self) -> None:

@@ -59,10 +59,13 @@ class JoinState:
         self.expiries: list[tuple[float, int, Side, Any, float]] = []
         self.seq = 0
         self.held = 0
+        #: told of every item dropped, paired or not (a store kept elsewhere
+        #: deletes it there); None: nobody is
+        self.dropped: Callable[[Side, Held], None] | None = None
 
-    def add(self, side: Side, key: Any, t: float, payload: Any) -> None:
+    def add(self, side: Side, key: Any, t: float, payload: Any) -> Held:
         """Pair the item with the other side's held items of ``key`` within
-        ``within`` of ``t`` (in their time order), then hold it."""
+        ``within`` of ``t`` (in their time order), then hold it (returned)."""
         within = self.within
         item = Held(t, payload)
         partners = self.buffers[_OTHER[side]].get(key)
@@ -83,6 +86,20 @@ class JoinState:
         else:
             held.insert(bisect_right(held, (t, self.seq)), entry)
         heapq.heappush(self.expiries, (t + within, self.seq, side, key, t))
+        self.held += 1
+        return item
+
+    def restore(self, side: Side, key: Any, t: float, item: Held) -> None:
+        """Hold ``item`` again as it was (loaded from a store: no pairing); call in
+        the order the items came, so that ties keep their order."""
+        self.seq += 1
+        held = self.buffers[side].setdefault(key, [])
+        entry = (t, self.seq, item)
+        if not held or held[-1][:2] < entry[:2]:
+            held.append(entry)
+        else:
+            held.insert(bisect_right(held, (t, self.seq)), entry)
+        heapq.heappush(self.expiries, (t + self.within, self.seq, side, key, t))
         self.held += 1
 
     def next_expiry(self) -> float:
@@ -114,5 +131,7 @@ class JoinState:
         if not held:
             del buffers[key]
         self.held -= 1
+        if self.dropped is not None:
+            self.dropped(side, item)
         if not item.matched:
             self.unmatched(side, item)

@@ -19,10 +19,22 @@ from typing import Any
 
 from .aggregates import Aggregate
 
-__all__ = ["AlignedWindows", "Closed", "CountWindows", "SlidingWindows", "Store"]
+__all__ = [
+    "AlignedWindows",
+    "Closed",
+    "CountWindows",
+    "Dropped",
+    "Kept",
+    "SlidingWindows",
+    "Store",
+]
 
 #: ``closed(key, start, end, acc)``: a store hands on a window it closes or updates
 Closed = Callable[[Any, float, float, Any], None]
+#: ``kept(key, time, seq, item)``: a sliding store keeps an item (for windows to come)
+Kept = Callable[[Any, float, int, Any], None]
+#: ``dropped(key, items)``: a sliding store drops kept ``(time, seq, item)``s
+Dropped = Callable[[Any, list[tuple[float, int, Any]]], None]
 
 
 class AlignedWindows:
@@ -119,6 +131,10 @@ class SlidingWindows:
         self.horizon = -math.inf
         #: the horizon is the watermark itself: ``close`` at every step
         self.next_close = -math.inf
+        #: told of each item kept and dropped: the Redis store writes them (in
+        #: memory, None: nothing to tell)
+        self.kept: Kept | None = None
+        self.dropped: Dropped | None = None
 
     def add(self, key: Any, t: float, item: Any, updated: Closed | None) -> bool:
         """Add ``item`` to its key's open windows, opening its own if not closed."""
@@ -132,7 +148,7 @@ class SlidingWindows:
                     updated(key, end - size, end, acc)
                 taken = True
         self.seq += 1
-        recent = self._pruned(self.recent.get(key, []))
+        recent = self._pruned(key, self.recent.get(key, []))
         if t >= horizon and t not in windows:
             acc = self.initial()
             for when, _, earlier in recent:
@@ -147,6 +163,8 @@ class SlidingWindows:
         if t > horizon - size:
             insort(recent, (t, self.seq, item))
             heapq.heappush(self.expiries, (t + size, self.seq, key))
+            if self.kept is not None:
+                self.kept(key, t, self.seq, item)
         self._keep(key, windows, recent)
         return taken
 
@@ -165,7 +183,9 @@ class SlidingWindows:
             _, _, key = heapq.heappop(expiries)
             if key in self.recent:
                 self._keep(
-                    key, self.windows.get(key, {}), self._pruned(self.recent[key])
+                    key,
+                    self.windows.get(key, {}),
+                    self._pruned(key, self.recent[key]),
                 )
 
     def _close(self, key: Any, end: float, closed: Closed) -> None:
@@ -174,14 +194,18 @@ class SlidingWindows:
         if acc is not self:
             self.open -= 1
             closed(key, end - self.size, end, acc)
-        self._keep(key, windows, self._pruned(self.recent.get(key, [])))
+        self._keep(key, windows, self._pruned(key, self.recent.get(key, [])))
 
     def _pruned(
-        self, recent: list[tuple[float, int, Any]]
+        self, key: Any, recent: list[tuple[float, int, Any]]
     ) -> list[tuple[float, int, Any]]:
         """``recent`` without the items no open or future window can hold: those
         at or before ``horizon - size``."""
-        del recent[: bisect_right(recent, (self.horizon - self.size, math.inf))]
+        cut = bisect_right(recent, (self.horizon - self.size, math.inf))
+        if cut:
+            if self.dropped is not None:
+                self.dropped(key, recent[:cut])
+            del recent[:cut]
         return recent
 
     def _keep(
@@ -193,6 +217,31 @@ class SlidingWindows:
         else:
             self.windows.pop(key, None)
             self.recent.pop(key, None)
+
+    def restore(
+        self,
+        windows: list[tuple[Any, float, Any]],
+        items: list[tuple[Any, float, int, Any]],
+    ) -> None:
+        """Put back, into an empty store, open windows ``(key, end, acc)`` and kept
+        items ``(key, time, seq, item)`` (as the Redis store loads them); ``seq``
+        goes on after the items' highest. Among equal ends the heap orders
+        windows by a number (negative here: never one of a window added later),
+        never by their keys, which need not compare."""
+        for n, (key, end, acc) in enumerate(windows):
+            self.windows.setdefault(key, {})[end] = acc
+            self.recent.setdefault(key, [])
+            self.ends.append((end, -1 - n, key))
+        for key, t, seq, item in items:
+            self.recent.setdefault(key, []).append((t, seq, item))
+            self.windows.setdefault(key, {})
+            self.expiries.append((t + self.size, seq, key))
+            self.seq = max(self.seq, seq)
+        for recent in self.recent.values():
+            recent.sort(key=lambda kept: (kept[0], kept[1]))
+        heapq.heapify(self.ends)
+        heapq.heapify(self.expiries)
+        self.open += len(windows)
 
     def closes_at(self) -> float:
         """The watermark at which the oldest open window closes (just past its

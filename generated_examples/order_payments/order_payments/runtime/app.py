@@ -186,7 +186,7 @@ def create_app(
         app.router.routes.append(
             WebSocketRoute(live.route, live.handle, name=f"{live.name}_live")
         )
-        if isinstance(live, WebSocketOut):  # a GET of its route: a page that watches
+        if isinstance(live, WebSocketOut) and live.page:  # a GET: a page that watches
             page = live_page(live, described.get(live.name, ""), description)
             app.add_api_route(
                 live.route,

@@ -408,6 +408,7 @@ class WebSocketOut(Sink):
         queue_size: int = 1024,
         slow_client: SlowClient = "disconnect",
         subscribe_by: Sequence[str] = (),
+        page: bool = True,
         burst_limit: int = 256,
     ) -> None:
         super().__init__(name, inputs=inputs, burst_limit=burst_limit)
@@ -428,6 +429,8 @@ class WebSocketOut(Sink):
         )
         self.route = route
         self.subscribe_by = tuple(subscribe_by)
+        #: a GET of the route serves ``live_page`` (False: the route is a socket only)
+        self.page = page
         for port in self.inputs.values():
             fields = getattr(port.schema, "model_fields", {})
             missing = [f for f in self.subscribe_by if f not in fields]

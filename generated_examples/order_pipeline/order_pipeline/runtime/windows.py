@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict
 from .aggregates import Aggregate, Count
 from .clock import Clock, LoopClock
 from .component import ERRORS_PORT, Component, RunContext
-from .envelope import Entry, Envelope
+from .envelope import Entry, Envelope, new_envelope, next_seq
 from .errors import ErrorRecord, WiringError
 from .intake import intake
 from .ports import Connection, InputPort
@@ -47,6 +47,8 @@ from .windowstate import AlignedWindows, Closed, CountWindows, SlidingWindows, S
 __all__ = ["Window", "WindowResult", "WindowType"]
 
 _ENVELOPE, _ITEM, _TIMESTAMP = itemgetter(1), attrgetter("item"), datetime.timestamp
+#: how many window boundaries' datetimes ``Window._moment`` keeps
+_MOMENTS = 4096
 
 
 def _new_slot() -> dict[Any, Any]:
@@ -192,6 +194,8 @@ class Window(Component):
         self._late = self.outputs.get("late")
         self._updated: Closed | None = self._emit if emit == "every" else None
         self._entries: list[Entry] = []
+        #: the datetimes of recent window boundaries, by their seconds (``_moment``)
+        self._moments: dict[float, datetime] = {}
         self._late_entries: list[Entry] = []
         #: items the core could not add, with why (reported by the input loop)
         self._failed: list[tuple[Entry, Exception]] = []
@@ -481,11 +485,15 @@ class Window(Component):
         top, low = max(times), min(times)
         grace = self.grace
         if (
-            isinstance(self.aggregate, Count)
+            type(self.aggregate) is Count
             and low - low % size > store.horizon
             and (top <= watermark or top - grace < store.next_close)
             and store.open + len(batch) < self.max_open
         ):
+            start = low - low % size
+            if start == top - top % size:  # one window start (most batches)
+                self._count_into(store, start, keys)
+                return max(watermark, top)
             for (start, k), count in Counter(
                 zip([t - t % size for t in times], keys, strict=True)
             ).items():
@@ -501,7 +509,7 @@ class Window(Component):
                     slot[k] = acc + count
             return max(watermark, top)
         initial, add_to = store.initial, store.add_to
-        counting = isinstance(self.aggregate, Count)
+        counting = type(self.aggregate) is Count
         closed, max_open = self._closed_one, self.max_open
         current, slot = math.nan, None  # the slot of the last item's start
         for entry, item, t, k in zip(batch, items, times, keys, strict=True):
@@ -539,15 +547,54 @@ class Window(Component):
                 store.open += 1
         return watermark
 
+    def _count_into(self, store: AlignedWindows, start: float, keys: list[Any]) -> None:
+        """Count ``keys`` into the windows of ``start``, in one C loop: the slot is
+        a ``Counter`` (a dict to everything else), whose ``update`` adds one per
+        key to what is there, a missing key starting at zero (``Count``'s initial)."""
+        slots = store.slots
+        slot = slots.get(start)
+        if isinstance(slot, Counter):
+            counter = slot
+        else:  # a new start, or a slot made item by item (``_add_each``)
+            if slot is None:
+                heapq.heappush(store.starts, start)
+            counter = slots[start] = Counter(slot or ())
+        opened = len(counter)
+        counter.update(keys)
+        store.open += len(counter) - opened
+
     def _emit(self, key: Any, start: float, end: float, acc: Any) -> None:
-        result = self.schema(
-            key=key,
-            start=datetime.fromtimestamp(start, UTC),
-            end=datetime.fromtimestamp(end, UTC),
-            value=self.aggregate.result(acc),
+        moments = self._moments
+        first = moments.get(start)
+        if first is None:
+            first = self._moment(start)
+        last = moments.get(end)
+        if last is None:
+            last = self._moment(end)
+        # Validated as ``schema(key=..., ...)`` would, without the keyword call's
+        # cost (``model_validate`` adds its own); a typed schema checks the value.
+        result = self.schema.__pydantic_validator__.validate_python(
+            {
+                "key": key,
+                "start": first,
+                "end": last,
+                "value": self.aggregate.result(acc),
+            }
         )
         now = monotonic()
-        self._entries.append((now, Envelope.start(result, now)))
+        # Envelope.start, inlined: this runs for every window.
+        self._entries.append(
+            (now, new_envelope(Envelope, (result, next_seq(), now, None, None)))
+        )
+
+    def _moment(self, seconds: float) -> datetime:
+        """The aware datetime of a window boundary, kept for the other windows that
+        share it (every key's window of one start); a few thousand at most."""
+        moments = self._moments
+        if len(moments) >= _MOMENTS:
+            moments.clear()
+        moment = moments[seconds] = datetime.fromtimestamp(seconds, UTC)
+        return moment
 
     def _closed_one(self, key: Any, start: float, end: float, acc: Any) -> None:
         """A window closed: counted, and sent unless ``every`` sent it already."""
@@ -576,6 +623,8 @@ class Window(Component):
     async def _flush(self) -> None:
         """Send what was closed (and the late items); one sender at a time, so
         that the input loops and the timer keep each window's order."""
+        if not self._entries and not self._late_entries:
+            return  # most batches close nothing: no lock to take (a checkpoint)
         assert self._sending is not None
         async with self._sending:
             if self._entries and (pending := self._out.emit_all(self._entries)):

@@ -24,6 +24,7 @@ from collections.abc import (
     Sized,
 )
 from functools import partial
+from itertools import islice
 from time import monotonic
 from typing import Any
 
@@ -145,6 +146,14 @@ class Source(Component, ABC):
         burst_limit = self.burst_limit
         produced = 0
         generated = self.generate()
+        if state is not None and not isinstance(generated, AsyncIterator):
+            try:
+                await self._produce_chunks(iter(generated), port, state)
+            finally:
+                close = getattr(generated, "close", None)
+                if close is not None:
+                    close()
+            return
         items = generated if isinstance(generated, AsyncIterator) else _async(generated)
         try:
             async for item in items:
@@ -171,6 +180,51 @@ class Source(Component, ABC):
             if aclose is not None:
                 with anyio.CancelScope(shield=True):
                     await aclose()
+
+    async def _produce_chunks(
+        self, items: Iterator[Any], port: OutputPort, state: StreamState[Entry]
+    ) -> None:
+        """``_produce`` for a plain generator into one batched ``block`` connection:
+        its items are taken a chunk at a time and put into the stream at once, with
+        no async generator stepped per item.
+
+        A chunk is never more than the stream has room for (nor more than what is
+        left of ``burst_limit``), so the generator runs exactly as far ahead as
+        one item at a time would: with a full stream, one item, whose ``emit``
+        waits for room. Each item is stamped when it is taken; what the generator
+        yielded before it raised is sent before the error is reported.
+        """
+        emit_all = port.emit_all
+        buffer, size = state.buffer, state.max_buffer_size
+        burst_limit = self.burst_limit
+        clock, seq, make = monotonic, next_seq, new_envelope
+        produced = 0
+        while True:
+            limit = burst_limit - produced
+            room = size - len(buffer)
+            if room < limit:
+                limit = max(int(room), 1)
+            chunk: list[Entry] = []
+            add = chunk.append
+            error: Exception | None = None
+            try:
+                for item in islice(items, limit):
+                    now = clock()
+                    # Envelope.start, inlined: this runs for every message.
+                    add((now, make(Envelope, (item, seq(), now, None, None))))
+            except Exception as exc:
+                error = exc
+            taken = len(chunk)
+            if (pending := emit_all(chunk)) is not None:
+                await pending
+            if error is not None:
+                raise error
+            if taken < limit:
+                return  # the generator is done
+            produced += taken
+            if produced >= burst_limit:
+                produced = 0
+                await checkpoint()
 
     def _first_output(self) -> OutputPort:
         return next(iter(self.data_outputs.values()))

@@ -14,8 +14,9 @@ that what it changes happens while ``self.state`` is its key's.
 Each item's key is its input connection's ``key``: a stateful component refuses, at
 start, an input that is not keyed. Over a keyed Redis connection (its only input
 connection) the states live per partition in Redis, each written by the script
-that acknowledges its item, under the partition's lease (``redis/statestore``:
-exactly once for the state). One key is never in the method twice at once: one at a time
+that acknowledges its item, under the partition's lease, with the outputs the item
+made over Redis (``redis/statestore``: exactly once for the state, and for those
+outputs on one Redis; outputs in memory go on at once, at least once). One key is never in the method twice at once: one at a time
 without ``concurrency``, and with it ``concurrency.Window`` holds an item back while
 another of its key is inside; different keys may be inside together, each task
 seeing its own key's state (a context variable, copied into each task and thread).

@@ -11,7 +11,7 @@ numbers as a dict.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -30,6 +30,8 @@ from .joins import Join
 from .keyedstate import Stateful
 from .ports import InputPort
 from .windows import Window
+
+_C = TypeVar("_C")  # a kind of component (or a mixin of some, as Stateful)
 
 __all__ = ["AGE_BUCKETS", "LATENCY_BUCKETS", "Histogram", "ServiceMetrics"]
 
@@ -336,39 +338,63 @@ def _window_numbers(window: Window) -> dict[str, float]:
     }
 
 
+#: a per-component metric family: the number it shows (a key of what the kind's
+#: ``_*_numbers`` gives), gauge or counter, its name and its help
+_Family = tuple[str, type[GaugeMetricFamily] | type[CounterMetricFamily], str, str]
+
+
+def _per_component(
+    components: Iterable[Component],
+    kind: type[_C],
+    numbers: Callable[[_C], dict[str, float]],
+    table: tuple[_Family, ...],
+) -> Iterator[Metric]:
+    """A family per row of ``table``, labelled by component: each component of
+    ``kind`` adds its number to each."""
+    families = {
+        key: family(name, text, labels=["component"])
+        for key, family, name, text in table
+    }
+    for component in components:
+        if isinstance(component, kind):
+            for key, value in numbers(component).items():
+                families[key].add_metric([component.name], value)
+    yield from families.values()
+
+
+_WINDOW_FAMILIES: tuple[_Family, ...] = (
+    ("open_windows", GaugeMetricFamily, "portwright_window_open", "Windows open now."),
+    (
+        "windows_closed",
+        CounterMetricFamily,
+        "portwright_window_closed",
+        "Windows closed (by the watermark, idleness, the cap or a drain).",
+    ),
+    (
+        "windows_evicted",
+        CounterMetricFamily,
+        "portwright_window_evicted",
+        "Windows closed early because max_open windows were open.",
+    ),
+    (
+        "late_items",
+        CounterMetricFamily,
+        "portwright_window_late_items",
+        "Items that came after every window they belong to had closed.",
+    ),
+    (
+        "watermark_lag_seconds",
+        GaugeMetricFamily,
+        "portwright_window_watermark_lag_seconds",
+        "The clock's wall time minus the window's watermark.",
+    ),
+)
+
+
 def _windows(components: Iterable[Component]) -> Iterator[Metric]:
     """Per window component: windows open, closed and closed early at the cap,
     late items, and how far its watermark is behind the clock."""
-    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
-        "open_windows": GaugeMetricFamily(
-            "portwright_window_open", "Windows open now.", labels=["component"]
-        ),
-        "windows_closed": CounterMetricFamily(
-            "portwright_window_closed",
-            "Windows closed (by the watermark, idleness, the cap or a drain).",
-            labels=["component"],
-        ),
-        "windows_evicted": CounterMetricFamily(
-            "portwright_window_evicted",
-            "Windows closed early because max_open windows were open.",
-            labels=["component"],
-        ),
-        "late_items": CounterMetricFamily(
-            "portwright_window_late_items",
-            "Items that came after every window they belong to had closed.",
-            labels=["component"],
-        ),
-        "watermark_lag_seconds": GaugeMetricFamily(
-            "portwright_window_watermark_lag_seconds",
-            "The clock's wall time minus the window's watermark.",
-            labels=["component"],
-        ),
-    }
-    for component in components:
-        if isinstance(component, Window):
-            for name, value in _window_numbers(component).items():
-                families[name].add_metric([component.name], value)
-    yield from families.values()
+    return _per_component(components, Window, _window_numbers, _WINDOW_FAMILIES)
 
 
 def _join_numbers(join: Join) -> dict[str, float]:
@@ -383,46 +409,50 @@ def _join_numbers(join: Join) -> dict[str, float]:
     }
 
 
+_JOIN_FAMILIES: tuple[_Family, ...] = (
+    (
+        "buffered_items",
+        GaugeMetricFamily,
+        "portwright_join_buffered",
+        "Items held for a partner now (both sides).",
+    ),
+    (
+        "matched_pairs",
+        CounterMetricFamily,
+        "portwright_join_matched_pairs",
+        "Pairs of the same key within the join's interval (match called).",
+    ),
+    (
+        "unmatched_items",
+        CounterMetricFamily,
+        "portwright_join_unmatched_items",
+        "Items dropped without a partner (expired, late, evicted or drained).",
+    ),
+    (
+        "late_items",
+        CounterMetricFamily,
+        "portwright_join_late_items",
+        "Items that came behind the watermark minus the grace (not joined).",
+    ),
+    (
+        "evicted_items",
+        CounterMetricFamily,
+        "portwright_join_evicted",
+        "Items dropped early because max_buffered items were held.",
+    ),
+    (
+        "watermark_lag_seconds",
+        GaugeMetricFamily,
+        "portwright_join_watermark_lag_seconds",
+        "The clock's wall time minus the join's watermark.",
+    ),
+)
+
+
 def _joins(components: Iterable[Component]) -> Iterator[Metric]:
     """Per join component: items held, pairs made, items dropped unmatched, late
     and early at the cap, and how far its watermark is behind the clock."""
-    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
-        "buffered_items": GaugeMetricFamily(
-            "portwright_join_buffered",
-            "Items held for a partner now (both sides).",
-            labels=["component"],
-        ),
-        "matched_pairs": CounterMetricFamily(
-            "portwright_join_matched_pairs",
-            "Pairs of the same key within the join's interval (match called).",
-            labels=["component"],
-        ),
-        "unmatched_items": CounterMetricFamily(
-            "portwright_join_unmatched_items",
-            "Items dropped without a partner (expired, late, evicted or drained).",
-            labels=["component"],
-        ),
-        "late_items": CounterMetricFamily(
-            "portwright_join_late_items",
-            "Items that came behind the watermark minus the grace (not joined).",
-            labels=["component"],
-        ),
-        "evicted_items": CounterMetricFamily(
-            "portwright_join_evicted",
-            "Items dropped early because max_buffered items were held.",
-            labels=["component"],
-        ),
-        "watermark_lag_seconds": GaugeMetricFamily(
-            "portwright_join_watermark_lag_seconds",
-            "The clock's wall time minus the join's watermark.",
-            labels=["component"],
-        ),
-    }
-    for component in components:
-        if isinstance(component, Join):
-            for name, value in _join_numbers(component).items():
-                families[name].add_metric([component.name], value)
-    yield from families.values()
+    return _per_component(components, Join, _join_numbers, _JOIN_FAMILIES)
 
 
 def _stream_stats(port: InputPort) -> list[dict[str, Any]]:
@@ -455,20 +485,22 @@ def _state_numbers(component: Stateful[Any]) -> dict[str, float]:
     }
 
 
+_STATE_FAMILIES: tuple[_Family, ...] = (
+    (
+        "state_keys",
+        GaugeMetricFamily,
+        "portwright_state_keys",
+        "Keys holding state now.",
+    ),
+    (
+        "state_evicted_keys",
+        CounterMetricFamily,
+        "portwright_state_evicted_keys",
+        "Keys whose state was dropped because max_keys keys held state.",
+    ),
+)
+
+
 def _states(components: Iterable[Component]) -> Iterator[Metric]:
     """Per stateful component: keys holding state, keys dropped at the cap."""
-    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
-        "state_keys": GaugeMetricFamily(
-            "portwright_state_keys", "Keys holding state now.", labels=["component"]
-        ),
-        "state_evicted_keys": CounterMetricFamily(
-            "portwright_state_evicted_keys",
-            "Keys whose state was dropped because max_keys keys held state.",
-            labels=["component"],
-        ),
-    }
-    for component in components:
-        if isinstance(component, Stateful):
-            for name, value in _state_numbers(component).items():
-                families[name].add_metric([component.name], value)
-    yield from families.values()
+    return _per_component(components, Stateful, _state_numbers, _STATE_FAMILIES)

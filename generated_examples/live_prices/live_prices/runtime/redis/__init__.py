@@ -12,6 +12,8 @@
 - ``dedup``: ``Component.once`` keys shared by every replica;
 - ``deadletter``: reading and replaying the dead-letter streams;
 - ``replicas``: each replica's record (where it serves);
+- ``joinstore``: a join's state over its two keyed inputs, per partition in Redis,
+  written by the script that acknowledges both inputs under both leases;
 - ``carrier``: the ``transport.Carrier`` the core knows.
 
 It depends on the core (``ports``, ``dedup``, ``envelope``, ...), never the reverse:

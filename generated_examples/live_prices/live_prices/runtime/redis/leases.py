@@ -40,6 +40,7 @@ __all__ = [
     "ACQUIRE",
     "ADD_FENCED",
     "PARK",
+    "READ_FENCED",
     "RELEASE",
     "RENEW",
     "SAFE",
@@ -133,6 +134,23 @@ if redis.call('HGET', KEYS[2], 'token') ~= ARGV[1] then return -1 end
 return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
 """
 
+#: KEYS: stream, lease; ARGV: token, group, consumer, count. The group's new entries
+#: read under the lease: ``XREADGROUP`` (never blocking) in the script that checks
+#: the token, so that no read of a replica paused or cut off past its lease can
+#: take entries into its pending list after the lease passed on (its new owner
+#: would see them only at a later claim, behind newer ones: the key's order lost).
+#: Returns the entries; when there are none, the stream's last id (what a plain
+#: ``XREAD BLOCK``, which takes nothing, waits past); -1 when the token is stale.
+READ_FENCED = """
+if redis.call('HGET', KEYS[2], 'token') ~= ARGV[1] then return -1 end
+local got = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4],
+  'STREAMS', KEYS[1], '>')
+if got then return got[1][2] end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if last[1] then return last[1][1] end
+return '0-0'
+"""
+
 #: most ids one ``ACK_FENCED`` call takes (Lua's ``unpack`` has a stack limit)
 ACK_CHUNK = 1000
 
@@ -214,6 +232,26 @@ class Leases:
     async def release(self, lease: Lease) -> bool:
         """Free the lease, if it still holds this token."""
         return bool(await self._run(RELEASE, [lease.key], [lease.token]))
+
+    async def read(
+        self, stream: str, group: str, consumer: str, lease: Lease, count: int
+    ) -> list[tuple[bytes, dict[bytes, bytes]]] | bytes | int:
+        """At most ``count`` new entries of ``stream`` for ``group``, read under the
+        lease (``READ_FENCED``); when there are none, the stream's last id (wait
+        for entries past it with ``XREAD``); -1: the lease has passed on, and
+        nothing was read."""
+        keys, args = [stream, lease.key], [lease.token, group, consumer, count]
+        answer = await self._run(READ_FENCED, keys, args)
+        if isinstance(answer, int):
+            return -1
+        if isinstance(answer, str):
+            return answer.encode()
+        if isinstance(answer, bytes):
+            return answer
+        return [
+            (entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+            for entry_id, flat in answer
+        ]
 
     async def acknowledge(
         self,

@@ -173,6 +173,15 @@ class RedisLink:
         name = f"{self.prefix}{self.service}.{component}.{port}"
         return "{" + name + "}" if self.cluster else name
 
+    def tagged(self, tag: str, rest: str) -> str:
+        """A stream that shares its slot with others on a cluster:
+        ``{<prefix><service>.<tag>}.<rest>`` (the partition ``p`` of both inputs of
+        a join: tag ``<join>.p<n>``, so that one script reaches both); on one
+        Redis, as ``stream`` names it (``<prefix><service>.<rest>``)."""
+        if not self.cluster:
+            return f"{self.prefix}{self.service}.{rest}"
+        return "{" + f"{self.prefix}{self.service}.{tag}" + "}." + rest
+
     def key(self, name: str) -> str:
         """Another key of this service: ``<prefix><service>.<name>``."""
         return f"{self.prefix}{self.service}.{name}"

@@ -28,6 +28,11 @@ every message's lease token in the same script as its ``XADD`` (``ADD_FENCED``),
 a replica paused past its lease writes nothing for the partitions it lost. On a
 Redis Cluster the output stream is in another slot than the lease: only the local
 check applies (docs/redis.md).
+
+A stateful component's outputs made of a keyed Redis input are not queued here: the
+input's connection takes them (``take_by``) and writes them in the script that
+acknowledges the input and writes its key's state (``statestore``), then says how
+far it wrote (``wrote``), for the readers of the stream in this process.
 """
 
 from __future__ import annotations
@@ -104,6 +109,8 @@ class RedisPublisher:
         self._parked: Leases | None = None
         #: messages not written because the lease they depend on was lost
         self.refused = 0
+        #: who writes some messages in a script of its own instead (``take_by``)
+        self._takers: list[Callable[[RedisPublisher, Entry], bool]] = []
 
     def fence_by(
         self, fence: Callable[[Envelope], Lease | None], leases: Leases
@@ -126,6 +133,19 @@ class RedisPublisher:
             if lease is not None:
                 return lease
         return None
+
+    def take_by(self, take: Callable[[RedisPublisher, Entry], bool]) -> None:
+        """Hand each message to ``take(self, entry)`` first: True, it took it (a
+        stateful input's ``ACK_STATE`` writes it with the input's ack and state,
+        ``statestore``), and it is not queued here."""
+        self._takers.append(take)
+
+    def wrote(self, last: bytes) -> None:
+        """A taker's script added messages to the stream, the last as ``last``."""
+        written = stream_id(last)
+        if self.last_written is None or self.last_written < written:
+            self.last_written = written
+        self._progressed()
 
     def bound(self, group: str, max_lag: int) -> None:
         """Write only while ``group`` has fewer than ``max_lag`` entries unread or
@@ -202,6 +222,8 @@ class RedisPublisher:
                 raise
 
     def _queue(self, entry: Entry) -> None:
+        if self._takers and any(take(self, entry) for take in self._takers):
+            return
         enqueued, envelope = entry
         if self._fences:
             lease = self._fence(envelope)

@@ -8,14 +8,23 @@ stream (same hash tag, so same slot on a Cluster):
 ``<stream>.state.<group>``, one field per key and open window (``[start, key]`` as
 JSON) whose value is the accumulator as JSON (``Aggregate.dump``), and the field
 ``~watermark``. A count window has one open window per key: its field is ``[key]``
-and its value ``[accumulator, items so far, first time, last time]``. Every batch of
-a partition's items is one ``COMMIT`` script, which
-does nothing unless the partition's lease still holds this replica's token
-(fencing), and else, at once: acknowledges the batch's entries (``XACK``), writes
-the accumulators the batch changed, deletes the windows it closed, writes the
-watermark, and adds what the batch made (closed windows, updates, late items) to
-the output streams (one Redis) or to the partition's outbox (a Cluster: the
-partition's relay copies them on). A close by time (idleness, processing time) is
+and its value ``[accumulator, items so far, first time, last time]``. A sliding
+window (one per key and item time ``t``: ``(t - size, t]``) is named by its end,
+``[end, key]``; a new window is seeded from the key's items of the ``size`` before
+it, so those are kept too, one field each, ``[time, seq, key]`` (``seq`` tells
+apart items of one key and time) whose value is the item; a field is written when
+its item is kept and deleted when no window can hold it any more (its time is at or
+before the watermark less the grace and the size). So a batch writes what it
+changed: the accumulators of the windows its items fell in, a field per new item,
+a deletion per window closed and item dropped.
+
+Every batch of a partition's items is one ``COMMIT`` script, which does nothing
+unless the partition's lease still holds this replica's token (fencing), and else,
+at once: acknowledges the batch's entries (``XACK``), writes the accumulators (and
+kept items) the batch changed, deletes the windows it closed (and items dropped),
+writes the watermark, and adds what the batch made (closed windows, updates, late
+items) to the output streams (one Redis) or to the partition's outbox (a Cluster:
+the partition's relay copies them on). A close by time (idleness, processing time) is
 a ``COMMIT`` with no entry. So an input is in the state exactly when it is
 acknowledged, whatever instant a replica is killed at.
 
@@ -51,7 +60,7 @@ from ..envelope import Entry, Envelope
 from ..errors import WiringError
 from ..ports import OutputPort
 from ..watermark import Watermark
-from ..windowstate import AlignedWindows, CountWindows, Store
+from ..windowstate import AlignedWindows, CountWindows, SlidingWindows, Store
 from .connection import RedisConnection
 from .leases import TO, Lease
 from .link import UNREACHABLE, RedisLink
@@ -239,11 +248,33 @@ class _Partition:
     """One partition's windows and watermark, as loaded under ``lease``."""
 
     lease: Lease
-    store: AlignedWindows | CountWindows
+    store: AlignedWindows | SlidingWindows | CountWindows
     watermark: float = -math.inf
     advanced_at: float = 0.0
     #: windows a load found past the watermark: sent (and deleted) by the next commit
     carried: list[tuple[Any, float, float, Any]] = field(default_factory=list)
+    #: a sliding store's items kept since the last commit (field -> item), and the
+    #: fields of those it dropped that an earlier commit wrote: the next commit
+    #: writes the one and deletes the other
+    kept: dict[bytes, Any] = field(default_factory=dict)
+    forgotten: list[bytes] = field(default_factory=list)
+
+    def watch(self, store: SlidingWindows) -> None:
+        """Record what ``store`` keeps and drops, for the next commit."""
+        kept, forgotten = self.kept, self.forgotten
+
+        def keep(key: Any, t: float, seq: int, item: Any) -> None:
+            kept[dump_value([t, seq, key])] = item
+
+        def drop(key: Any, items: list[tuple[float, int, Any]]) -> None:
+            for t, seq, _ in items:
+                name = dump_value([t, seq, key])
+                if name in kept:
+                    del kept[name]  # never written: nothing to delete
+                else:
+                    forgotten.append(name)
+
+        store.kept, store.dropped = keep, drop
 
 
 @dataclass
@@ -263,11 +294,16 @@ class WindowStore:
     """The state of one window's partitions, kept in Redis (see the module)."""
 
     def __init__(self, window: Windowed, connection: Keyed) -> None:
-        if not isinstance(window.store, AlignedWindows | CountWindows):
+        if not isinstance(window.store, AlignedWindows | SlidingWindows | CountWindows):
             raise WiringError(
-                f"window {window.name!r}: over Redis only tumbling, hopping and "
-                "count windows are kept (sliding windows need memory: connect the "
-                "input in memory)"
+                f"window {window.name!r}: over Redis only tumbling, hopping, sliding "
+                f"and count windows are kept, not {type(window.store).__name__}"
+            )
+        if isinstance(window.store, SlidingWindows) and window.item_schema is None:
+            raise WiringError(
+                f"window {window.name!r}: over Redis a sliding window keeps its "
+                "recent items in Redis, read back with the input's schema: give "
+                "its input a pydantic model"
             )
         check_json(window.name, window.aggregate)
         self.window, self.connection = window, connection
@@ -315,7 +351,19 @@ class WindowStore:
         if isinstance(self.shape, CountWindows):
             self.partitions[lease.partition] = self._load_counts(lease, raw)
             return  # count windows do not close on time: nothing to rearm
-        store = AlignedWindows(self.shape.size, self.shape.hop, window.aggregate)
+        if isinstance(self.shape, SlidingWindows):
+            part = self._load_sliding(lease, raw)
+        else:
+            part = self._load_aligned(lease, raw)
+        if part.watermark > -math.inf:
+            part.store.close(part.watermark - window.grace, self._carry(part))
+        self.partitions[lease.partition] = part
+        window.rearm()  # its windows close by time too, items or not
+
+    def _load_aligned(self, lease: Lease, raw: dict[bytes, bytes]) -> _Partition:
+        window, shape = self.window, self.shape
+        assert isinstance(shape, AlignedWindows)
+        store = AlignedWindows(shape.size, shape.hop, window.aggregate)
         part = _Partition(lease, store, advanced_at=window.clock.now())
         load = window.aggregate.load
         for name, value in raw.items():
@@ -330,10 +378,32 @@ class WindowStore:
             slot[_hashable(key)] = load(load_value(value, window.item_schema))
             store.open += 1
         heapq.heapify(store.starts)
-        if part.watermark > -math.inf:
-            store.close(part.watermark - window.grace, self._carry(part))
-        self.partitions[lease.partition] = part
-        window.rearm()  # its windows close by time too, items or not
+        return part
+
+    def _load_sliding(self, lease: Lease, raw: dict[bytes, bytes]) -> _Partition:
+        """A partition's sliding windows (fields ``[end, key]``) and kept items
+        (fields ``[time, seq, key]``)."""
+        window, shape = self.window, self.shape
+        assert isinstance(shape, SlidingWindows)
+        store = SlidingWindows(shape.size, window.aggregate)
+        part = _Partition(lease, store, advanced_at=window.clock.now())
+        load, schema = window.aggregate.load, window.item_schema
+        windows: list[tuple[Any, float, Any]] = []
+        items: list[tuple[Any, float, int, Any]] = []
+        for name, value in raw.items():
+            if name == WATERMARK:
+                part.watermark = float(value)
+                continue
+            found = orjson.loads(name)
+            if len(found) == 2:
+                end, key = found
+                windows.append((_hashable(key), end, load(load_value(value, schema))))
+            else:
+                t, seq, key = found
+                items.append((_hashable(key), t, seq, load_value(value, schema)))
+        store.restore(windows, items)
+        part.watch(store)
+        return part
 
     def _load_counts(self, lease: Lease, raw: dict[bytes, bytes]) -> _Partition:
         """A partition's count windows, oldest first (so that the cap closes the
@@ -472,16 +542,20 @@ class WindowStore:
             )
 
         counting = isinstance(self.shape, CountWindows)
+        # a sliding window is named by its end (one per item time), exact in JSON
+        # where ``end - size`` need not be
+        by_end = isinstance(self.shape, SlidingWindows)
 
         def closed(key: Any, start: float, end: float, acc: Any) -> None:
             window.closed += 1
-            dirty.pop((start, key), None)
-            deleted.append(dump_value([key] if counting else [start, key]))
+            at = end if by_end else start
+            dirty.pop((at, key), None)
+            deleted.append(dump_value([key] if counting else [at, key]))
             if not every:
                 made(key, start, end, acc)
 
         def updated(key: Any, start: float, end: float, acc: Any) -> None:
-            dirty[(start, key)] = acc
+            dirty[(end if by_end else start, key)] = acc
             if every:
                 made(key, start, end, acc)
 
@@ -584,12 +658,20 @@ class WindowStore:
                     dump_value([dump(acc), items, first, last]),
                 ]
         else:
-            for (start, key), acc in changes.dirty.items():
-                pairs += [dump_value([start, key]), dump_value(dump(acc))]
+            for (at, key), acc in changes.dirty.items():
+                pairs += [dump_value([at, key]), dump_value(dump(acc))]
         # A window closed and opened again in one commit (a count window, or one
         # the cap closed early): the script deletes after it sets, so not this one.
         written = set(pairs[::2])
         deleted = [name for name in changes.deleted if name not in written]
+        # A sliding store's items: those kept since the last commit and still kept,
+        # and those dropped that an earlier commit wrote (one kept and dropped in
+        # between is in neither).
+        for name, item in part.kept.items():
+            pairs += [name, dump_value(item)]
+        deleted += part.forgotten
+        part.kept.clear()
+        part.forgotten.clear()
         if part.watermark > -math.inf:
             pairs += [WATERMARK, repr(part.watermark)]
         names: list[str] = []

@@ -50,6 +50,7 @@ from pydantic import BaseModel
 from redis.exceptions import ResponseError
 
 from ..envelope import Entry, Envelope, Origin
+from ..joinstate import Side
 from ..ports import InputPort, OutputPort, Overflow
 from .connection import (
     ACK_DELAY_S,
@@ -59,14 +60,15 @@ from .connection import (
     _Dead,
     _Undelivered,
 )
+from .joinstore import Joined, JoinStore
 from .leases import SAFE, TO, Lease, Leases
 from .link import UNREACHABLE, RedisLink, stream_id
 from .partitions import assignment, partition_of, skew
-from .publisher import WRITE_BATCH, RedisPublisher
+from .publisher import ROOM_POLL_S, WRITE_BATCH, RedisPublisher
 from .replicas import heartbeat, live_members
-from .statestore import RedisKeyedState, StateWrite
+from .statestore import LOST, ROOM, Output, RedisKeyedState, StateWrite
 from .windowstore import Windowed, WindowStore
-from .wire import DLQ_SUFFIX, FIELD
+from .wire import DLQ_SUFFIX, FIELD, encode
 
 __all__ = ["PartitionReader", "PartitionedConnection"]
 
@@ -107,6 +109,15 @@ class PartitionedConnection(RedisConnection):
             link.stream(source.component, f"{source.name}.{target.address}.p{n}")
             for n in range(partitions)
         ]
+        if link.cluster and getattr(target, "co_partitioned", False):
+            # a join's input: partition n of both its inputs in one slot (joinstore)
+            self.streams = [
+                link.tagged(
+                    f"{target.component}.p{n}",
+                    f"{source.component}.{source.name}.{target.address}.p{n}",
+                )
+                for n in range(partitions)
+            ]
         self.readers = [PartitionReader(self, n) for n in range(partitions)]
         #: the publisher of each partition's stream, when the sender runs here
         self.publishers: list[RedisPublisher] = []
@@ -134,6 +145,13 @@ class PartitionedConnection(RedisConnection):
         #: the key states of the stateful component this connection feeds, kept in
         #: Redis (None: the target keeps none)
         self.keyed_state: RedisKeyedState | None = None
+        #: what the stateful component made of each input taken here (by the
+        #: input's message id), until the input is settled: written by its
+        #: ``ACK_STATE`` (``take_output``)
+        self._made: dict[str, list[Output]] = {}
+        #: the join this connection feeds one side of, its state kept in Redis
+        #: (``joinstore``; None: the target is no join)
+        self.joined: tuple[JoinStore, Side] | None = None
         self._ttl_ms = link.settings.redis_lease_ttl_ms
         # how long a beat, a renewal or a grant may take before it is given up
         # for this round: half of what the lease is trusted for (a busy event loop
@@ -250,6 +268,8 @@ class PartitionedConnection(RedisConnection):
         for writer in self._writers:
             writer.listen(self.writer_progressed)
             writer.fence_by(self.fence_of, self.leases)
+            if self.keyed_state is not None:
+                writer.take_by(self.take_output)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._own, tasks)
             tasks.start_soon(self._watch_stop)
@@ -281,11 +301,39 @@ class PartitionedConnection(RedisConnection):
         cause = parent.causation_id
         return None if cause is None else self._fences.get(cause)
 
+    def take_output(self, publisher: RedisPublisher, entry: Entry) -> bool:
+        """A stateful component's output made of an input taken here: kept to be
+        written by the input's ``ACK_STATE``, with its ack and its key's state
+        (True: taken; not for the publisher to write)."""
+        enqueued, envelope = entry
+        lease = self.fence_of(envelope)
+        if lease is None:
+            return False
+        reader = self.readers[lease.partition]
+        if reader.lease is not lease or lease.lost:
+            # its partition has passed on: its new owner makes it again
+            publisher.refused += 1
+            return True
+        parent = envelope.parent
+        assert isinstance(parent, Origin) and parent.causation_id is not None
+        made = self._made.setdefault(parent.causation_id, [])
+        made.append((publisher, encode(envelope, enqueued)))
+        return True
+
     def keep_window(self, window: Windowed) -> WindowStore:
         """Keep ``window``'s state per partition in Redis (``windowstore``): its
         items are acknowledged by the store's commits, not settled."""
         self.kept = WindowStore(window, self)
         return self.kept
+
+    def keep_join(self, join: Joined, side: Side, store: JoinStore | None) -> JoinStore:
+        """Keep ``join``'s state per partition in Redis (``joinstore``), this
+        connection its ``side`` input: one store for both (``store``, made by the
+        first side's connection)."""
+        store = JoinStore(join) if store is None else store
+        store.attach(side, self)
+        self.joined = (store, side)
+        return store
 
     def keep_state(
         self,
@@ -334,6 +382,30 @@ class PartitionedConnection(RedisConnection):
         if reader.lease is lease:
             reader.lose(why)
 
+    def give_up(self, lease: Lease) -> None:
+        """Hand the partition of ``lease`` over (if still read under it): what was
+        taken is settled, then the lease released (``joinstore``: the join's other
+        input let its partition go)."""
+        reader = self.readers[lease.partition]
+        if reader.lease is lease:
+            reader.give_up()
+
+    def forget(self, lease: Lease, entries: list[Entry]) -> None:
+        """Entries taken under ``lease`` that will not be acknowledged here: no
+        longer held, so that the reader settles without them; pending in Redis,
+        the next owner delivers them again (``joinstore``)."""
+        taken, fences = self._taken, self._fences
+        reader = self.readers[lease.partition]
+        for _, envelope in entries:
+            taken.pop(envelope.seq, None)
+            if fences.get(envelope.id) is lease:
+                del fences[envelope.id]
+            held = (
+                reader._held.pop(envelope.seq, None) if reader.lease is lease else None
+            )
+            if held is not None:
+                reader._unacked.discard(held.id)
+
     def retry_after(self, envelope: Envelope, failed: int) -> float | None:
         """How long to wait before the message that failed its ``failed``-th
         delivery here is tried again in place (None: it had ``max_retries``, and
@@ -350,9 +422,10 @@ class PartitionedConnection(RedisConnection):
 
     def _settle(self, envelope: Envelope, error: Exception | None) -> None:
         tries = self._tries.pop(envelope.seq, 1) if self._tries else 1
-        write = None
+        write, made = None, None
         if self.keyed_state is not None:
             write = self.keyed_state.written(envelope.item)
+            made = self._made.pop(envelope.id, None)
         lease = self._taken.pop(envelope.seq, None)
         if lease is None:
             return
@@ -362,10 +435,12 @@ class PartitionedConnection(RedisConnection):
         if reader.lease is not lease:  # read under an earlier lease: not ours now
             return
         if error is None:
-            if write is not None:
-                held = reader._held.get(envelope.seq)
-                if held is not None:
+            held = reader._held.get(envelope.seq)
+            if held is not None:
+                if write is not None:
                     reader.state_writes[held.id] = write
+                if made:
+                    reader.state_outputs[held.id] = made
             reader._settle(envelope, None)
         else:  # never left pending: the later items of its key would overtake it
             reader.bury_failed(envelope, error, tries)
@@ -621,6 +696,8 @@ class PartitionReader(RedisConnection):
         self.running = False
         #: acknowledgements and writes the lease refused
         self.refused = 0
+        #: stateful scripts held back: a bounded output stream was full (max_lag)
+        self.held_back = 0
         #: entries taken from the partition here, and acknowledged (since the start)
         self.taken = 0
         self.acknowledged = 0
@@ -628,8 +705,10 @@ class PartitionReader(RedisConnection):
         self.parked = anyio.Event()
         self._leaving = anyio.Event()
         self._lost = False
-        #: the key states each entry taken here changed, written with its ack
+        #: the key states each entry taken here changed, and the outputs the
+        #: stateful component made of it, written with its ack (``ACK_STATE``)
         self.state_writes: dict[bytes, StateWrite] = {}
+        self.state_outputs: dict[bytes, list[Output]] = {}
 
     def __repr__(self) -> str:
         return f"PartitionReader({self.stream!r}, group={self.group!r})"
@@ -648,6 +727,9 @@ class PartitionReader(RedisConnection):
             )  # fmt: skip
             self._leaving.set()
             self.wake()
+            if self.parent.joined is not None and self.lease is not None:
+                store, side = self.parent.joined
+                store.leaving(side, self.lease)
 
     def lose(self, why: str) -> None:
         """Stop at once, acknowledging and writing nothing more under the lease."""
@@ -723,6 +805,7 @@ class PartitionReader(RedisConnection):
         self._waiting.clear()
         self._dead.clear()
         self.state_writes.clear()
+        self.state_outputs.clear()
         # (``_last_read`` is kept: what was read here before was delivered then)
         self._cursor = "0-0"
 
@@ -742,6 +825,9 @@ class PartitionReader(RedisConnection):
         Redis) before any entry is delivered; False: it could not, and the lease
         is given up."""
         kept, keyed = self.parent.kept, self.parent.keyed_state
+        if self.parent.joined is not None:  # loaded once both sides' leases are
+            store, side = self.parent.joined
+            await store.granted(side, lease)
         if kept is None and keyed is None:
             return True
         try:
@@ -786,6 +872,37 @@ class PartitionReader(RedisConnection):
             ),
         )
 
+    async def _room_for_a_batch(self) -> None:
+        # A stateful input's outputs wait here for their ACK_STATE (held back while
+        # a bounded output stream is full, ``max_lag``): read nothing more meanwhile.
+        while len(self.state_outputs) >= self.buffer_size and not self._finished():
+            await anyio.sleep(ACK_DELAY_S)
+        await super()._room_for_a_batch()
+
+    async def _read_new(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """New entries, taken only under the lease (``READ_FENCED``); when there are
+        none, wait for more with a plain ``XREAD BLOCK``, which takes nothing. A
+        blocking ``XREADGROUP`` would go on in Redis while this replica is paused
+        (SIGSTOP, a long GC) and take entries written after its lease passed on."""
+        lease = self.lease
+        if lease is None:
+            return []
+        count = max(1, min(self.buffer_size - self.depth(), READ_BATCH))
+        leases, consumer = self.parent.leases, self.link.consumer
+        answer = await self._until_finished(
+            lambda: leases.read(self.stream, self.group, consumer, lease, count)
+        )
+        if isinstance(answer, list):
+            return answer
+        if isinstance(answer, int):  # (None: finished meanwhile, or refused)
+            self.lose("a read under its lease was refused: the lease passed on")
+        elif isinstance(answer, bytes):
+            client, block_ms = self.link.client, max(10, int(self._interval * 1000))
+            await self._until_finished(
+                lambda: client.xread({self.stream: answer}, count=1, block=block_ms)
+            )
+        return []
+
     def committed(self, entries: list[Entry]) -> None:
         """Acknowledged by a window store's commit (``windowstore``)."""
         for _, envelope in entries:
@@ -800,6 +917,9 @@ class PartitionReader(RedisConnection):
             kept.drop(lease)
         if keyed is not None:
             keyed.drop(self.partition)
+        if self.parent.joined is not None:
+            store, side = self.parent.joined
+            store.drop(side, lease)
         with anyio.CancelScope(shield=True):
             if not lease.lost:
                 lease.lost = True
@@ -984,10 +1104,11 @@ class PartitionReader(RedisConnection):
                 acks, self._acks = self._acks, list[bytes]()
                 records = [(letter.id, self._record(letter)) for letter in dead]
                 keyed = self.parent.keyed_state
-                if keyed is not None:  # each state written with its entry's ack
+                full = False
+                if keyed is not None:  # each state and output written with its ack
                     keys = [self.stream, lease.key, self.dead_letters]
                     keys.append(self.parent.state_key(self.partition))
-                    acked = await self.link.call(
+                    answer = await self.link.call(
                         partial(
                             keyed.acknowledge,
                             self.parent.leases,
@@ -997,8 +1118,17 @@ class PartitionReader(RedisConnection):
                             acks,
                             self.state_writes,
                             records,
+                            self.state_outputs,
                         )
                     )
+                    acked = answer.acked
+                    if acked == ROOM:  # tried again (in order) once there is room
+                        full = True
+                        self.held_back += 1
+                        self._acks[:0] = acks[answer.done :]
+                        self._dead[:0] = dead
+                        acks, dead = acks[: answer.done], list[_Dead]()
+                    self.parked.set()  # on a Cluster the outputs wait in the outbox
                 else:
                     acked = await self.link.call(
                         partial(
@@ -1011,7 +1141,7 @@ class PartitionReader(RedisConnection):
                             self.dead_letters,
                         )
                     )
-                if acked < 0:
+                if acked == LOST:
                     self.refused += len(acks) + len(dead)
                     self.lose("acknowledging found another replica's lease")
                     return
@@ -1030,6 +1160,8 @@ class PartitionReader(RedisConnection):
                         letter.error_type,
                         letter.error,
                     )
+                if full:
+                    await anyio.sleep(ROOM_POLL_S)
 
 
 def _text(value: Any) -> str | None:
