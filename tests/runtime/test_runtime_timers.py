@@ -5,6 +5,7 @@ Cadence is asserted on a ``ManualClock`` the test moves, never by sleeping.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 import runtime
+from runtime.clock import Alarm, ManualClock
 from runtime.cron import Cron, CronError
 from runtime.timers import Ticker
 
@@ -231,3 +233,43 @@ def test_cron_refuses_what_it_cannot_read(schedule: str, message: str) -> None:
 def test_cron_says_when_a_schedule_never_matches() -> None:
     with pytest.raises(CronError, match="never matches"):
         Cron.parse("0 0 30 2 *").next_after(at("2026-01-01 00:00"))
+
+
+async def wait_until(check: Callable[[], bool]) -> None:
+    with anyio.fail_after(5):
+        while not check():
+            await anyio.sleep(0)
+
+
+class Due:
+    """State that falls due at ``at`` and records when it was served."""
+
+    def __init__(self, clock: ManualClock, at: float) -> None:
+        self.clock, self.at, self.served = clock, at, list[float]()
+
+    def deadline(self) -> float:
+        return self.at
+
+    async def on_time(self) -> None:
+        self.served.append(self.clock.now())
+        self.at = math.inf
+
+
+async def test_an_alarm_serves_what_falls_due_and_a_wake_brings_a_new_deadline() -> (
+    None
+):
+    clock = ManualClock()
+    due, alarm = Due(clock, math.inf), Alarm()
+    alarm.unarmed = False
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(alarm.serve, clock, due)
+        await wait_until(lambda: alarm.unarmed)  # nothing due: it waits unarmed
+        due.at = clock.now() + 5
+        clock.advance(10)
+        for _ in range(5):
+            await anyio.sleep(0)
+        assert due.served == []  # the deadline moved, but nobody woke it
+        alarm.wake()
+        await wait_until(lambda: due.served != [])
+        assert due.served == [clock.now()] and alarm.unarmed
+        tasks.cancel_scope.cancel()
