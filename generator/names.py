@@ -87,7 +87,7 @@ RESERVED_SCHEMAS = frozenset({
     "Service", "ServiceError", "ServiceSettings", "Sink", "Source", "Stuck",
     "SystemExit", "Timer", "Transformer", "Transport", "UTC", "UUID", "VALID", "ValidationError", "ValueError",
     # the live kinds: wiring.py and tests/test_websockets.py
-    "Envelope", "ExitStack", "FILTERS", "INS", "Inlet", "LIVES", "OUTS", "POLICY", "Tap",
+    "Envelope", "ExitStack", "FILTERS", "INS", "Inlet", "LIVES", "OUTS", "PAGES", "POLICY", "Tap",
     "TestClient", "WebSocketDisconnect", "WebSocketIn", "WebSocketOut",
     "WebSocketTestSession",
     # the window kind: wiring.py and tests/test_windows.py
