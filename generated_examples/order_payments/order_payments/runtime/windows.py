@@ -35,7 +35,7 @@ from anyio import EndOfStream
 from pydantic import BaseModel, ConfigDict
 
 from .aggregates import Aggregate, Count
-from .clock import Clock, LoopClock
+from .clock import Alarm, Clock, LoopClock
 from .component import ERRORS_PORT, Component, RunContext
 from .envelope import Entry, Envelope, new_envelope, next_seq
 from .errors import ErrorRecord, WiringError
@@ -201,9 +201,8 @@ class Window(Component):
         self._failed: list[tuple[Entry, Exception]] = []
         # made in ``serve``: anyio's primitives belong to the running loop
         self._sending: anyio.Lock | None = None
-        self._wake: anyio.Event | None = None
-        #: whether the timer waits for the first window (nothing to time yet)
-        self._unarmed = True
+        #: the timer's wait (closes and expiries by the clock)
+        self.alarm = Alarm()
         #: the state kept by the input's transport (over Redis), else None
         self.kept: KeptWindows | None = None
         #: what an item is read back as from kept state (``collect`` of items)
@@ -317,7 +316,7 @@ class Window(Component):
             return
         drains = [(p, c) for p in self.inputs.values() for c in p.connections]
         self.watermark.advanced_at = self.clock.now()
-        self._sending, self._wake = anyio.Lock(), anyio.Event()
+        self._sending, self.alarm = anyio.Lock(), Alarm()
         async with anyio.create_task_group() as timer:
             timer.start_soon(self._on_time)
             async with anyio.create_task_group() as group:
@@ -346,9 +345,9 @@ class Window(Component):
         replica that stops closes nothing (the partitions' next owners go on)."""
         drains = [(p, c) for p in self.inputs.values() for c in p.connections]
         self.watermark.advanced_at = self.clock.now()
-        self._sending, self._wake = anyio.Lock(), anyio.Event()
+        self._sending, self.alarm = anyio.Lock(), Alarm()
         async with anyio.create_task_group() as timer:
-            timer.start_soon(self._on_time_kept, kept)
+            timer.start_soon(self.alarm.serve, self.clock, kept)
             async with anyio.create_task_group() as group:
                 for port, connection in drains:
                     group.start_soon(self._receive_kept, port, connection, kept)
@@ -373,27 +372,13 @@ class Window(Component):
                 counts[0] += len(batch)
                 for entry, exc in await kept.take(batch):
                     await self.fail(port, entry[1], exc)
-                if self._unarmed and kept.open and self._wake is not None:
-                    self._wake.set()
+                if self.alarm.unarmed and kept.open:
+                    self.alarm.wake()
 
     def rearm(self) -> None:
         """The kept state changed outside the input loop (a partition's state was
         loaded): the timer looks at its deadline again."""
-        if self._wake is not None:
-            self._wake.set()
-
-    async def _on_time_kept(self, kept: KeptWindows) -> None:
-        """``_on_time`` over Redis: each partition's closes committed by ``kept``."""
-        clock = self.clock
-        while True:
-            deadline = kept.deadline()
-            self._unarmed = deadline == math.inf
-            self._wake = wake = anyio.Event()
-            with clock.scope(deadline):
-                await wake.wait()
-            if clock.now() >= kept.deadline():
-                with anyio.CancelScope(shield=True):
-                    await kept.on_time()
+        self.alarm.wake()
 
     def _add_all(self, batch: list[Entry], key: Callable[[Any], Any]) -> None:
         """The synchronous core: add a batch, closing what the watermark passes."""
@@ -415,8 +400,8 @@ class Window(Component):
             self.late_items += len(late)
             if self._late is not None:
                 self._late_entries += late
-        if self._unarmed and store.open and self._wake is not None:
-            self._wake.set()
+        if self.alarm.unarmed and store.open:
+            self.alarm.wake()
 
     def _add_each(
         self,
@@ -653,10 +638,7 @@ class Window(Component):
         clock = self.clock
         while True:
             deadline = self._deadline()
-            self._unarmed = deadline == math.inf
-            self._wake = wake = anyio.Event()
-            with clock.scope(deadline):
-                await wake.wait()
+            await self.alarm.wait(clock, deadline)
             if clock.now() < self._deadline():
                 continue  # woken by a first window, or items moved the deadline on
             if self.event_time:

@@ -9,13 +9,14 @@ assert exact cadences, never wall-clock durations on a shared machine.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Protocol
 
 import anyio
 from anyio.lowlevel import checkpoint
 
-__all__ = ["Clock", "LoopClock", "ManualClock"]
+__all__ = ["Alarm", "Clock", "Due", "LoopClock", "ManualClock"]
 
 
 class Clock(Protocol):
@@ -119,3 +120,49 @@ class ManualClock:
         for deadline, event in self._sleepers:
             if deadline <= self.time:
                 event.set()
+
+
+class Due(Protocol):
+    """State kept elsewhere (a transport's store) that falls due at a deadline."""
+
+    def deadline(self) -> float:
+        """When something falls due, on the clock's ``now()`` (inf: nothing)."""
+
+    async def on_time(self) -> None:
+        """Do what is due now."""
+
+
+class Alarm:
+    """A component timer's wait for a deadline that may come nearer.
+
+    The timer waits with ``wait``; ``wake`` ends the wait early, and the timer
+    computes its deadline again: a first window or held item while nothing was
+    due (``unarmed``), or state loaded from elsewhere. Windows and joins time
+    their closes and expiries with one.
+    """
+
+    def __init__(self) -> None:
+        #: the last wait had no deadline: nothing to time yet
+        self.unarmed = True
+        self._event: anyio.Event | None = None
+
+    def wake(self) -> None:
+        """End the current wait (the deadline may have moved)."""
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self, clock: Clock, deadline: float) -> None:
+        """Until ``deadline`` on ``clock``, or an earlier ``wake``."""
+        self.unarmed = deadline == math.inf
+        self._event = event = anyio.Event()
+        with clock.scope(deadline):
+            await event.wait()
+
+    async def serve(self, clock: Clock, due: Due) -> None:
+        """Forever: wait for ``due``'s deadline, then do what is due (shielded:
+        a stop does not cut a commit in half)."""
+        while True:
+            await self.wait(clock, due.deadline())
+            if clock.now() >= due.deadline():
+                with anyio.CancelScope(shield=True):
+                    await due.on_time()

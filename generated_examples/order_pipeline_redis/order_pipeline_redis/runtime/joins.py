@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 from pydantic import BaseModel
 
-from .clock import Clock, LoopClock
+from .clock import Alarm, Clock, LoopClock
 from .component import ERRORS_PORT, Component, RunContext
 from .envelope import Entry, Envelope
 from .errors import ErrorRecord, WiringError
@@ -191,9 +191,8 @@ class Join(Component):
         self._awaiting: list[tuple[Envelope, Awaitable[Any]]] = []
         # made in ``serve``: anyio's primitives belong to the running loop
         self._sending: anyio.Lock | None = None
-        self._wake: anyio.Event | None = None
-        #: whether the timer waits for the first held item (nothing to time yet)
-        self._unarmed = True
+        #: the timer's wait (closes and expiries by the clock)
+        self.alarm = Alarm()
         #: the state kept by the inputs' transport (over Redis), else None
         self.kept: KeptJoin | None = None
 
@@ -296,14 +295,13 @@ class Join(Component):
     def rearm(self) -> None:
         """The kept state changed outside the input loop (a partition's state was
         loaded): the timer looks at its deadline again."""
-        if self._wake is not None:
-            self._wake.set()
+        self.alarm.wake()
 
     async def serve(self, context: RunContext) -> None:
         """Take both inputs, expire held items on time meanwhile; at the end (a
         drain), drop every held item (the unmatched ones to ``unmatched``)."""
         self.watermark.advanced_at = self.clock.now()
-        self._sending, self._wake = anyio.Lock(), anyio.Event()
+        self._sending, self.alarm = anyio.Lock(), Alarm()
         if self.kept is not None:
             await self._serve_kept(self.kept)
             return
@@ -321,7 +319,7 @@ class Join(Component):
         """``serve`` over Redis: the state is the partitions', in Redis, so a
         replica that stops drops nothing (the partitions' next owners go on)."""
         async with anyio.create_task_group() as timer:
-            timer.start_soon(self._on_time_kept, kept)
+            timer.start_soon(self.alarm.serve, self.clock, kept)
             async with anyio.create_task_group() as group:
                 for port in self.inputs.values():
                     for connection in port.connections:
@@ -336,24 +334,10 @@ class Join(Component):
         async def handle(batch: list[Entry]) -> None:
             for failed_side, entry, exc in await kept.take(side, batch):
                 await self.fail(self.inputs[failed_side], entry[1], exc)
-            if self._unarmed and kept.held and self._wake is not None:
-                self._wake.set()
+            if self.alarm.unarmed and kept.held:
+                self.alarm.wake()
 
         await intake(port, connection, self.burst_limit, handle)
-
-    async def _on_time_kept(self, kept: KeptJoin) -> None:
-        """``_on_time`` over Redis: each partition's expiries committed by
-        ``kept``."""
-        clock = self.clock
-        while True:
-            deadline = kept.deadline()
-            self._unarmed = deadline == math.inf
-            self._wake = wake = anyio.Event()
-            with clock.scope(deadline):
-                await wake.wait()
-            if clock.now() >= kept.deadline():
-                with anyio.CancelScope(shield=True):
-                    await kept.on_time()
 
     async def _receive(self, port: InputPort, connection: Connection) -> None:
         side: Side = "left" if port.name == "left" else "right"
@@ -406,8 +390,8 @@ class Join(Component):
                 state.add(side, k, t, envelope)
             except Exception as exc:  # no key or time
                 self._failed.append((envelope, exc))
-        if self._unarmed and state.held and self._wake is not None:
-            self._wake.set()
+        if self.alarm.unarmed and state.held:
+            self.alarm.wake()
 
     def _paired(self, left: Held, right: Held, arriving: Side) -> None:
         """A pair: ``match`` runs, and what it returns is sent, caused by the
@@ -481,10 +465,7 @@ class Join(Component):
         clock, state = self.clock, self.buffers
         while True:
             deadline = self._deadline()
-            self._unarmed = deadline == math.inf
-            self._wake = wake = anyio.Event()
-            with clock.scope(deadline):
-                await wake.wait()
+            await self.alarm.wait(clock, deadline)
             if clock.now() < self._deadline():
                 continue  # woken by a first item, or items moved the deadline on
             if self.event_time:

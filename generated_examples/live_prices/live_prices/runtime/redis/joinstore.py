@@ -60,12 +60,11 @@ from ..errors import WiringError
 from ..joinstate import SIDES, Held, JoinState, Side
 from ..ports import InputPort, OutputPort
 from ..watermark import TimeReader, Watermark
+from .commits import Sends, lua_state_and_sends, state_and_sends
 from .connection import RedisConnection
-from .leases import TO, Lease
+from .leases import Lease
 from .link import UNREACHABLE, RedisLink
-from .partitions import partition_of
 from .windowstore import dump_value, load_value
-from .wire import FIELD, encode
 
 __all__ = ["COMMIT_JOIN", "WATERMARK", "JoinInput", "JoinStore", "Joined"]
 
@@ -98,31 +97,7 @@ for side = 1, 2 do
   end
   i = i + n
 end
-local n = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, n do
-  redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-n = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, n do
-  redis.call('HDEL', KEYS[5], ARGV[i])
-  i = i + 1
-end
-n = tonumber(ARGV[i])
-local names = i
-i = i + 1 + n
-while i <= #ARGV do
-  local t = tonumber(ARGV[i])
-  if park then
-    redis.call('XADD', KEYS[6], '*', '{FIELD.decode()}', ARGV[i + 1],
-      '{TO.decode()}', ARGV[names + t])
-  else
-    redis.call('XADD', KEYS[5 + t], '*', '{FIELD.decode()}', ARGV[i + 1])
-  end
-  i = i + 2
-end
+{lua_state_and_sends(5, 6)}
 return acked
 """
 
@@ -652,34 +627,21 @@ class JoinStore:
         deleted = [name for name in changes.deleted if name not in written]
         if part.watermark > -math.inf:
             pairs += [WATERMARK, repr(part.watermark)]
-        names: list[str] = []
-        numbers: dict[str, int] = {}
-        messages: list[Any] = []
-        now = monotonic()
+        sends, now = Sends(), monotonic()
         for port, result in changes.outputs:
-            if result is None:
-                continue  # match dropped the pair
-            data = encode(Envelope.start(result, now), now)
-            for target in self.targets.get(port, []):
-                stream = _stream_of(target, result)
-                number = numbers.get(stream)
-                if number is None:
-                    names.append(stream)
-                    number = numbers[stream] = len(names)
-                messages += [number, data]
+            if result is not None:  # (None: match dropped the pair)
+                sends.add(self.targets.get(port, []), result, now)
         left, right = self.inputs["left"], self.inputs["right"]
         lease_l, lease_r = part.leases["left"], part.leases["right"]
         assert lease_l is not None and lease_r is not None
         p, park = lease_l.partition, left.link.cluster
         keys = [left.streams[p], right.streams[p], lease_l.key, lease_r.key]
-        keys += [self.state_key(p), *([lease_l.outbox] if park else names)]
+        keys += [self.state_key(p), *([lease_l.outbox] if park else sends.names)]
         args: list[Any] = [left.group, right.group, lease_l.token, lease_r.token]
         args.append(int(park))
         for side in SIDES:
             args += [len(changes.ids[side]), *changes.ids[side]]
-        args += [len(pairs) // 2, *pairs, len(deleted), *deleted]
-        args += [len(names), *names, *messages]
-        return keys, args
+        return keys, args + state_and_sends(pairs, deleted, sends)
 
 
 def _hashable(value: Any) -> Any:
@@ -687,12 +649,3 @@ def _hashable(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_hashable(v) for v in value)
     return value
-
-
-def _stream_of(connection: RedisConnection, item: Any) -> str:
-    """The stream a result goes to on ``connection`` (a keyed one: by its key)."""
-    streams: list[str] | None = getattr(connection, "streams", None)
-    key = connection.key
-    if streams is None or key is None:
-        return connection.stream
-    return streams[partition_of(key(item), len(streams))]

@@ -61,11 +61,10 @@ from ..errors import WiringError
 from ..ports import OutputPort
 from ..watermark import Watermark
 from ..windowstate import AlignedWindows, CountWindows, SlidingWindows, Store
+from .commits import Sends, lua_state_and_sends, state_and_sends
 from .connection import RedisConnection
-from .leases import TO, Lease
+from .leases import Lease
 from .link import UNREACHABLE, RedisLink
-from .partitions import partition_of
-from .wire import FIELD, encode
 
 __all__ = [
     "COMMIT",
@@ -99,31 +98,7 @@ i = i + 1
 local acked = 0
 if n > 0 then acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, i, i + n - 1)) end
 i = i + n
-n = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, n do
-  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-n = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, n do
-  redis.call('HDEL', KEYS[3], ARGV[i])
-  i = i + 1
-end
-n = tonumber(ARGV[i])
-local names = i
-i = i + 1 + n
-while i <= #ARGV do
-  local t = tonumber(ARGV[i])
-  if park then
-    redis.call('XADD', KEYS[4], '*', '{FIELD.decode()}', ARGV[i + 1],
-      '{TO.decode()}', ARGV[names + t])
-  else
-    redis.call('XADD', KEYS[3 + t], '*', '{FIELD.decode()}', ARGV[i + 1])
-  end
-  i = i + 2
-end
+{lua_state_and_sends(3, 4)}
 return acked
 """
 
@@ -674,35 +649,14 @@ class WindowStore:
         part.forgotten.clear()
         if part.watermark > -math.inf:
             pairs += [WATERMARK, repr(part.watermark)]
-        names: list[str] = []
-        numbers: dict[str, int] = {}
-        messages: list[Any] = []
-        now = monotonic()
+        sends, now = Sends(), monotonic()
         for port, item in changes.outputs:
-            data = encode(Envelope.start(item, now), now)
-            for target in self.targets.get(port, []):
-                stream = _stream_of(target, item)
-                number = numbers.get(stream)
-                if number is None:
-                    names.append(stream)
-                    number = numbers[stream] = len(names)
-                messages += [number, data]
+            sends.add(self.targets.get(port, []), item, now)
         partition = part.lease.partition
         stream = connection.streams[partition]
         park = self.link.cluster
         keys = [stream, part.lease.key, self.state_key(partition)]
-        keys += [part.lease.outbox] if park else names
+        keys += [part.lease.outbox] if park else sends.names
         args: list[Any] = [connection.group, part.lease.token, int(park)]
-        args += [len(changes.ids), *changes.ids, len(pairs) // 2, *pairs]
-        args += [len(deleted), *deleted]
-        args += [len(names), *names, *messages]
-        return keys, args
-
-
-def _stream_of(connection: RedisConnection, item: Any) -> str:
-    """The stream a result goes to on ``connection`` (a keyed one: by its key)."""
-    streams: list[str] | None = getattr(connection, "streams", None)
-    key = connection.key
-    if streams is None or key is None:
-        return connection.stream
-    return streams[partition_of(key(item), len(streams))]
+        args += [len(changes.ids), *changes.ids]
+        return keys, args + state_and_sends(pairs, deleted, sends)
